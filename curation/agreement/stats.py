@@ -1,0 +1,227 @@
+"""Inter-rater agreement statistics. Pure numpy: no Django, no I/O.
+
+Ratings are integer category codes in a 2-D array ``items × raters`` where ``MISSING`` (-1)
+marks a rater who did not judge an item. Every function is vectorised so a report over
+100,000 items × 4 raters stays well under a second.
+
+Undefined values (a statistic whose expected agreement is 1 because only one category
+occurs) are returned as ``nan``, as scikit-learn and the ``krippendorff`` package do; the
+report shows them as "undefined" rather than inventing a number.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+MISSING = -1
+
+
+@dataclass(frozen=True)
+class KappaResult:
+    kappa: float
+    ci_low: float
+    ci_high: float
+    n: int  # items both raters judged
+    percent_agreement: float
+
+
+def _pair(a, b) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    both = (a != MISSING) & (b != MISSING)
+    return a[both], b[both]
+
+
+def confusion_matrix(a, b, *, n_categories: int) -> np.ndarray:
+    """Rows: rater a's category, columns: rater b's; only items both judged."""
+    a, b = _pair(a, b)
+    return np.bincount(a * n_categories + b, minlength=n_categories**2).reshape(
+        n_categories, n_categories
+    )
+
+
+def _kappa_from_confusion(matrix: np.ndarray) -> float:
+    total = matrix.sum()
+    if total == 0:
+        return float("nan")
+    observed = np.trace(matrix) / total
+    expected = (matrix.sum(axis=1) @ matrix.sum(axis=0)) / total**2
+    if expected >= 1.0:
+        return float("nan")
+    return float((observed - expected) / (1.0 - expected))
+
+
+def cohen_kappa(a, b, *, n_categories: int) -> float:
+    return _kappa_from_confusion(confusion_matrix(a, b, n_categories=n_categories))
+
+
+def percent_agreement(a, b) -> float:
+    a, b = _pair(a, b)
+    return float(np.mean(a == b)) if len(a) else float("nan")
+
+
+def cohen_kappa_ci(
+    a, b, *, n_categories: int, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> KappaResult:
+    """Cohen's κ with a percentile bootstrap CI over items (resampled with replacement).
+
+    Each bootstrap sample's confusion matrix is built with one ``bincount`` over all samples
+    at once, so 1,000 resamples of 100k items cost a few hundred milliseconds.
+    """
+    a, b = _pair(a, b)
+    n = len(a)
+    kappa = cohen_kappa(a, b, n_categories=n_categories)
+    agreement = float(np.mean(a == b)) if n else float("nan")
+    if n < 2:
+        return KappaResult(kappa, float("nan"), float("nan"), n, agreement)
+    rng = np.random.default_rng(seed)
+    cell = a * n_categories + b
+    k2 = n_categories**2
+    kappas = np.empty(n_boot)
+    # Chunk the resamples to keep memory bounded (chunk × n int64 indices).
+    chunk = max(1, min(n_boot, 20_000_000 // n))
+    for start in range(0, n_boot, chunk):
+        size = min(chunk, n_boot - start)
+        picks = rng.integers(0, n, size=(size, n))
+        offsets = (np.arange(size) * k2)[:, None]
+        counts = np.bincount((cell[picks] + offsets).ravel(), minlength=size * k2)
+        matrices = counts.reshape(size, n_categories, n_categories).astype(np.float64)
+        observed = np.trace(matrices, axis1=1, axis2=2) / n
+        expected = np.einsum("si,si->s", matrices.sum(axis=2), matrices.sum(axis=1)) / n**2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            kappas[start : start + size] = np.where(
+                expected < 1.0, (observed - expected) / (1.0 - expected), np.nan
+            )
+    alpha = (1.0 - level) / 2
+    finite = kappas[np.isfinite(kappas)]
+    if len(finite) == 0:
+        return KappaResult(kappa, float("nan"), float("nan"), n, agreement)
+    low, high = np.quantile(finite, [alpha, 1.0 - alpha])
+    return KappaResult(kappa, float(low), float(high), n, agreement)
+
+
+def category_counts(ratings, *, n_categories: int) -> np.ndarray:
+    """``items × categories`` table of how many raters chose each category (missing skipped)."""
+    ratings = np.asarray(ratings, dtype=np.int64)
+    items = np.repeat(np.arange(ratings.shape[0]), ratings.shape[1])
+    flat = ratings.ravel()
+    keep = flat != MISSING
+    return np.bincount(
+        items[keep] * n_categories + flat[keep], minlength=ratings.shape[0] * n_categories
+    ).reshape(ratings.shape[0], n_categories)
+
+
+def fleiss_kappa(ratings, *, n_categories: int) -> float:
+    """Fleiss' κ over items with at least two ratings. With the same number of raters on
+    every item this is exactly Fleiss (1971) (statsmodels' ``fleiss_kappa``); items with
+    fewer raters use their own n_i in the per-item agreement."""
+    table = category_counts(ratings, n_categories=n_categories).astype(np.float64)
+    n_i = table.sum(axis=1)
+    table, n_i = table[n_i >= 2], n_i[n_i >= 2]
+    if len(table) == 0:
+        return float("nan")
+    per_item = ((table * (table - 1)).sum(axis=1)) / (n_i * (n_i - 1))
+    p_bar = per_item.mean()
+    p_j = table.sum(axis=0) / n_i.sum()
+    p_e = float((p_j**2).sum())
+    if p_e >= 1.0:
+        return float("nan")
+    return float((p_bar - p_e) / (1.0 - p_e))
+
+
+def krippendorff_alpha_nominal(ratings, *, n_categories: int) -> float:
+    """Krippendorff's α for nominal data with missing ratings (coincidence-matrix form)."""
+    table = category_counts(ratings, n_categories=n_categories).astype(np.float64)
+    m_u = table.sum(axis=1)
+    table, m_u = table[m_u >= 2], m_u[m_u >= 2]
+    if len(table) == 0:
+        return float("nan")
+    # Coincidences o_ck = Σ_u n_uc (n_uk − [c = k]) / (m_u − 1)
+    weights = 1.0 / (m_u - 1.0)
+    coincidence = np.einsum("u,uc,uk->ck", weights, table, table)
+    coincidence -= np.diag((weights[:, None] * table).sum(axis=0))
+    n_c = coincidence.sum(axis=1)
+    n = n_c.sum()
+    observed_disagreement = n - np.trace(coincidence)
+    expected_disagreement = (n * n - (n_c**2).sum()) / (n - 1.0)
+    if expected_disagreement <= 0:
+        return float("nan")
+    return float(1.0 - observed_disagreement / expected_disagreement)
+
+
+def majority(ratings, *, n_categories: int, min_raters: int = 1) -> np.ndarray:
+    """Per-item majority category; ``MISSING`` on ties and items with fewer raters."""
+    table = category_counts(ratings, n_categories=n_categories)
+    best = table.argmax(axis=1)
+    top = table.max(axis=1)
+    ties = (table == top[:, None]).sum(axis=1) > 1
+    result = best.astype(np.int64)
+    result[ties | (table.sum(axis=1) < min_raters) | (top == 0)] = MISSING
+    return result
+
+
+@dataclass(frozen=True)
+class FlagScores:
+    precision: float
+    recall: float
+    f1: float
+    true_positive: int
+    false_positive: int
+    false_negative: int
+
+
+def flag_scores(predicted, reference) -> FlagScores:
+    """Precision/recall/F1 of boolean "false negative" flags against a reference; items
+    where either side is missing (-1) are left out."""
+    predicted = np.asarray(predicted, dtype=np.int64)
+    reference = np.asarray(reference, dtype=np.int64)
+    both = (predicted != MISSING) & (reference != MISSING)
+    p, r = predicted[both] == 1, reference[both] == 1
+    tp, fp, fn = int((p & r).sum()), int((p & ~r).sum()), int((~p & r).sum())
+    precision = tp / (tp + fp) if tp + fp else float("nan")
+    recall = tp / (tp + fn) if tp + fn else float("nan")
+    f1 = (
+        2 * precision * recall / (precision + recall)
+        if tp and precision + recall
+        else (0.0 if tp + fp and tp + fn else float("nan"))
+    )
+    return FlagScores(precision, recall, f1, tp, fp, fn)
+
+
+def cohen_kappa_from_confusion(matrix) -> float:
+    """Cohen's κ of a ``K × K`` confusion matrix (rows: rater a, columns: rater b)."""
+    return _kappa_from_confusion(np.asarray(matrix, dtype=np.float64))
+
+
+def kappa_bootstrap_ci(
+    matrix, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of Cohen's κ, from the confusion matrix alone.
+
+    Resampling the n items with replacement and recounting the confusion matrix is exactly a
+    multinomial draw of n over the K² cells with probabilities ``counts / n``: the same
+    distribution as ``cohen_kappa_ci``'s item resampling, at a cost of O(n_boot · K²) instead
+    of O(n_boot · n). That is what lets a report bootstrap every rater pair and every slice of
+    100,000 items in milliseconds.
+
+    The generator is seeded with ``seed`` and the matrix itself, so a pair's interval depends
+    only on its own data: adding a rater or a slice to a report never moves another pair's CI.
+    """
+    matrix = np.asarray(matrix, dtype=np.int64)
+    n = int(matrix.sum())
+    if n < 2:
+        return float("nan"), float("nan")
+    k = matrix.shape[0]
+    rng = np.random.default_rng([int(seed), *matrix.ravel().tolist()])
+    counts = rng.multinomial(n, matrix.ravel() / n, size=n_boot)
+    matrices = counts.reshape(n_boot, k, k).astype(np.float64)
+    observed = np.trace(matrices, axis1=1, axis2=2) / n
+    expected = np.einsum("si,si->s", matrices.sum(axis=2), matrices.sum(axis=1)) / n**2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kappas = np.where(expected < 1.0, (observed - expected) / (1.0 - expected), np.nan)
+    finite = kappas[np.isfinite(kappas)]
+    if len(finite) == 0:
+        return float("nan"), float("nan")
+    alpha = (1.0 - level) / 2
+    low, high = np.quantile(finite, [alpha, 1.0 - alpha])
+    return float(low), float(high)

@@ -1,0 +1,52 @@
+from django.urls import path
+
+from evaluation import api as evaluation_api
+
+from . import api
+
+app_name = "api"
+urlpatterns = [
+    path("datasets/", api.DatasetListApi.as_view(), name="dataset-list"),
+    path("datasets/<int:pk>/", api.DatasetDetailApi.as_view(), name="dataset-detail"),
+    path("datasets/<int:pk>/queries/", api.DatasetQueryListApi.as_view(), name="dataset-queries"),
+    path("imports/", api.ImportListCreateApi.as_view(), name="import-list"),
+    path("imports/<int:pk>/", api.ImportDetailApi.as_view(), name="import-detail"),
+    path("imports/<int:pk>/cancel", api.ImportCancelApi.as_view(), name="import-cancel"),
+    path("snapshots/", api.SnapshotListCreateApi.as_view(), name="snapshot-list"),
+    path("snapshots/<int:pk>/", api.SnapshotDetailApi.as_view(), name="snapshot-detail"),
+    path(
+        "snapshots/<int:pk>/download",
+        api.SnapshotDownloadApi.as_view(),
+        name="snapshot-download",
+    ),
+    path("exports/", api.ExportJobListApi.as_view(), name="export-list"),
+    path("exports/<int:pk>/", api.ExportJobDetailApi.as_view(), name="export-detail"),
+    path("exports/<int:pk>/cancel", api.ExportJobCancelApi.as_view(), name="export-cancel"),
+    path("training-runs/", evaluation_api.TrainingRunListCreateApi.as_view(), name="training-list"),
+    path(
+        "training-runs/<int:pk>/",
+        evaluation_api.TrainingRunDetailApi.as_view(),
+        name="training-detail",
+    ),
+    path(
+        "training-runs/<int:pk>/cancel",
+        evaluation_api.TrainingRunCancelApi.as_view(),
+        name="training-cancel",
+    ),
+    path(
+        "evaluation-runs/",
+        evaluation_api.EvaluationRunListCreateApi.as_view(),
+        name="evaluation-list",
+    ),
+    path(
+        "evaluation-runs/<int:pk>/",
+        evaluation_api.EvaluationRunDetailApi.as_view(),
+        name="evaluation-detail",
+    ),
+    path(
+        "evaluation-runs/<int:pk>/cancel",
+        evaluation_api.EvaluationRunCancelApi.as_view(),
+        name="evaluation-cancel",
+    ),
+    path("leaderboard/", evaluation_api.LeaderboardApi.as_view(), name="leaderboard"),
+]

@@ -1,0 +1,153 @@
+"""Streaming readers for the training-data formats Sieve imports. Pure Python: no Django.
+
+    reader = open_dataset(path, format=None, options={"split": "train"})
+    for row in reader.rows():      # PassageRow / QueryRow / CandidateRow
+        ...
+    reader.fraction()              # how far through the input, 0..1, for progress bars
+
+Every reader reads one line (or parquet batch) at a time, so memory does not grow with the
+file, and raises ``FormatError`` naming file, line and field on the first bad value.
+A reader also says what the importer must check in the database, where the whole data is:
+
+* ``ids_from_text``: ids are hashes of the text, so one id can never carry two texts;
+* ``candidates_need_lookup``: candidates may name ids the reader did not yield (BEIR qrels);
+* ``queries_need_candidates``: only queries with a candidate belong to the dataset (a split).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .base import (
+    NEGATIVE,
+    POSITIVE,
+    CandidateRow,
+    FormatError,
+    LineFile,
+    OptionError,
+    PassageRow,
+    QueryRow,
+    Where,
+    json_object,
+    text_hash,
+    text_id,
+)
+from .beir import BeirReader, is_beir_folder
+from .bge import BgeReader
+from .sentence_transformers import SentenceTransformersReader
+from .tevatron import TevatronReader
+
+__all__ = [
+    "FORMATS",
+    "NEGATIVE",
+    "POSITIVE",
+    "CandidateRow",
+    "FormatError",
+    "OptionError",
+    "PassageRow",
+    "QueryRow",
+    "Where",
+    "detect_format",
+    "open_dataset",
+    "text_hash",
+    "text_id",
+]
+
+FORMATS = ("bge", "tevatron", "beir", "sentence_transformers")
+
+_TABLE_SUFFIXES = (".parquet", ".csv", ".tsv", ".csv.gz", ".tsv.gz")
+
+
+def detect_format(path: Path, *, name: str | None = None) -> str:
+    """The format of ``path``: a folder is BEIR, a table is sentence-transformers, and a
+    jsonl file is told by the keys of its first record."""
+    path = Path(path)
+    label = name or path.name
+    if path.is_dir():
+        if is_beir_folder(path):
+            return "beir"
+        raise FormatError(
+            "this folder is not a BEIR dataset (corpus.jsonl, queries.jsonl, qrels/)", file=label
+        )
+    lower = label.lower()
+    if lower.endswith(_TABLE_SUFFIXES) or path.name.lower().endswith(_TABLE_SUFFIXES):
+        return "sentence_transformers"
+    record, where = _first_record(path, label)
+    keys = set(record)
+    if keys & {"positive_passages", "negative_passages"}:
+        return "tevatron"
+    if "pos" in keys and type(record["pos"]) is list:
+        return "bge"
+    if keys & {"anchor", "positive", "pos"}:
+        return "sentence_transformers"
+    shown = ", ".join(sorted(keys)[:10]) or "none"
+    raise FormatError(
+        f"cannot tell the format from the first record (keys: {shown}); choose one of "
+        f"{', '.join(FORMATS)}",
+        file=where.file,
+        line=where.line,
+    )
+
+
+def open_dataset(
+    path: Path,
+    *,
+    format: str | None = None,
+    options: dict | None = None,
+    name: str | None = None,
+):
+    """A reader for ``path`` (a file or a BEIR folder). ``options``: ``split`` and
+    ``min_relevance`` (BEIR), ``passage_cache`` (how many recent passages to remember)."""
+    path = Path(path)
+    options = options or {}
+    if not path.exists():
+        raise FormatError("the file does not exist", file=name or str(path))
+    format = format or detect_format(path, name=name)
+    cache = options.get("passage_cache")
+    if format == "beir":
+        return BeirReader(
+            path,
+            name=name,
+            split=options.get("split") or None,
+            min_relevance=_min_relevance(options.get("min_relevance")),
+        )
+    if path.is_dir():
+        raise FormatError(
+            f"a {format} dataset is a single file; only BEIR datasets are folders",
+            file=name or path.name,
+        )
+    readers = {
+        "bge": BgeReader,
+        "tevatron": TevatronReader,
+        "sentence_transformers": SentenceTransformersReader,
+    }
+    if format not in readers:
+        raise OptionError(
+            f'unknown format "{format}"; choose one of {", ".join(FORMATS)}', field="format"
+        )
+    return readers[format](path, name=name, passage_cache=cache)
+
+
+def _min_relevance(value) -> float:
+    if value is None or value == "":
+        return 1
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise OptionError(
+            f'min_relevance must be a number, got "{value}"', field="min_relevance"
+        ) from None
+    return int(number) if number.is_integer() else number
+
+
+def _first_record(path: Path, label: str) -> tuple[dict, Where]:
+    lines = LineFile(path, label).lines()
+    try:
+        for number, text in lines:
+            if text.isspace():
+                continue
+            where = Where(label, number)
+            return json_object(text, where), where
+    finally:
+        lines.close()
+    raise FormatError("the file is empty (no records)", file=label)

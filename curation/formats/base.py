@@ -1,0 +1,333 @@
+"""What every reader shares: the plain rows it yields, the error it raises, ids and hashes,
+and a strict line reader. Pure Python (no Django) so readers run in a notebook or a test.
+
+A reader yields three kinds of rows, in any interleaving:
+
+* ``PassageRow(doc_id, title, text, text_hash, where, field)``
+* ``QueryRow(query_id, text, where, field)``
+* ``CandidateRow(query_id, doc_id, role, rank, teacher_score, where)``
+
+``where`` names the file and 1-based line (row, for parquet) the row came from, so a
+problem found later, in the database, can still be reported where the user can fix it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+POSITIVE = "positive"
+NEGATIVE = "negative"
+
+# Passage.doc_id and Query.query_id are varchar(200).
+MAX_ID_LENGTH = 200
+
+# How many recently emitted passage keys a reader remembers so that a passage repeated in
+# nearby records (hard negatives shared between queries) is staged once. Bounded: memory
+# does not grow with the file; a repeat it has forgotten is merged by the database.
+DEFAULT_PASSAGE_CACHE = 100_000
+
+
+class Where(NamedTuple):
+    file: str
+    line: int
+
+
+class PassageRow(NamedTuple):
+    doc_id: str
+    title: str
+    text: str
+    text_hash: str
+    where: Where
+    field: str
+
+
+class QueryRow(NamedTuple):
+    query_id: str
+    text: str
+    where: Where
+    field: str
+
+
+class CandidateRow(NamedTuple):
+    query_id: str
+    doc_id: str
+    role: str
+    rank: int | None
+    teacher_score: float | None
+    where: Where
+
+
+class FormatError(Exception):
+    """A problem in the input, with where it is: ``file line 17, field "neg": ...``."""
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        file: str,
+        line: int | None = None,
+        field: str | None = None,
+        unit: str = "line",
+    ):
+        self.problem = problem
+        self.file = file
+        self.line = line
+        self.field = field
+        self.unit = unit
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        where = self.file
+        if self.line is not None:
+            where += f" {self.unit} {self.line}"
+        if self.field:
+            where += f', field "{self.field}"'
+        return f"{where}: {self.problem}"
+
+    @property
+    def detail(self) -> dict:
+        return {"file": self.file, "line": self.line, "field": self.field}
+
+
+def type_name(value) -> str:
+    """The JSON name of a value's type, as a user who wrote the file would say it."""
+    if value is None:
+        return "null"
+    return _TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+_TYPE_NAMES = {
+    str: "string",
+    int: "int",
+    float: "float",
+    bool: "bool",
+    list: "list",
+    dict: "object",
+}
+
+
+def text_hash(title: str, text: str) -> str:
+    """Passage.text_hash: blake2b-128 of ``title + "\\n" + text``, hex."""
+    return hashlib.blake2b(f"{title}\n{text}".encode(), digest_size=16).hexdigest()
+
+
+def text_id(text: str) -> str:
+    """The id of a passage or query in a format without ids: ``h:`` + blake2b-128 of the
+    text, so the same text gets the same id in every file and every import."""
+    return "h:" + hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def check_text(value, *, where: Where, field: str, unit: str = "line") -> str:
+    """A string PostgreSQL can store: no NUL character and no lone surrogate (which JSON's
+    ``\\ud800`` escapes can produce)."""
+    if type(value) is not str:
+        raise FormatError(
+            f"expected a string, got {type_name(value)}",
+            file=where.file,
+            line=where.line,
+            field=field,
+            unit=unit,
+        )
+    if "\x00" in value:
+        raise FormatError(
+            "contains a NUL character (\\u0000), which cannot be stored",
+            file=where.file,
+            line=where.line,
+            field=field,
+            unit=unit,
+        )
+    try:
+        value.encode()
+    except UnicodeEncodeError as error:
+        raise FormatError(
+            f"contains an invalid unicode escape (lone surrogate at character {error.start + 1})",
+            file=where.file,
+            line=where.line,
+            field=field,
+            unit=unit,
+        ) from None
+    return value
+
+
+def check_id(value, *, where: Where, field: str, unit: str = "line") -> str:
+    """A source id: a non-empty string (or an integer, which some dumps use) of at most
+    MAX_ID_LENGTH characters."""
+    if type(value) is int:
+        value = str(value)
+    elif type(value) is not str:
+        raise FormatError(
+            f"expected an id (string), got {type_name(value)}",
+            file=where.file,
+            line=where.line,
+            field=field,
+            unit=unit,
+        )
+    if not value.strip():
+        raise FormatError(
+            "the id is empty", file=where.file, line=where.line, field=field, unit=unit
+        )
+    if len(value) > MAX_ID_LENGTH:
+        raise FormatError(
+            f"the id is {len(value)} characters long; at most {MAX_ID_LENGTH} are allowed",
+            file=where.file,
+            line=where.line,
+            field=field,
+            unit=unit,
+        )
+    return check_text(value, where=where, field=field, unit=unit)
+
+
+class RecentKeys:
+    """Remembers roughly the last ``capacity`` to ``2 * capacity`` keys it was asked about.
+
+    Two generations of sets: cheaper than an LRU and just as good for spotting repeats
+    that sit close together in a file.
+    """
+
+    def __init__(self, capacity: int = DEFAULT_PASSAGE_CACHE):
+        self.capacity = max(1, capacity)
+        self._new: set = set()
+        self._old: set = set()
+
+    def seen(self, key) -> bool:
+        """True when ``key`` was seen recently; remembers it either way."""
+        if key in self._new:
+            return True
+        hit = key in self._old
+        self._new.add(key)
+        if len(self._new) >= self.capacity:
+            self._old = self._new
+            self._new = set()
+        return hit
+
+
+class LineFile:
+    """Reads a text file line by line as strict UTF-8, transparently gunzipping ``.gz``,
+    and knows how far through the file (in bytes on disk) it is."""
+
+    def __init__(self, path: Path, name: str):
+        self.path = Path(path)
+        self.name = name
+        self.size = os.path.getsize(self.path)
+        self._raw = None
+        self._finished = False
+
+    def position(self) -> int:
+        if self._finished:
+            return self.size
+        if self._raw is None or self._raw.closed:
+            return 0
+        return self._raw.tell()
+
+    def lines(self) -> Iterator[tuple[int, str]]:
+        """Yields ``(line number, text)``; raises FormatError on a byte that is not UTF-8
+        and on a damaged gzip stream."""
+        with open(self.path, "rb") as raw:
+            self._raw = raw
+            stream = gzip.GzipFile(fileobj=raw) if self.path.name.endswith(".gz") else raw
+            number = 0
+            iterator = iter(stream)
+            while True:
+                try:
+                    data = next(iterator)
+                except StopIteration:
+                    break
+                except (OSError, EOFError, zlib.error) as error:
+                    raise FormatError(
+                        f"the gzip data is damaged or truncated ({error})",
+                        file=self.name,
+                        line=number + 1,
+                    ) from None
+                number += 1
+                try:
+                    text = data.decode("utf-8")
+                except UnicodeDecodeError as error:
+                    raise FormatError(
+                        f"byte {error.start + 1} of the line is not valid UTF-8 "
+                        f"({data[error.start : error.start + 1]!r}); save the file as UTF-8",
+                        file=self.name,
+                        line=number,
+                    ) from None
+                yield number, text
+            self._finished = True
+            self._raw = None
+
+
+def json_object(text: str, where: Where) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        hint = " (is the line truncated?)" if error.pos >= len(text.rstrip()) else ""
+        raise FormatError(
+            f"invalid JSON at column {error.colno}: {error.msg}{hint}",
+            file=where.file,
+            line=where.line,
+        ) from None
+    if type(value) is not dict:
+        raise FormatError(
+            f"expected a JSON object, got {type_name(value)}", file=where.file, line=where.line
+        )
+    return value
+
+
+def empty_file_error(name: str) -> FormatError:
+    return FormatError("the file is empty (no records)", file=name)
+
+
+_blake2b = hashlib.blake2b
+
+
+def text_passage(
+    value, *, where: Where, field: str, recent: RecentKeys, unit: str = "line"
+) -> tuple[str, PassageRow | None]:
+    """For formats without ids (BGE, sentence-transformers): the passage's ``h:`` id and its
+    row, or None for the row when the same text was emitted recently.
+
+    Hashes the text's bytes once for the id and once, only for a new passage, for
+    ``text_hash`` (title is empty, so it is the hash of ``"\\n" + text``).
+    """
+    if type(value) is not str:
+        raise FormatError(
+            f"expected a string, got {type_name(value)}",
+            file=where.file,
+            line=where.line,
+            field=field,
+            unit=unit,
+        )
+    try:
+        data = value.encode()
+    except UnicodeEncodeError:
+        check_text(value, where=where, field=field, unit=unit)
+        raise
+    doc_id = "h:" + _blake2b(data, digest_size=16).hexdigest()
+    if recent.seen(doc_id):
+        return doc_id, None
+    if "\x00" in value:
+        check_text(value, where=where, field=field, unit=unit)
+    row = PassageRow(
+        doc_id, "", value, _blake2b(b"\n" + data, digest_size=16).hexdigest(), where, field
+    )
+    return doc_id, row
+
+
+def missing_field(where: Where, field: str, unit: str = "line") -> FormatError:
+    return FormatError(
+        "the field is missing", file=where.file, line=where.line, field=field, unit=unit
+    )
+
+
+class OptionError(ValueError):
+    """An import option that does not fit the data (a split that is not there, ...)."""
+
+    def __init__(self, message: str, *, field: str):
+        super().__init__(message)
+        self.message = message
+        self.field = field

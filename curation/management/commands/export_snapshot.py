@@ -1,0 +1,69 @@
+"""manage.py export_snapshot DATASET --policy P --format F [-k 7] [--out FILE]
+
+Freezes a dataset into an immutable snapshot (runs in this process, no worker needed) and
+prints its id, sha256, where the file is, and the manifest counts.
+"""
+
+import shutil
+import sys
+
+from django.core.management.base import BaseCommand, CommandError
+
+from core.errors import ApplicationError
+from curation.models import Dataset, ExportFormat, SnapshotPolicy
+from curation.selectors import dataset_get_by_name
+from curation.services.snapshots import snapshot_create, snapshot_file_path
+
+
+class Command(BaseCommand):
+    help = "Freeze a dataset under a false-negative policy into a snapshot file."
+
+    def add_arguments(self, parser):
+        parser.add_argument("dataset", help="dataset name")
+        parser.add_argument("--policy", required=True, choices=SnapshotPolicy.values)
+        parser.add_argument("--format", required=True, choices=ExportFormat.values)
+        parser.add_argument(
+            "-k",
+            "--max-false-negatives",
+            type=int,
+            default=7,
+            help="drop a query with more false negatives than this as ambiguous (default 7)",
+        )
+        parser.add_argument("--out", help="also copy the snapshot file here")
+
+    def handle(self, *args, **options):
+        try:
+            dataset = dataset_get_by_name(name=options["dataset"])
+        except Dataset.DoesNotExist:
+            raise CommandError(f"no dataset named {options['dataset']!r}") from None
+
+        def progress(fraction: float, message: str = "", **_) -> None:
+            if options["verbosity"] >= 2:
+                self.stderr.write(f"\r{fraction:6.1%}  {message}", ending="")
+
+        try:
+            snapshot = snapshot_create(
+                dataset=dataset,
+                policy=options["policy"],
+                format=options["format"],
+                max_false_negatives=options["max_false_negatives"],
+                progress=progress,
+            )
+        except ApplicationError as error:
+            raise CommandError(error.message) from None
+        if options["verbosity"] >= 2:
+            self.stderr.write("")
+
+        path = snapshot_file_path(snapshot=snapshot)
+        if options["out"]:
+            out = options["out"]
+            if out == "-":
+                with path.open("rb") as source:
+                    shutil.copyfileobj(source, sys.stdout.buffer)
+                return
+            shutil.copyfile(path, out)
+            path = out
+        counts = snapshot.manifest.get("counts", {})
+        self.stdout.write(f"snapshot #{snapshot.pk}  sha256 {snapshot.sha256}")
+        self.stdout.write(f"file {path} ({snapshot.size_bytes:,} bytes)")
+        self.stdout.write("  ".join(f"{key} {value:,}" for key, value in counts.items()))

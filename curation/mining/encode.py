@@ -1,0 +1,289 @@
+"""Text encoding for mining, synthesis filtering and (later) evaluation. No Django; torch and
+sentence-transformers are imported only when a model is loaded.
+
+* Any sentence-transformers model, or any Hugging Face encoder (sentence-transformers wraps a
+  plain transformers checkpoint with mean pooling), by hub id or local folder.
+* Per-model prefixes: E5 wants ``query: `` / ``passage: ``, BGE v1.5 an instruction on
+  queries only, nomic ``search_query: `` / ``search_document: ``. ``default_prefixes`` knows
+  the common families; an explicit prefix always wins.
+* Embeddings always come back float32 and L2-normalised, so inner product = cosine and
+  faiss' ``IndexFlatIP`` ranks exactly like ``SentenceTransformer.similarity``.
+* Precision: ``auto`` uses bf16 autocast only where the hardware has native bf16 (CUDA with
+  bf16, or a CPU with AVX512-BF16 / AMX). Measured: with native bf16 a CPU encodes SciFact
+  2.3x faster at cosine >= 0.99997 to fp32; WITHOUT it (this project's AMD EPYC, AVX2 only)
+  autocast emulates bf16 and is 6.7x SLOWER than fp32 — so "auto" is fp32 there. See
+  ``mining.md`` and ``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+# (pattern on the lower-cased model name, query prefix, passage prefix). First match wins.
+KNOWN_PREFIXES: list[tuple[str, str, str]] = [
+    (
+        r"multilingual-e5-.*-instruct",
+        "Instruct: Given a query, retrieve relevant passages\nQuery: ",
+        "",
+    ),
+    (r"(^|/)(multilingual-)?e5-", "query: ", "passage: "),
+    (r"bge-.*-en-v1\.5", "Represent this sentence for searching relevant passages: ", ""),
+    (r"bge-.*-zh-v1\.5", "为这个句子生成表示以用于检索相关文章：", ""),
+    (r"nomic-embed-text", "search_query: ", "search_document: "),
+    (r"snowflake-arctic-embed", "Represent this sentence for searching relevant passages: ", ""),
+    (r"mxbai-embed-large", "Represent this sentence for searching relevant passages: ", ""),
+]
+
+
+def default_prefixes(model: str) -> tuple[str, str]:
+    """The (query, passage) prefixes a model family was trained with; ``("", "")`` when it
+    uses none (MiniLM, mpnet, GTE) or is unknown."""
+    name = str(model).lower()
+    for pattern, query, passage in KNOWN_PREFIXES:
+        if re.search(pattern, name):
+            return query, passage
+    return "", ""
+
+
+def passage_text(title: str, text: str) -> str:
+    """What is encoded for a passage: ``title + " " + text`` (BEIR / MTEB's convention, so
+    evaluation can reuse mining's cache)."""
+    return f"{title} {text}" if title else text
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    model: str  # hub id or local folder
+    max_seq_length: int | None = None  # None: the model's own
+    batch_size: int = 64
+    precision: str = "auto"  # auto | fp32 | bf16
+    device: str | None = None  # None: cuda when available, else cpu
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if self.max_seq_length is not None and self.max_seq_length < 1:
+            raise ValueError("max_seq_length must be at least 1")
+
+
+# --- model identity -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    short_name: str  # for raters and pages: "all-minilm-l6-v2"
+    revision: str  # hub commit, or a digest of the local folder's files
+
+    @property
+    def key(self) -> str:
+        return f"{self.short_name}@{self.revision}"
+
+
+_SMALL_FILE = 1 << 20
+
+
+def folder_digest(folder: Path) -> str:
+    """A digest of a model folder that changes when any file changes: small files (configs,
+    tokenizer) by content; large ones (weights) by size plus their first and last MiB, which
+    never requires reading gigabytes of weights."""
+    digest = hashlib.blake2b(digest_size=16)
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        relative = path.relative_to(folder).as_posix()
+        if relative.startswith(".") or "/." in relative:
+            continue  # .cache, .git and other tool state
+        digest_file_sample(digest, path, relative)
+    return digest.hexdigest()
+
+
+def digest_file_sample(digest, path: Path, name: str) -> None:
+    """Feed ``digest`` with a file's name, size and content: whole when it is small, else its
+    first and last MiB (a changed weight file changes its size or its ends in practice, and a
+    multi-GB file is never read whole)."""
+    size = path.stat().st_size
+    digest.update(f"{name}\0{size}\0".encode())
+    with path.open("rb") as f:
+        if size <= 2 * _SMALL_FILE:
+            digest.update(f.read())
+        else:
+            digest.update(f.read(_SMALL_FILE))
+            f.seek(-_SMALL_FILE, os.SEEK_END)
+            digest.update(f.read(_SMALL_FILE))
+
+
+def _readme_title(folder: Path) -> str | None:
+    readme = folder / "README.md"
+    if not readme.is_file():
+        return None
+    with readme.open(encoding="utf-8", errors="replace") as f:
+        for _, line in zip(range(200), f, strict=False):
+            match = re.match(r"^#\s+(\S{1,80})\s*$", line)
+            if match:
+                return match.group(1)
+    return None
+
+
+_GENERIC_FOLDER_NAMES = {"model", "models", "checkpoint", "final", "output", "best"}
+
+
+def _short_name(name: str) -> str:
+    return re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-") or "model"
+
+
+def model_identity(model: str) -> ModelIdentity:
+    """Name and exact revision of ``model``: a local folder is identified by a digest of its
+    files; a hub id by the commit it resolves to (offline: the cached one)."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        name = path.resolve().name
+        if name.lower() in _GENERIC_FOLDER_NAMES or re.fullmatch(r"[0-9a-f]{40}", name):
+            # A package's "model/" folder or a hub cache snapshot: the README's title names it.
+            name = _readme_title(path) or path.resolve().parent.name
+        return ModelIdentity(_short_name(name), folder_digest(path))
+    from huggingface_hub import hf_hub_download
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    repo, _, revision = str(model).partition("@")
+    config = hf_hub_download(
+        repo, "config.json", revision=revision or None, local_files_only=offline
+    )
+    # .../models--org--name/snapshots/<commit>/config.json
+    commit = Path(config).parent.name
+    return ModelIdentity(_short_name(repo.rsplit("/", 1)[-1]), commit)
+
+
+# --- encoding -----------------------------------------------------------------------------
+
+
+def cpu_has_native_bf16() -> bool:
+    import torch
+
+    cpu = getattr(torch, "cpu", None)
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        check = getattr(cpu, probe, None)
+        if check is not None and check():
+            return True
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def resolve_device(device: str | None) -> str:
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """``auto`` → ``bf16`` only where bf16 is native (emulated bf16 is slower than fp32)."""
+    if precision != "auto":
+        return precision
+    import torch
+
+    if device.startswith("cuda"):
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
+class Encoder:
+    """A loaded model with its settings. ``encode_queries`` / ``encode_passages`` return
+    float32, L2-normalised rows in the order of the texts."""
+
+    def __init__(self, spec: EncoderSpec):
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        self.spec = spec
+        self.device = resolve_device(spec.device)
+        self.precision = resolve_precision(spec.precision, self.device)
+        self.model = SentenceTransformer(spec.model, device=self.device)
+        if spec.max_seq_length:
+            self.model.max_seq_length = spec.max_seq_length
+        self.max_seq_length = int(self.model.max_seq_length or 0)
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or (
+            self.model.get_sentence_embedding_dimension
+        )
+        self.dimension = int(get_dim())
+        self._torch = torch
+        self._identity: ModelIdentity | None = None
+        # Seconds spent inside the model, for the runs' stats and the benchmark's breakdown.
+        self.encode_seconds = 0.0
+
+    @property
+    def identity(self) -> ModelIdentity:
+        if self._identity is None:
+            self._identity = model_identity(self.spec.model)
+        return self._identity
+
+    def _encode(self, texts: list[str], prefix: str, batch_size: int | None) -> np.ndarray:
+        batch_size = batch_size or self.spec.batch_size
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        inputs = [prefix + t for t in texts] if prefix else list(texts)
+        torch = self._torch
+        started = time.perf_counter()
+        with torch.inference_mode():
+            if self.precision == "bf16":
+                device_type = "cuda" if self.device.startswith("cuda") else "cpu"
+                with torch.autocast(device_type, dtype=torch.bfloat16):
+                    vectors = self.model.encode(
+                        inputs, batch_size=batch_size, show_progress_bar=False
+                    )
+            else:
+                vectors = self.model.encode(inputs, batch_size=batch_size, show_progress_bar=False)
+        self.encode_seconds += time.perf_counter() - started
+        vectors = np.asarray(vectors, dtype=np.float32)
+        # Normalise in float32 ourselves: under autocast the model's own Normalize runs in bf16.
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.maximum(norms, 1e-12)
+
+    def encode_queries(
+        self, texts: list[str], *, prefix: str = "", batch_size: int | None = None
+    ) -> np.ndarray:
+        return self._encode(texts, prefix, batch_size)
+
+    def encode_passages(
+        self, texts: list[str], *, prefix: str = "", batch_size: int | None = None
+    ) -> np.ndarray:
+        return self._encode(texts, prefix, batch_size)
+
+
+_loaded: dict[EncoderSpec, Encoder] = {}
+_loaded_lock = threading.Lock()
+# A worker usually mines with one or two models; keep them, not every model ever asked for.
+_MAX_LOADED = 2
+
+
+def encoder_get(spec: EncoderSpec) -> Encoder:
+    """A loaded ``Encoder`` for ``spec``, reused within the process (loading costs seconds).
+    The batch size does not change the model, so callers pass theirs to ``encode_*``."""
+    key = replace(spec, batch_size=EncoderSpec.batch_size)
+    with _loaded_lock:
+        encoder = _loaded.get(key)
+        if encoder is None:
+            encoder = Encoder(key)
+            while len(_loaded) >= _MAX_LOADED:
+                _loaded.pop(next(iter(_loaded)))
+            _loaded[key] = encoder
+        return encoder
+
+
+def cache_key(parts: dict) -> str:
+    """A stable digest of the settings that decide an embedding matrix's values."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()

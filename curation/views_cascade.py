@@ -1,0 +1,152 @@
+"""Cascade pages: the launch form with its dry-run estimate, and the live run page.
+
+Curators launch and cancel; viewers read. The run page polls itself like every job page:
+the status fragment asks again every second and the view answers 286 (stop polling) once
+the run ended.
+"""
+
+from django.contrib import messages
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseStopPolling
+
+from core.errors import ApplicationError
+from core.jobs import job_request_cancel
+from core.models import FINISHED_STATUSES
+from core.roles import CAN_CURATE, CAN_READ_DATA, role_required
+
+from . import selectors as reads
+from . import selectors_cascade as cascade_reads
+from .forms_cascade import CascadeLaunchForm
+from .models import CascadeRun, Dataset
+from .services.cascade import cascade_estimate, cascade_run_create
+
+# The web estimate counts tokens on at most this many queries (spread over the dataset) so
+# that the request stays short; `manage.py run_cascade --estimate-only` counts them all.
+WEB_ESTIMATE_SAMPLE = 2000
+
+
+def _dataset(pk: int) -> Dataset:
+    try:
+        return reads.dataset_get(dataset_id=pk)
+    except Dataset.DoesNotExist:
+        raise Http404("no such dataset") from None
+
+
+def _form_page(request, dataset, form, *, estimate=None, status=200):
+    return render(
+        request,
+        "curation/cascade_new.html",
+        {
+            "section": "datasets",
+            "dataset": dataset,
+            "form": form,
+            "estimate": estimate,
+            "runs": cascade_reads.dataset_cascade_runs(dataset=dataset),
+        },
+        status=status,
+    )
+
+
+def _estimate(dataset, form) -> dict:
+    data = form.cleaned_data
+    return cascade_estimate(
+        dataset=dataset,
+        stages=form.stages(),
+        max_negatives=data["max_negatives"],
+        mode=data["mode"],
+        output_tokens_per_call=data["output_tokens_per_call"],
+        flag_rate=data["flag_rate"],
+        sample_limit=WEB_ESTIMATE_SAMPLE,
+    )
+
+
+@require_GET
+@role_required(*CAN_CURATE)
+def cascade_new(request, pk: int):
+    dataset = _dataset(pk)
+    return _form_page(request, dataset, CascadeLaunchForm())
+
+
+@require_POST
+@role_required(*CAN_CURATE)
+def cascade_estimate_view(request, pk: int):
+    dataset = _dataset(pk)
+    form = CascadeLaunchForm(request.POST)
+    if not form.is_valid():
+        return _form_page(request, dataset, form, status=400)
+    return _form_page(request, dataset, form, estimate=_estimate(dataset, form))
+
+
+@require_POST
+@role_required(*CAN_CURATE)
+def cascade_launch(request, pk: int):
+    dataset = _dataset(pk)
+    form = CascadeLaunchForm(request.POST)
+    if not form.is_valid():
+        return _form_page(request, dataset, form, status=400)
+    data = form.cleaned_data
+    try:
+        run = cascade_run_create(
+            dataset=dataset,
+            stages=form.stages(),
+            mode=data["mode"],
+            forward_tags=data["forward_tags"],
+            false_negative_tags=data["false_negative_tags"],
+            max_negatives=data["max_negatives"],
+            budget_usd=data["budget_usd"],
+            estimate=_estimate(dataset, form),
+            user=request.user,
+        )
+    except ApplicationError as exc:
+        field = exc.detail.get("field")
+        form.add_error(field if field in form.fields else None, exc.message)
+        return _form_page(request, dataset, form, status=400)
+    messages.success(request, f"Cascade #{run.pk} on {dataset.name} is queued.")
+    return redirect("curation:cascade_run_detail", pk=run.pk)
+
+
+def _run_context(run: CascadeRun) -> dict:
+    return {
+        "section": "datasets",
+        "run": run,
+        "job": run,
+        "finished": run.status in FINISHED_STATUSES,
+        "stage_rows": cascade_reads.cascade_run_stage_rows(run=run),
+        "status_url": reverse("curation:cascade_run_detail", args=[run.pk]),
+        "cancel_url": reverse("curation:cascade_run_cancel", args=[run.pk]),
+    }
+
+
+def _status_fragment(request, run: CascadeRun):
+    context = _run_context(run)
+    response = render(request, "curation/_cascade_status.html", context)
+    if context["finished"]:
+        return HttpResponseStopPolling(response.content)
+    return response
+
+
+@require_GET
+@role_required(*CAN_READ_DATA)
+def cascade_run_detail(request, pk: int):
+    try:
+        run = cascade_reads.cascade_run_get(run_id=pk)
+    except CascadeRun.DoesNotExist:
+        raise Http404("no such cascade run") from None
+    if request.htmx and not request.htmx.history_restore_request:
+        return _status_fragment(request, run)
+    return render(request, "curation/cascade_run.html", _run_context(run))
+
+
+@require_POST
+@role_required(*CAN_CURATE)
+def cascade_run_cancel(request, pk: int):
+    run = get_object_or_404(CascadeRun, pk=pk)
+    job_request_cancel(job=run)
+    run = cascade_reads.cascade_run_get(run_id=pk)
+    if request.htmx:
+        return _status_fragment(request, run)
+    messages.info(request, "Cancellation requested; the run stops after its current batch.")
+    return redirect("curation:cascade_run_detail", pk=run.pk)

@@ -1,0 +1,159 @@
+"""Evaluation pages: launch, the live run page, the leaderboard (HTML and CSV) and the
+policy experiments. The leaderboard reads only stored results (``evaluation/selectors.py``);
+nothing is computed in a request beyond a mean per row."""
+
+import csv
+
+from django.contrib import messages
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseStopPolling
+
+from core.errors import ApplicationError
+from core.models import FINISHED_STATUSES
+from core.roles import CAN_CURATE, CAN_READ_DATA, role_required
+
+from . import selectors as reads
+from .forms import EvaluationLaunchForm
+from .models import EvaluationMode, EvaluationRun
+from .services import evaluation_run_cancel, evaluation_run_create, evaluation_tasks_available
+
+
+def _form_page(request, form, *, status=200):
+    return render(
+        request,
+        "evaluation/evaluation_new.html",
+        {"section": "leaderboard", "form": form, "runs": reads.evaluation_runs_recent()},
+        status=status,
+    )
+
+
+@require_GET
+@role_required(*CAN_CURATE)
+def evaluation_new(request):
+    initial = {}
+    if request.GET.get("training_run", "").isdigit():
+        initial["training_run"] = int(request.GET["training_run"])
+    form = EvaluationLaunchForm(initial=initial, task_options=evaluation_tasks_available())
+    return _form_page(request, form)
+
+
+@require_POST
+@role_required(*CAN_CURATE)
+def evaluation_launch(request):
+    form = EvaluationLaunchForm(request.POST, task_options=evaluation_tasks_available())
+    if not form.is_valid():
+        return _form_page(request, form, status=400)
+    try:
+        run = evaluation_run_create(user=request.user, **form.service_options())
+    except ApplicationError as error:
+        field = error.detail.get("field")
+        form.add_error(field if field in form.fields else None, error.message)
+        return _form_page(request, form, status=400)
+    messages.success(request, f"Evaluation #{run.pk} is queued on the GPU workers.")
+    return redirect("evaluation:run_detail", pk=run.pk)
+
+
+def _run(pk: int) -> EvaluationRun:
+    try:
+        return reads.evaluation_run_get(run_id=pk)
+    except EvaluationRun.DoesNotExist:
+        raise Http404("no such evaluation run") from None
+
+
+def _run_context(run: EvaluationRun) -> dict:
+    return {
+        "section": "leaderboard",
+        "run": run,
+        "job": run,
+        "finished": run.status in FINISHED_STATUSES,
+        "results": reads.evaluation_run_results(run=run),
+        "status_url": reverse("evaluation:run_detail", args=[run.pk]),
+        "cancel_url": reverse("evaluation:run_cancel", args=[run.pk]),
+    }
+
+
+@require_GET
+@role_required(*CAN_READ_DATA)
+def evaluation_run_detail(request, pk: int):
+    context = _run_context(_run(pk))
+    if request.htmx and not request.htmx.history_restore_request:
+        response = render(request, "evaluation/_run_status.html", context)
+        if context["finished"]:
+            return HttpResponseStopPolling(response.content)
+        return response
+    return render(request, "evaluation/evaluation_run.html", context)
+
+
+@require_POST
+@role_required(*CAN_CURATE)
+def evaluation_run_cancel_view(request, pk: int):
+    evaluation_run_cancel(run=get_object_or_404(EvaluationRun, pk=pk))
+    if request.htmx:
+        return render(request, "evaluation/_run_status.html", _run_context(_run(pk)))
+    messages.info(request, "Cancellation requested; the run stops after its current batch.")
+    return redirect("evaluation:run_detail", pk=pk)
+
+
+def _board_params(request) -> tuple[list[str] | None, str]:
+    mode = request.GET.get("mode") or EvaluationMode.FULL
+    if mode not in EvaluationMode.values:
+        mode = EvaluationMode.FULL
+    return request.GET.getlist("tasks") or None, mode
+
+
+@require_GET
+@role_required(*CAN_READ_DATA)
+def leaderboard(request):
+    tasks, mode = _board_params(request)
+    board = reads.leaderboard_get(tasks=tasks, mode=mode)
+    return render(
+        request,
+        "evaluation/leaderboard.html",
+        {"section": "leaderboard", "board": board, "modes": EvaluationMode.choices},
+    )
+
+
+@require_GET
+@role_required(*CAN_READ_DATA)
+def leaderboard_csv(request):
+    tasks, mode = _board_params(request)
+    board = reads.leaderboard_get(tasks=tasks, mode=mode)
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="leaderboard-{mode}.csv"'
+    writer = csv.writer(response)
+    writer.writerow(
+        ["rank", "model", "model_key", "training_run", "snapshot", "policy", "base_model",
+         *board.tasks, "mean", *[f"delta_{t}" for t in board.tasks], "delta_mean"]
+    )  # fmt: skip
+    for row in board.rows:
+        info = row.entry.info
+        writer.writerow(
+            [row.rank or "", row.entry.label, row.key, info.get("training_run_id", ""),
+             info.get("snapshot_id", ""), info.get("policy", ""), info.get("base_model", ""),
+             *_cells(row.scores), _cell(row.mean), *_cells(row.deltas), _cell(row.mean_delta)]
+        )  # fmt: skip
+    return response
+
+
+def _cell(value) -> str:
+    return "" if value is None else f"{value:.6f}"
+
+
+def _cells(values) -> list[str]:
+    return [_cell(v) for v in values]
+
+
+@require_GET
+@role_required(*CAN_READ_DATA)
+def experiments(request):
+    _, mode = _board_params(request)
+    tasks, groups = reads.experiments_get(mode=mode)
+    return render(
+        request,
+        "evaluation/experiments.html",
+        {"section": "leaderboard", "tasks": tasks, "experiments": groups, "mode": mode,
+         "modes": EvaluationMode.choices},
+    )  # fmt: skip

@@ -1,0 +1,71 @@
+from django import forms
+from django.contrib.auth import get_user_model
+from django.db.models import Q
+
+from core.roles import Role
+from curation.models import Dataset, DecisionLabel
+from review.models import Stratum
+
+
+def reviewer_choices():
+    """People who may review: annotators, curators and admins (viewers only read)."""
+    roles = [Role.ANNOTATOR, Role.CURATOR, Role.ADMIN]
+    return (
+        get_user_model()
+        .objects.filter(Q(groups__name__in=roles) | Q(is_superuser=True), is_active=True)
+        .distinct()
+        .order_by("username")
+    )
+
+
+class CampaignCreateForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.order_by("name"))
+    stage2_flagged = forms.IntegerField(
+        min_value=0, initial=0, label="Flagged by stage 2",
+        help_text="negatives a stage-2 LLM judged relevant",
+    )  # fmt: skip
+    stage1_only = forms.IntegerField(
+        min_value=0, initial=0, label="Flagged by stage 1 only",
+        help_text="negatives stage 1 judged relevant and stage 2 did not",
+    )  # fmt: skip
+    unflagged = forms.IntegerField(
+        min_value=0, initial=50, label="Unflagged negatives",
+        help_text="imported or mined negatives no LLM flagged",
+    )  # fmt: skip
+    synthetic = forms.IntegerField(
+        min_value=0, initial=0, label="Synthetic triplets",
+        help_text="queries written by an LLM, with their passage",
+    )  # fmt: skip
+    seed = forms.IntegerField(initial=0, help_text="the same seed samples the same items")
+    overlap = forms.IntegerField(
+        min_value=1, max_value=20, initial=1, label="Overlap (k)",
+        help_text="how many annotators judge each item",
+    )  # fmt: skip
+    blind = forms.BooleanField(
+        required=False, initial=True,
+        help_text="hide LLM verdicts until the annotator has answered",
+    )  # fmt: skip
+    annotators = forms.ModelMultipleChoiceField(
+        queryset=get_user_model().objects.none(), widget=forms.CheckboxSelectMultiple
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["annotators"].queryset = reviewer_choices()
+
+    def strata(self) -> dict[str, int]:
+        return {s: self.cleaned_data[s] for s in Stratum.values if self.cleaned_data.get(s)}
+
+    def clean(self):
+        cleaned = super().clean()
+        if not any(cleaned.get(s) for s in Stratum.values):
+            raise forms.ValidationError("Ask for at least one item in one stratum.")
+        return cleaned
+
+
+class AdjudicationForm(forms.Form):
+    item = forms.IntegerField()
+    label = forms.ChoiceField(choices=DecisionLabel.choices)
+    note = forms.CharField(required=False, max_length=5000)
+    query_text = forms.CharField(required=False, max_length=2000)

@@ -1,0 +1,369 @@
+"""Reads for review campaigns, the review page and the adjudication queue.
+
+Lists are keyset-paginated; per-item verdict tallies are correlated subqueries on the
+(item, user) submission index, so a page of the adjudication queue reads only the items it
+shows (and the ones it walks past), never the whole campaign at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.db.models import (
+    Count,
+    Exists,
+    F,
+    Max,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    TextField,
+    Value,
+)
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from curation.models import (
+    Candidate,
+    CandidateRole,
+    Decision,
+    DecisionSource,
+    Judgment,
+    RaterKind,
+    Verdict,
+)
+from curation.selectors import KeysetPage, keyset_paginate
+from review.models import (
+    CampaignStatus,
+    ReviewCampaign,
+    ReviewItem,
+    ReviewSubmission,
+    Stratum,
+)
+from review.services.queue import QUERY_EDIT_TAG, SubqueryCount, submission_last_active
+
+# --- campaigns -----------------------------------------------------------------------------
+
+
+def campaign_list_page(*, after: int | None = None, before: int | None = None) -> KeysetPage:
+    return keyset_paginate(
+        ReviewCampaign.objects.select_related("dataset", "created_by"),
+        key="id",
+        after=after,
+        before=before,
+        descending=True,
+    )
+
+
+def campaigns_for_annotator(*, user, limit: int = 100) -> list[ReviewCampaign]:
+    """The active campaigns ``user`` is an annotator of, newest first."""
+    return list(
+        ReviewCampaign.objects.filter(annotators=user, status=CampaignStatus.ACTIVE)
+        .select_related("dataset")
+        .order_by("-id")[:limit]
+    )
+
+
+def campaign_get(*, campaign_id: int) -> ReviewCampaign:
+    """Raises ``ReviewCampaign.DoesNotExist``."""
+    return ReviewCampaign.objects.select_related("dataset", "cascade_run", "created_by").get(
+        pk=campaign_id
+    )
+
+
+def campaign_is_annotator(*, campaign: ReviewCampaign, user) -> bool:
+    return campaign.annotators.filter(pk=user.pk).exists()
+
+
+@dataclass
+class StratumCount:
+    stratum: str
+    label: str
+    requested: int
+    items: int
+    done: int
+
+
+def campaign_strata_counts(*, campaign: ReviewCampaign) -> list[StratumCount]:
+    """Items and finished items per stratum: one grouped query over the campaign's items."""
+    rows = {
+        row["stratum"]: row
+        for row in ReviewItem.objects.filter(campaign=campaign)
+        .values("stratum")
+        .annotate(items=Count("id"), done=Count("id", filter=Q(done=True)))
+        .order_by()
+    }
+    out = []
+    for value, label in Stratum.choices:
+        requested = int(campaign.strata.get(value, 0))
+        row = rows.get(value, {})
+        if requested or row:
+            out.append(
+                StratumCount(value, label, requested, row.get("items", 0), row.get("done", 0))
+            )
+    return out
+
+
+def campaign_annotators(*, campaign: ReviewCampaign) -> list:
+    """The campaign's annotators with how many items each has answered (active answers)."""
+    answered = ReviewSubmission.objects.filter(
+        user_id=OuterRef("pk"), item__campaign=campaign, undone_at__isnull=True
+    ).values("pk")
+    return list(campaign.annotators.annotate(answered=SubqueryCount(answered)).order_by("username"))
+
+
+# --- the review page -----------------------------------------------------------------------
+
+
+@dataclass
+class ReviewCounters:
+    items: int
+    done: int
+    left: int
+    pace_per_hour: int
+
+
+def review_counters(*, campaign: ReviewCampaign, user) -> ReviewCounters:
+    """Campaign progress from its denormalized counters; the user's pace = their active
+    answers of the last hour, a range on the (user, created_at) submission index that stays
+    small however long their history is (a lifetime total would not)."""
+    campaign.refresh_from_db(fields=["item_count", "done_count"])
+    hour_ago = timezone.now() - timedelta(hours=1)
+    return ReviewCounters(
+        items=campaign.item_count,
+        done=campaign.done_count,
+        left=max(0, campaign.item_count - campaign.done_count),
+        pace_per_hour=ReviewSubmission.objects.filter(
+            user=user, created_at__gte=hour_ago, item__campaign=campaign, undone_at__isnull=True
+        ).count(),
+    )
+
+
+@dataclass
+class MachineVerdict:
+    rater: str
+    verdict: str
+    tag: str
+    rationale: str
+    model_name: str
+
+
+@dataclass
+class ItemView:
+    item: ReviewItem
+    candidate: Candidate
+    query_text: str
+    # Positive passages of the query (for a synthetic item: the item's own candidate).
+    positives: list[Candidate] = field(default_factory=list)
+    # The triplet's negatives (synthetic items only).
+    negatives: list[Candidate] = field(default_factory=list)
+    machine: list[MachineVerdict] = field(default_factory=list)
+
+    @property
+    def synthetic(self) -> bool:
+        return self.item.stratum == Stratum.SYNTHETIC
+
+
+def machine_verdicts(*, candidate_ids: list[int]) -> dict[int, list[MachineVerdict]]:
+    """The latest judgment of each machine rater (teacher margin, LLM stages) on each
+    candidate, in one query."""
+    latest: dict[int, dict[str, MachineVerdict]] = {cid: {} for cid in candidate_ids}
+    rows = (
+        Judgment.objects.filter(candidate_id__in=candidate_ids, rater_kind=RaterKind.MACHINE)
+        .order_by("candidate_id", "rater", "-id")
+        .values_list("candidate_id", "rater", "verdict", "tag", "rationale", "model_name")
+    )
+    for cid, rater, verdict, tag, rationale, model_name in rows:
+        latest[cid].setdefault(rater, MachineVerdict(rater, verdict, tag, rationale, model_name))
+    return {cid: list(by_rater.values()) for cid, by_rater in latest.items()}
+
+
+def review_item_views(
+    *, items: list[ReviewItem], machine_for: set[int] = frozenset(), max_passages: int = 3
+) -> list[ItemView]:
+    """What the review page shows for each item, in two queries whatever the number of
+    items. Machine raters' verdicts and rationales are read only for the items whose id is in
+    ``machine_for``: in a blind campaign the view leaves an item out until the user has
+    answered it, so they are never in the HTML before that."""
+    if not items:
+        return []
+    candidate_ids = [item.candidate_id for item in items]
+    # Every candidate of the items' queries (a query has tens at most), the items' own
+    # candidates among them, in one statement.
+    siblings: dict[int, list[Candidate]] = {}
+    candidates: dict[int, Candidate] = {}
+    for row in (
+        Candidate.objects.filter(
+            query_id__in=Candidate.objects.filter(pk__in=candidate_ids).values("query_id")
+        )
+        .select_related("passage", "query")
+        .order_by("query_id", "role", "rank", "id")
+    ):
+        siblings.setdefault(row.query_id, []).append(row)
+        candidates[row.pk] = row
+    revealed = [item.candidate_id for item in items if item.pk in machine_for]
+    machine = machine_verdicts(candidate_ids=revealed) if revealed else {}
+    views = []
+    for item in items:
+        candidate = candidates[item.candidate_id]
+        others = [c for c in siblings[candidate.query_id] if c.pk != candidate.pk]
+        if item.stratum == Stratum.SYNTHETIC:
+            positives = [candidate]
+            negatives = [c for c in others if c.role == CandidateRole.NEGATIVE][:max_passages]
+        else:
+            positives = [c for c in others if c.role == CandidateRole.POSITIVE][:max_passages]
+            negatives = []
+        views.append(
+            ItemView(
+                item=item,
+                candidate=candidate,
+                query_text=candidate.query.text,
+                positives=positives,
+                negatives=negatives,
+                machine=machine.get(candidate.pk, []) if item.pk in machine_for else [],
+            )
+        )
+    return views
+
+
+def review_item_view(*, item: ReviewItem, with_machine: bool) -> ItemView:
+    return review_item_views(items=[item], machine_for={item.pk} if with_machine else set())[0]
+
+
+@dataclass
+class LastAnswer:
+    submission: ReviewSubmission
+    view: ItemView
+
+
+@dataclass
+class Pane:
+    view: ItemView | None
+    last: LastAnswer | None
+
+
+def review_pane(
+    *,
+    campaign: ReviewCampaign,
+    user,
+    item: ReviewItem | None,
+    last: ReviewSubmission | None = None,
+) -> Pane:
+    """The item to judge now and the user's latest active answer (with the machine verdicts
+    revealed: they answered it). The current item's machine verdicts only in open campaigns.
+    ``last``: the answer just saved, when the caller has it (saves looking it up)."""
+    submission = last or submission_last_active(campaign=campaign, user=user)
+    items = [i for i in (item, submission.item if submission else None) if i is not None]
+    reveal = {submission.item_id} if submission else set()
+    if item is not None and not campaign.blind:
+        reveal.add(item.pk)
+    views = {view.item.pk: view for view in review_item_views(items=items, machine_for=reveal)}
+    return Pane(
+        view=views[item.pk] if item is not None else None,
+        last=LastAnswer(submission, views[submission.item_id]) if submission else None,
+    )
+
+
+# --- adjudication --------------------------------------------------------------------------
+
+
+def _active_human(item_ref) -> QuerySet[Judgment]:
+    return Judgment.objects.filter(submission__item_id=item_ref, submission__undone_at__isnull=True)
+
+
+def items_with_tallies(*, campaign: ReviewCampaign) -> QuerySet[ReviewItem]:
+    """The campaign's finished items, each annotated with its active human verdict counts,
+    whether its edits agree (synthetic triplets) and whether a review or adjudication
+    Decision already settled it (one made since the campaign began)."""
+    active = _active_human(OuterRef("pk"))
+    edits = active.filter(tag=QUERY_EDIT_TAG)
+    settled = Decision.objects.filter(
+        candidate_id=OuterRef("candidate_id"),
+        source__in=[DecisionSource.REVIEW, DecisionSource.ADJUDICATION],
+        created_at__gte=campaign.created_at,
+    )
+    return ReviewItem.objects.filter(campaign=campaign, done=True).annotate(
+        n_relevant=SubqueryCount(active.filter(verdict=Verdict.RELEVANT).values("pk")),
+        n_not_relevant=SubqueryCount(active.filter(verdict=Verdict.NOT_RELEVANT).values("pk")),
+        n_edits=SubqueryCount(edits.values("pk")),
+        edit_min=Coalesce(
+            Subquery(
+                edits.order_by()
+                .values("submission__item_id")
+                .annotate(m=Min("rationale"))
+                .values("m")
+            ),
+            Value(""),
+            output_field=TextField(),
+        ),
+        edit_max=Coalesce(
+            Subquery(
+                edits.order_by()
+                .values("submission__item_id")
+                .annotate(m=Max("rationale"))
+                .values("m")
+            ),
+            Value(""),
+            output_field=TextField(),
+        ),
+        settled=Exists(settled),
+    )
+
+
+def _consensus_q() -> Q:
+    """Every active answer says the same decidable label (relevant or not relevant) and, for
+    synthetic triplets, nobody or everybody proposed the same rewrite of the query."""
+    same_label = Q(n_relevant=F("judgment_count")) | Q(n_not_relevant=F("judgment_count"))
+    same_edit = Q(n_edits=0) | (Q(n_edits=F("judgment_count")) & Q(edit_min=F("edit_max")))
+    return same_label & same_edit
+
+
+def items_in_consensus(*, campaign: ReviewCampaign) -> QuerySet[ReviewItem]:
+    return items_with_tallies(campaign=campaign).filter(_consensus_q(), settled=False)
+
+
+def items_to_adjudicate(*, campaign: ReviewCampaign) -> QuerySet[ReviewItem]:
+    """Finished items whose answers disagree, or agree on something that is not a label
+    (all "unsure", all "partly relevant"), and that no Decision settled yet."""
+    return items_with_tallies(campaign=campaign).filter(~_consensus_q(), settled=False)
+
+
+@dataclass
+class HumanAnswer:
+    rater: str
+    verdict: str
+    note: str
+    edited_query: str
+
+
+def adjudication_page(
+    *, campaign: ReviewCampaign, after: int | None = None, before: int | None = None, size: int = 20
+) -> KeysetPage:
+    """One page of the adjudication queue, each item with its human answers and the machine
+    verdicts (curators are never blind)."""
+    page = keyset_paginate(
+        items_to_adjudicate(campaign=campaign), key="id", after=after, before=before, size=size
+    )
+    ids = [item.pk for item in page.items]
+    answers: dict[int, list[HumanAnswer]] = {i: [] for i in ids}
+    rows = (
+        ReviewSubmission.objects.filter(item_id__in=ids, undone_at__isnull=True)
+        .order_by("item_id", "id")
+        .values_list(
+            "item_id", "judgment__rater", "judgment__verdict", "judgment__note",
+            "judgment__tag", "judgment__rationale",
+        )
+    )  # fmt: skip
+    for item_id, rater, verdict, note, tag, rationale in rows:
+        edited = rationale if tag == QUERY_EDIT_TAG else ""
+        answers[item_id].append(HumanAnswer(rater, verdict, note, edited))
+    views = review_item_views(items=page.items, machine_for={i.pk for i in page.items})
+    page.items = [(view, answers[view.item.pk]) for view in views]
+    return page
+
+
+def consensus_count(*, campaign: ReviewCampaign) -> int:
+    return items_in_consensus(campaign=campaign).count()

@@ -1,0 +1,35 @@
+"""Formatting for the agreement report page: undefined statistics (stored as null) read as
+"undefined", never as 0."""
+
+import math
+
+from django import template
+
+register = template.Library()
+
+
+def _defined(value) -> bool:
+    return isinstance(value, int | float) and not (isinstance(value, float) and math.isnan(value))
+
+
+@register.filter
+def stat(value, digits: int = 3) -> str:
+    return f"{value:.{int(digits)}f}" if _defined(value) else "undefined"
+
+
+@register.filter
+def percent(value) -> str:
+    return f"{100 * value:.1f}%" if _defined(value) else "undefined"
+
+
+@register.filter
+def lookup(mapping, key):
+    """``labels|lookup:key``: the label of a rater key (the key itself when unknown)."""
+    if isinstance(mapping, dict):
+        return mapping.get(key, key)
+    return key
+
+
+@register.inclusion_tag("review/agreement_svg.html")
+def svg_figure(figure, css_class: str = ""):
+    return {"figure": figure, "css_class": css_class}

@@ -1,0 +1,18 @@
+from django.urls import include, path
+
+from . import views
+
+app_name = "review"
+urlpatterns: list = [
+    path("", views.campaign_list, name="campaign_list"),
+    path("new", views.campaign_create, name="campaign_create"),
+    path("<int:pk>/", views.campaign_detail, name="campaign_detail"),
+    path("<int:pk>/work/", views.review_page, name="review_page"),
+    path("<int:pk>/work/submit", views.review_submit, name="review_submit"),
+    path("<int:pk>/work/undo", views.review_undo, name="review_undo"),
+    path("<int:pk>/adjudicate/", views.adjudication_queue, name="adjudication_queue"),
+    path("<int:pk>/adjudicate/decide", views.adjudication_submit, name="adjudication_submit"),
+    path("<int:pk>/consensus", views.consensus_decide, name="consensus_decide"),
+    # The agreement report (built beside this module).
+    path("", include("review.urls_agreement")),
+]

@@ -1,0 +1,32 @@
+"""Agreement report routes, included by review/urls.py (namespace ``review``, under
+``/review/``): the pages, the downloads, and the REST API under ``api/agreement/``."""
+
+from django.urls import path
+
+from . import api_agreement, views_agreement
+
+urlpatterns: list = [
+    path("agreement/", views_agreement.agreement_index, name="agreement_index"),
+    path("agreement/new", views_agreement.agreement_create, name="agreement_create"),
+    path("agreement/<int:pk>/", views_agreement.agreement_detail, name="agreement_detail"),
+    path(
+        "agreement/<int:pk>/recompute",
+        views_agreement.agreement_recompute,
+        name="agreement_recompute",
+    ),
+    path("agreement/<int:pk>/cancel", views_agreement.agreement_cancel, name="agreement_cancel"),
+    path("agreement/<int:pk>/agreement.csv", views_agreement.agreement_csv, name="agreement_csv"),
+    path(
+        "agreement/<int:pk>/agreement.json", views_agreement.agreement_json, name="agreement_json"
+    ),
+    path(
+        "api/agreement/",
+        api_agreement.AgreementReportListCreateApi.as_view(),
+        name="agreement_api_list",
+    ),
+    path(
+        "api/agreement/<int:pk>/",
+        api_agreement.AgreementReportDetailApi.as_view(),
+        name="agreement_api_detail",
+    ),
+]

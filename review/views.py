@@ -1,0 +1,285 @@
+"""Review campaigns (curators), the review page (annotators), the adjudication queue.
+
+The review page is one htmx pane (``templates/review/_pane.html``): every verdict, undo or
+skip is a small POST whose answer is the next pane, swapped in place. Without JavaScript the
+same forms post normally and are redirected back to the page.
+"""
+
+import uuid
+
+from django.contrib import messages
+from django.core.exceptions import BadRequest, PermissionDenied
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from core.errors import ApplicationError
+from core.roles import CAN_CURATE, CAN_READ_DATA, Role, has_role, role_required
+from curation.models import Verdict
+from review import selectors as reads
+from review.forms import AdjudicationForm, CampaignCreateForm
+from review.models import ReviewCampaign, Stratum
+from review.services.campaigns import review_campaign_create
+from review.services.decisions import adjudication_decide, campaign_consensus_decide
+from review.services.queue import (
+    judgment_submit,
+    review_item_next_for_user,
+    review_submission_undo,
+)
+
+# What the page's buttons send. Synthetic triplets are approved (kept, possibly with an
+# edited query) or rejected; "unsure" is the skip key everywhere.
+ACTIONS = {
+    "relevant": Verdict.RELEVANT,
+    "not_relevant": Verdict.NOT_RELEVANT,
+    "partly_relevant": Verdict.PARTLY_RELEVANT,
+    "unsure": Verdict.UNSURE,
+    "approve": Verdict.RELEVANT,
+    "reject": Verdict.NOT_RELEVANT,
+}
+REVIEWER_ROLES = (Role.ANNOTATOR, Role.CURATOR, Role.ADMIN)
+
+
+def _int(value, name: str) -> int | None:
+    if value in (None, ""):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise BadRequest(f"{name} must be a whole number") from None
+
+
+def _campaign(pk: int) -> ReviewCampaign:
+    try:
+        return reads.campaign_get(campaign_id=pk)
+    except ReviewCampaign.DoesNotExist:
+        raise Http404("no such campaign") from None
+
+
+# --- campaigns (curators) --------------------------------------------------------------------
+
+
+@require_GET
+@role_required(*CAN_READ_DATA)
+def campaign_list(request):
+    page = reads.campaign_list_page(
+        after=_int(request.GET.get("after"), "after"),
+        before=_int(request.GET.get("before"), "before"),
+    )
+    return render(request, "review/campaign_list.html", {"page": page, "section": "review"})
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(*CAN_CURATE)
+def campaign_create(request):
+    form = CampaignCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            campaign = review_campaign_create(
+                name=data["name"],
+                dataset=data["dataset"],
+                strata=form.strata(),
+                annotators=data["annotators"],
+                overlap=data["overlap"],
+                blind=data["blind"],
+                seed=data["seed"],
+                created_by=request.user,
+            )
+        except ApplicationError as exc:
+            field = exc.detail.get("field")
+            form.add_error(field if field in form.fields else None, exc.message)
+        else:
+            messages.success(
+                request, f"Campaign {campaign.name} created with {campaign.item_count} items."
+            )
+            return redirect("review:campaign_detail", pk=campaign.pk)
+    status = 400 if request.method == "POST" else 200
+    return render(
+        request, "review/campaign_form.html", {"form": form, "section": "review"}, status=status
+    )
+
+
+@require_GET
+@role_required(*CAN_READ_DATA)
+def campaign_detail(request, pk: int):
+    campaign = _campaign(pk)
+    return render(
+        request,
+        "review/campaign_detail.html",
+        {
+            "section": "review",
+            "campaign": campaign,
+            "strata": reads.campaign_strata_counts(campaign=campaign),
+            "annotators": reads.campaign_annotators(campaign=campaign),
+            "is_campaign_annotator": reads.campaign_is_annotator(
+                campaign=campaign, user=request.user
+            ),
+        },
+    )
+
+
+# --- the review page (annotators) ------------------------------------------------------------
+
+
+def _reviewer_campaign(request, pk: int) -> ReviewCampaign:
+    """The campaign, if the user is one of its annotators (and may review at all)."""
+    campaign = ReviewCampaign.objects.filter(pk=pk).first()  # the row only: a hot path
+    if campaign is None:
+        raise Http404("no such campaign")
+    if not has_role(request.user, *REVIEWER_ROLES) or not reads.campaign_is_annotator(
+        campaign=campaign, user=request.user
+    ):
+        raise PermissionDenied
+    return campaign
+
+
+def _pane(
+    request, campaign: ReviewCampaign, *, item=..., last=None, notice: str = "", error: str = ""
+):
+    """Render the review pane: counters, the last answer (with the machine verdicts revealed)
+    and the item to judge now. ``item`` is the next item and ``last`` the answer just saved,
+    when the caller already has them."""
+    if item is ...:
+        item = review_item_next_for_user(campaign=campaign, user=request.user)
+    # Blind campaigns never put a machine verdict about an unanswered item in the HTML.
+    pane = reads.review_pane(campaign=campaign, user=request.user, item=item, last=last)
+    context = {
+        "campaign": campaign,
+        "view": pane.view,
+        "last": pane.last,
+        "counters": reads.review_counters(campaign=campaign, user=request.user),
+        # A fresh token per rendered item: a double click sends the same one twice.
+        "token": uuid.uuid4().hex,
+        "notice": notice,
+        "error": error,
+        "Stratum": Stratum,
+    }
+    template = "review/_pane.html" if request.htmx else "review/review.html"
+    return render(request, template, context)
+
+
+@require_GET
+def review_page(request, pk: int):
+    campaign = _reviewer_campaign(request, pk)
+    return _pane(request, campaign)
+
+
+def _after_post(request, campaign, *, item=..., last=None, notice="", error=""):
+    if request.htmx:
+        return _pane(request, campaign, item=item, last=last, notice=notice, error=error)
+    if error:
+        messages.error(request, error)
+    elif notice:
+        messages.info(request, notice)
+    return redirect("review:review_page", pk=campaign.pk)
+
+
+@require_POST
+def review_submit(request, pk: int):
+    campaign = _reviewer_campaign(request, pk)
+    action = request.POST.get("verdict", "")
+    if action not in ACTIONS:
+        raise BadRequest("unknown verdict")
+    item_id = _int(request.POST.get("item"), "item")
+    if item_id is None:
+        raise BadRequest("item is required")
+    try:
+        result = judgment_submit(
+            campaign=campaign,
+            item_id=item_id,
+            user=request.user,
+            verdict=ACTIONS[action],
+            client_token=request.POST.get("token", ""),
+            note=request.POST.get("note", ""),
+            # The edit box holds the query the annotator approves; unchanged means as is.
+            edited_query=request.POST.get("edited_query", "") if action == "approve" else "",
+        )
+    except ApplicationError as exc:
+        return _after_post(request, campaign, error=exc.message)
+    # A new answer is the user's latest; a duplicate may not be (it could have been undone).
+    last = None if result.duplicate else result.submission
+    return _after_post(request, campaign, item=result.next_item, last=last)
+
+
+@require_POST
+def review_undo(request, pk: int):
+    campaign = _reviewer_campaign(request, pk)
+    try:
+        review_submission_undo(
+            campaign=campaign,
+            user=request.user,
+            submission_id=_int(request.POST.get("submission"), "submission"),
+        )
+    except ApplicationError as exc:
+        return _after_post(request, campaign, error=exc.message)
+    return _after_post(request, campaign, notice="Your answer was taken back; judge it again.")
+
+
+# --- adjudication (curators) -----------------------------------------------------------------
+
+
+def _adjudication(request, campaign, *, form=None, status: int = 200):
+    page = reads.adjudication_page(
+        campaign=campaign,
+        after=_int(request.GET.get("after"), "after"),
+        before=_int(request.GET.get("before"), "before"),
+    )
+    return render(
+        request,
+        "review/adjudication.html",
+        {
+            "section": "review",
+            "campaign": campaign,
+            "page": page,
+            "consensus": reads.consensus_count(campaign=campaign),
+            "form": form,
+            "Stratum": Stratum,
+        },
+        status=status,
+    )
+
+
+@require_GET
+@role_required(*CAN_CURATE)
+def adjudication_queue(request, pk: int):
+    return _adjudication(request, _campaign(pk))
+
+
+@require_POST
+@role_required(*CAN_CURATE)
+def adjudication_submit(request, pk: int):
+    campaign = _campaign(pk)
+    form = AdjudicationForm(request.POST)
+    if not form.is_valid():
+        return _adjudication(request, campaign, form=form, status=400)
+    data = form.cleaned_data
+    try:
+        adjudication_decide(
+            campaign=campaign,
+            item_id=data["item"],
+            label=data["label"],
+            user=request.user,
+            note=data["note"],
+            query_text=data["query_text"],
+        )
+    except ApplicationError as exc:
+        form.add_error(None, exc.message)
+        return _adjudication(request, campaign, form=form, status=400)
+    messages.success(request, f"Decided: {data['label']}.")
+    return redirect("review:adjudication_queue", pk=campaign.pk)
+
+
+@require_POST
+@role_required(*CAN_CURATE)
+def consensus_decide(request, pk: int):
+    campaign = _campaign(pk)
+    result = campaign_consensus_decide(campaign=campaign, user=request.user)
+    messages.success(
+        request,
+        f"{result.decided} decisions recorded from agreeing reviewers "
+        f"({result.relevant} relevant, {result.not_relevant} not relevant"
+        + (f", {result.queries_edited} queries edited" if result.queries_edited else "")
+        + ").",
+    )
+    return redirect("review:adjudication_queue", pk=campaign.pk)

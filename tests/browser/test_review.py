@@ -1,0 +1,217 @@
+"""The review flow in a real browser: an annotator judges with the keyboard only, undoes an
+answer and sees the LLM verdicts revealed after answering; a second annotator completes the
+items (overlap 2); a hostile passage renders as text; a curator sees the campaign and the
+adjudication queue. Saves the screenshots the README shows (docs/screenshots/)."""
+
+import pytest
+from django.contrib.auth.models import Group
+
+from curation.demo import DEMO_FALSE_NEGATIVES, demo_dataset_load
+from curation.models import Candidate, CandidateRole, Judgment, RaterKind, Verdict
+from review.models import ReviewItem, ReviewSubmission
+from review.services.campaigns import review_campaign_create
+from tests.browser.conftest import log_in, screenshot
+from tests.factories import CandidateFactory, PassageFactory, QueryFactory
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+HOSTILE_TEXT = (
+    "Steeping tips <script>window.__pwned = 1</script> and "
+    '<img src=x onerror="window.__pwned = 2"> four minutes for a french press.'
+)
+
+
+def rationale(candidate) -> str:
+    return (
+        f"The passage answers the question as well as the positive does (candidate {candidate.pk})."
+    )
+
+
+def person(django_user_model, username: str, role: str):
+    user = django_user_model.objects.create_user(username=username, password="pw-" + username)
+    user.groups.add(Group.objects.get_or_create(name=role)[0])
+    return user
+
+
+@pytest.fixture
+def campaign(django_user_model):
+    """The demo dataset with RLHN-style machine judgments on its twelve deliberate false
+    negatives (stage 1 and stage 2 flag them), plus one hostile passage flagged by stage 2.
+    A blind campaign over those 13 items, overlap 2, for ann1 and ann2."""
+    dataset = demo_dataset_load().dataset
+    flagged = []
+    for query_text, passage_text in sorted(DEMO_FALSE_NEGATIVES):
+        candidate = Candidate.objects.get(
+            query__dataset=dataset, query__text=query_text, passage__text=passage_text
+        )
+        flagged.append(candidate)
+    query = QueryFactory(dataset=dataset, text="how long to steep french press coffee")
+    CandidateFactory(
+        query=query,
+        role=CandidateRole.POSITIVE,
+        passage=PassageFactory(
+            corpus=dataset.corpus, text="Let french press coffee steep for four minutes."
+        ),
+    )
+    hostile = CandidateFactory(
+        query=query,
+        role=CandidateRole.NEGATIVE,
+        rank=1,
+        passage=PassageFactory(corpus=dataset.corpus, text=HOSTILE_TEXT),
+    )
+    flagged.append(hostile)
+    for candidate in flagged:
+        for rater, model in (
+            ("llm:gpt-4o-mini:stage1", "gpt-4o-mini"),
+            ("llm:gpt-4o:stage2", "gpt-4o"),
+        ):
+            Judgment.objects.create(
+                candidate=candidate, rater=rater, rater_kind=RaterKind.MACHINE,
+                verdict=Verdict.RELEVANT, tag="better", rationale=rationale(candidate),
+                model_name=model,
+            )  # fmt: skip
+    ann1 = person(django_user_model, "ann1", "annotator")
+    ann2 = person(django_user_model, "ann2", "annotator")
+    curator = person(django_user_model, "cora", "curator")
+    campaign = review_campaign_create(
+        name="Demo false negatives",
+        dataset=dataset,
+        strata={"stage2_flagged": 50},
+        annotators=[ann1, ann2],
+        overlap=2,
+        blind=True,
+        seed=4,
+        created_by=curator,
+    )
+    # Serve the hostile passage first, so the test looks at it for sure.
+    ReviewItem.objects.filter(campaign=campaign, candidate=hostile).update(position=-1)
+    campaign.hostile = hostile
+    return campaign
+
+
+def current_item(page) -> int:
+    return int(page.get_attribute("#review-pane [data-item]", "data-item"))
+
+
+def press_and_wait(page, key: str) -> None:
+    """Press ``key`` and wait until htmx swapped in a new pane."""
+    page.evaluate("document.getElementById('review-pane').dataset.old = '1'")
+    page.keyboard.press(key)
+    page.wait_for_function("!document.getElementById('review-pane').dataset.old")
+
+
+def counter(page, name: str) -> str:
+    return page.inner_text(f'[data-counter="{name}"]').strip()
+
+
+def test_two_annotators_review_with_the_keyboard(live_server, new_page, campaign):
+    assert campaign.item_count == 13
+    page = new_page()
+    log_in(page, live_server, "ann1", "pw-ann1")
+    # The annotator's home lists the campaign.
+    assert "Demo false negatives" in page.inner_text("main")
+    screenshot(page, "annotator_home")
+    page.click("text=Demo false negatives")
+    page.wait_for_selector("#review-pane [data-item]")
+
+    # The hostile passage is on screen: text, not markup.
+    hostile_item = ReviewItem.objects.get(campaign=campaign, candidate=campaign.hostile)
+    assert current_item(page) == hostile_item.pk
+    shown = page.inner_text("#candidate-passage")
+    assert "<script>window.__pwned = 1</script>" in shown
+    assert '<img src=x onerror="window.__pwned = 2">' in shown
+    assert page.locator("#candidate-passage img, #candidate-passage script").count() == 0
+    assert page.locator("#candidate-passage mark").all_inner_texts() == ["french", "press"]
+    assert page.evaluate("window.__pwned") is None and page.dialogs == []
+
+    # Blind: nothing any judge said about the item on screen is in the page.
+    assert rationale(campaign.hostile) not in page.content()
+    assert "llm:gpt-4o" not in page.content()
+
+    # Help overlay.
+    page.keyboard.press("?")
+    page.wait_for_selector("#review-help[open]")
+    screenshot(page, "review_help")
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#review-help:not([open])", state="attached")
+
+    # Ten answers, keyboard only; a note on the first.
+    answered = []
+    for n, key in enumerate("1212302120"):
+        item = current_item(page)
+        candidate = ReviewItem.objects.get(pk=item).candidate
+        assert rationale(candidate) not in page.content()
+        if n == 0:
+            page.keyboard.press("n")
+            page.keyboard.type("markup in the passage")
+            page.keyboard.press("Escape")
+        press_and_wait(page, key)
+        answered.append(item)
+        # The reveal: the answered item's LLM verdicts and rationale, now.
+        reveal = page.inner_text(".last-answer .reveal")
+        assert "llm:gpt-4o:stage2" in reveal and rationale(candidate) in reveal
+        if n == 1:
+            screenshot(page, "review")
+    assert len(set(answered)) == 10
+    assert counter(page, "pace") == "10 / h"
+    assert ReviewSubmission.objects.filter(user__username="ann1").count() == 10
+    first = Judgment.objects.get(rater="user:ann1", candidate=campaign.hostile)
+    assert (first.verdict, first.note) == ("relevant", "markup in the passage")
+    screenshot(page, "review_reveal")
+
+    # Undo the last answer: its item comes back, the count goes down, history keeps it.
+    press_and_wait(page, "u")
+    assert current_item(page) == answered[-1]
+    assert counter(page, "pace") == "9 / h"
+    assert "taken back" in page.inner_text("#review-pane")
+    undone = ReviewSubmission.objects.get(user__username="ann1", item_id=answered[-1])
+    assert undone.undone_at is not None
+    press_and_wait(page, "2")
+    assert counter(page, "pace") == "10 / h"
+    assert Judgment.objects.filter(rater="user:ann1").count() == 11  # 10 + the undone one
+    assert page.errors == [] and page.dialogs == []
+
+    # The second annotator: unanswered items first, then the ones ann1 answered.
+    other = new_page()
+    log_in(other, live_server, "ann2", "pw-ann2")
+    other.click("text=Demo false negatives")
+    other.wait_for_selector("#review-pane [data-item]")
+    served = []
+    for key in "2222222":
+        served.append(current_item(other))
+        press_and_wait(other, key)
+    assert len(set(served)) == 7
+    unanswered = set(
+        ReviewItem.objects.filter(campaign=campaign)
+        .exclude(pk__in=answered)
+        .values_list("pk", flat=True)
+    )
+    assert set(served[:3]) == unanswered  # breadth-first
+    assert set(served[3:]) <= set(answered)
+    campaign.refresh_from_db()
+    assert campaign.done_count == 4
+    assert other.inner_text('[data-counter="done"]').strip() == "4 / 13"
+    for item in ReviewItem.objects.filter(campaign=campaign):
+        active = ReviewSubmission.objects.filter(item=item, undone_at__isnull=True).count()
+        assert active == item.judgment_count <= 2
+    assert other.errors == [] and other.dialogs == []
+
+    # The curator's side: the campaign and the adjudication queue.
+    cora = new_page()
+    log_in(cora, live_server, "cora", "pw-cora")
+    cora.goto(f"{live_server.url}/review/")
+    screenshot(cora, "campaign_list")
+    cora.click("text=New campaign")
+    screenshot(cora, "campaign_new")
+    cora.goto(f"{live_server.url}/review/{campaign.pk}/")
+    assert "Demo false negatives" in cora.inner_text("h1")
+    screenshot(cora, "campaign")
+    cora.click("text=Adjudication queue")
+    cora.wait_for_selector("h1")
+    screenshot(cora, "adjudication")
+    # ann1 said 1 (relevant) on items ann2 called not relevant: they wait for a curator.
+    disagreements = cora.locator(".adjudication-item").count()
+    agreeing = int(cora.inner_text("[data-consensus-count]"))
+    assert disagreements + agreeing == 4
+    assert cora.locator(".adjudication-item script, .adjudication-item img").count() == 0
+    assert cora.errors == [] and cora.dialogs == []

@@ -1,0 +1,100 @@
+"""Shared pieces of the cascade tests: a small dataset with known false negatives, stage
+settings pointing at a FakeOpenAIServer, and a judge that answers like a real one would."""
+
+import json
+import re
+import threading
+from collections import Counter
+
+from curation.llm.stages import StageSettings
+from curation.models import CandidateRole
+from tests.factories import CandidateFactory, DatasetFactory, QueryFactory
+from tests.support.openai_server import Reply
+
+_QUERY_RE = re.compile(r"<query>(.*?)</query>", re.S)
+_DOC_RE = re.compile(r"^Doc \((\d+)\): <doc>(.*?)</doc>$", re.M)
+
+
+def small_dataset(*, queries: int = 6, negatives: int = 4, name: str = "cascade-small"):
+    """``queries`` queries, each with one positive and ``negatives`` ranked negatives; in
+    every odd-numbered query the negative at rank 2 says "ANSWERS" (a false negative) and in
+    every query divisible by 3 the one at rank 3 says "PARTLY" (relevant but worse)."""
+    dataset = DatasetFactory(name=name)
+    for q in range(1, queries + 1):
+        query = QueryFactory(dataset=dataset, query_id=f"q{q:03d}", text=f"question number {q}")
+        CandidateFactory(
+            query=query, role=CandidateRole.POSITIVE, passage__text=f"the answer to {q}"
+        )
+        # Created in reverse so that id order differs from rank order.
+        for rank in range(negatives, 0, -1):
+            text = f"passage {q}.{rank}"
+            if rank == 2 and q % 2:
+                text += " ANSWERS"
+            if rank == 3 and q % 3 == 0:
+                text += " PARTLY"
+            CandidateFactory(query=query, rank=rank, passage__text=text)
+    return dataset
+
+
+def query_of(body: dict) -> str:
+    return _QUERY_RE.search(body["messages"][-1]["content"]).group(1)
+
+
+def docs_of(body: dict) -> dict[int, str]:
+    return {int(n): text for n, text in _DOC_RE.findall(body["messages"][-1]["content"])}
+
+
+def judge_answer(body: dict) -> str:
+    """What a sound judge answers about this prompt, as JSON."""
+    docs = docs_of(body)
+    better = [n for n, text in docs.items() if "ANSWERS" in text]
+    worse = [n for n, text in docs.items() if "PARTLY" in text]
+    return json.dumps(
+        {"reasoning": " ".join(f"Doc ({n}) read." for n in docs), "better": better, "worse": worse}
+    )
+
+
+def sound_judge(body: dict) -> Reply:
+    return Reply(content=judge_answer(body), prompt_tokens=1000, completion_tokens=200)
+
+
+def stage(number: int, server=None, **changes) -> StageSettings:
+    """Stage ``number`` against ``server`` (or an address nothing listens on)."""
+    settings = StageSettings(
+        number=number,
+        model="gpt-4o-mini" if number == 1 else "gpt-4o",
+        base_url=server.base_url if server is not None else "http://127.0.0.1:9/v1",
+        api_key_env="SIEVE_TEST_LLM_KEY",
+        price_in_per_m="0.15" if number == 1 else "2.50",
+        price_out_per_m="0.60" if number == 1 else "10.00",
+        concurrency=4,
+        timeout_s=5.0,
+        max_attempts=3,
+        backoff_base_s=0.05,
+        json_mode=True,
+        max_tokens=1000,
+    )
+    return settings.with_changes(**changes)
+
+
+def chat_requests(server) -> list[dict]:
+    return [r["body"] for r in server.requests if r["path"].rstrip("/") == "/v1/chat/completions"]
+
+
+def per_query(server) -> Counter:
+    return Counter(query_of(body) for body in chat_requests(server))
+
+
+class CountingResponder:
+    """Wraps a responder; thread-safe counts of calls per query text."""
+
+    def __init__(self, respond):
+        self.respond = respond
+        self.calls: Counter = Counter()
+        self.lock = threading.Lock()
+
+    def __call__(self, body: dict) -> Reply:
+        with self.lock:
+            self.calls[query_of(body)] += 1
+            number = self.calls[query_of(body)]
+        return self.respond(body, number)

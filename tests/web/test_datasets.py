@@ -1,0 +1,145 @@
+"""Dataset list, dataset detail, query detail: counts, paging, escaping."""
+
+import re
+
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from curation.models import CandidateRole, DecisionLabel
+from tests.factories import (
+    CandidateFactory,
+    DatasetFactory,
+    DecisionFactory,
+    PassageFactory,
+    QueryFactory,
+)
+
+SCRIPT = "<script>alert(1)</script>"
+IMG = "<img src=x onerror=alert(1)>"
+
+
+def test_dataset_list_shows_denormalized_counts(viewer_client, tiny_dataset):
+    page = viewer_client.get(reverse("curation:dataset_list"))
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert reverse("curation:dataset_detail", args=[tiny_dataset.pk]) in text
+    assert tiny_dataset.corpus.name in text
+    row = re.search(r"<tr>.*?tiny</a>.*?</tr>", text, re.S).group(0)
+    assert re.findall(r'class="num">(\d+)<', row) == ["2", "2", "4"]
+
+
+def test_dataset_detail_lists_queries_with_counts_and_freeze_form(curator_client, tiny_dataset):
+    page = curator_client.get(reverse("curation:dataset_detail", args=[tiny_dataset.pk]))
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "what is thing 0?" in text and "what is thing 1?" in text
+    query_rows = re.findall(r'<tr>\s*<td><a href="/queries/\d+/">.*?</tr>', text, re.S)
+    assert len(query_rows) == 2
+    for row in query_rows:
+        assert re.findall(r'class="num">(\d+)<', row) == ["1", "2"]
+    assert "Freeze snapshot" in text
+    assert 'name="max_false_negatives"' in text and 'value="7"' in text
+
+
+def test_query_page_shows_candidates_rank_score_origin_and_latest_decision(
+    viewer_client, tiny_dataset
+):
+    query = tiny_dataset.queries.get(query_id="q0")
+    negative = query.candidates.get(rank=1)
+    DecisionFactory(candidate=negative, label=DecisionLabel.NOT_RELEVANT)
+    DecisionFactory(candidate=negative, label=DecisionLabel.RELEVANT)  # the latest wins
+    page = viewer_client.get(reverse("curation:query_detail", args=[query.pk]))
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "what is thing 0?" in text
+    assert "thing 0 is a thing" in text
+    row = re.search(rf'<tr id="candidate-{negative.pk}"[^>]*>.*?</tr>', text, re.S).group(0)
+    assert 'class="false-negative"' in row
+    assert ">relevant</span>" in row
+    assert "0.4000" in row  # teacher score
+    assert "original" in row
+    assert re.search(r'<td class="num">1</td>', row)
+    other = query.candidates.get(rank=2)
+    other_row = re.search(rf'<tr id="candidate-{other.pk}"[^>]*>.*?</tr>', text, re.S).group(0)
+    assert "false-negative" not in other_row
+
+
+def test_passage_and_query_html_is_shown_escaped(viewer_client):
+    dataset = DatasetFactory(name=f"d{SCRIPT}")
+    query = QueryFactory(dataset=dataset, query_id=f"q{IMG}", text=f"why {SCRIPT}")
+    CandidateFactory(
+        query=query,
+        role=CandidateRole.NEGATIVE,
+        rank=1,
+        passage=PassageFactory(corpus=dataset.corpus, title=IMG, text=f"body {SCRIPT} {IMG}"),
+    )
+    for url in (
+        reverse("curation:query_detail", args=[query.pk]),
+        reverse("curation:dataset_detail", args=[dataset.pk]),
+        reverse("curation:dataset_list"),
+    ):
+        text = viewer_client.get(url).content.decode()
+        assert SCRIPT not in text, url
+        assert IMG not in text, url
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text, url
+    query_page = viewer_client.get(reverse("curation:query_detail", args=[query.pk])).content
+    assert b"&lt;img src=x onerror=alert(1)&gt;" in query_page
+
+
+def test_query_paging_returns_every_query_exactly_once(viewer_client):
+    dataset = DatasetFactory(query_count=123)
+    expected = {QueryFactory(dataset=dataset, query_id=f"q{i:04d}").query_id for i in range(123)}
+    url = reverse("curation:dataset_detail", args=[dataset.pk])
+    seen: list[str] = []
+    pages = 0
+    next_link = url
+    while next_link:
+        response = viewer_client.get(next_link, headers={"HX-Request": "true"})
+        assert response.status_code == 200
+        text = response.content.decode()
+        assert "<html" not in text  # htmx paging swaps only the table
+        seen += re.findall(r'<td class="mono muted" title="(q\d{4})">', text)
+        pages += 1
+        match = re.search(r'rel="next" href="([^"]+)"', text)
+        next_link = url + match.group(1).replace("&amp;", "&") if match else None
+    assert pages == 3
+    assert len(seen) == len(expected) == 123
+    assert set(seen) == expected
+
+    # And back again from the last page.
+    back: list[str] = []
+    prev_link = next_link = url + f"?after={sorted(expected)[99]}"
+    while prev_link:
+        text = viewer_client.get(prev_link).content.decode()
+        back = re.findall(r'<td class="mono muted" title="(q\d{4})">', text) + back
+        match = re.search(r'rel="prev" href="([^"]+)"', text)
+        prev_link = url + match.group(1).replace("&amp;", "&") if match else None
+    assert back == sorted(expected)
+
+
+def test_dataset_list_paging_visits_every_dataset_once(viewer_client):
+    names = {DatasetFactory(name=f"set-{i:03d}").name for i in range(57)}
+    url = reverse("curation:dataset_list")
+    seen: list[str] = []
+    link = url
+    while link:
+        text = viewer_client.get(link).content.decode()
+        seen += re.findall(r">(set-\d{3})</a>", text)
+        match = re.search(r'rel="next" href="([^"]+)"', text)
+        link = url + match.group(1).replace("&amp;", "&") if match else None
+    assert sorted(seen) == sorted(names)
+
+
+def test_dataset_page_cost_does_not_grow_with_its_queries(viewer_client, tiny_dataset):
+    """Counts come from one grouped query over the page, never one query per row."""
+    url = reverse("curation:dataset_detail", args=[tiny_dataset.pk])
+    with CaptureQueriesContext(connection) as small:
+        viewer_client.get(url)
+    for i in range(60):
+        query = QueryFactory(dataset=tiny_dataset, query_id=f"z{i:03d}")
+        CandidateFactory(query=query, role=CandidateRole.POSITIVE)
+    with CaptureQueriesContext(connection) as large:
+        page = viewer_client.get(url)
+    assert page.content.count(b'<td class="mono muted"') == 50
+    assert len(large.captured_queries) == len(small.captured_queries)

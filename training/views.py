@@ -1,0 +1,135 @@
+"""Training pages: the "Train" form of a snapshot, the live run page, the list of runs.
+
+The run page polls itself like every job page; its fragment (``training/_run_status.html``)
+carries the loss curve, throughput, ETA and the log tail, and the view answers 286 (htmx's
+"stop polling") once the run ended.
+"""
+
+from django.contrib import messages
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseStopPolling
+
+from core.errors import ApplicationError
+from core.http import query_int
+from core.models import FINISHED_STATUSES
+from core.roles import CAN_CURATE, CAN_READ_DATA, role_required
+from curation.models import Snapshot
+from curation.selectors import snapshot_get
+from evaluation.selectors import evaluation_runs_recent
+
+from . import selectors as reads
+from .charts import loss_curve
+from .forms import TrainingLaunchForm
+from .models import TrainingRun
+from .services import (
+    training_config_defaults,
+    training_run_cancel,
+    training_run_create,
+)
+
+
+def _snapshot(pk: int) -> Snapshot:
+    try:
+        return snapshot_get(snapshot_id=pk)
+    except Snapshot.DoesNotExist:
+        raise Http404("no such snapshot") from None
+
+
+def _run(pk: int) -> TrainingRun:
+    try:
+        return reads.training_run_get(run_id=pk)
+    except TrainingRun.DoesNotExist:
+        raise Http404("no such training run") from None
+
+
+def _form_page(request, snapshot, form, *, status=200):
+    return render(
+        request,
+        "training/training_new.html",
+        {
+            "section": "training",
+            "snapshot": snapshot,
+            "form": form,
+            "runs": reads.snapshot_training_runs(snapshot=snapshot),
+        },
+        status=status,
+    )
+
+
+@require_GET
+@role_required(*CAN_CURATE)
+def training_new(request, pk: int):
+    snapshot = _snapshot(pk)
+    return _form_page(request, snapshot, TrainingLaunchForm(defaults=training_config_defaults()))
+
+
+@require_POST
+@role_required(*CAN_CURATE)
+def training_launch(request, pk: int):
+    snapshot = _snapshot(pk)
+    form = TrainingLaunchForm(request.POST, defaults=training_config_defaults())
+    if not form.is_valid():
+        return _form_page(request, snapshot, form, status=400)
+    try:
+        run = training_run_create(
+            snapshot=snapshot,
+            config=form.config(),
+            name=form.cleaned_data.get("name") or "",
+            user=request.user,
+        )
+    except ApplicationError as error:
+        field = error.detail.get("field")
+        form.add_error(field if field in form.fields else None, error.message)
+        return _form_page(request, snapshot, form, status=400)
+    messages.success(request, f"Training run #{run.pk} is queued on the GPU workers.")
+    return redirect("training:run_detail", pk=run.pk)
+
+
+def _run_context(run: TrainingRun) -> dict:
+    return {
+        "section": "training",
+        "run": run,
+        "job": run,
+        "finished": run.status in FINISHED_STATUSES,
+        "curve": loss_curve(run.history or []),
+        "last_point": (run.history or [None])[-1],
+        "status_url": reverse("training:run_detail", args=[run.pk]),
+        "cancel_url": reverse("training:run_cancel", args=[run.pk]),
+    }
+
+
+@require_GET
+@role_required(*CAN_READ_DATA)
+def training_run_detail(request, pk: int):
+    run = _run(pk)
+    context = _run_context(run)
+    if request.htmx and not request.htmx.history_restore_request:
+        response = render(request, "training/_run_status.html", context)
+        if context["finished"]:
+            return HttpResponseStopPolling(response.content)
+        return response
+    context["evaluations"] = evaluation_runs_recent(training_run=run)
+    return render(request, "training/training_run.html", context)
+
+
+@require_POST
+@role_required(*CAN_CURATE)
+def training_run_cancel_view(request, pk: int):
+    training_run_cancel(run=get_object_or_404(TrainingRun, pk=pk))
+    run = _run(pk)
+    if request.htmx:
+        return render(request, "training/_run_status.html", _run_context(run))
+    messages.info(request, "Cancellation requested; the run stops after its current step.")
+    return redirect("training:run_detail", pk=pk)
+
+
+@require_GET
+@role_required(*CAN_READ_DATA)
+def training_run_list(request):
+    page = reads.training_run_list_page(
+        after=query_int(request, "after"), before=query_int(request, "before")
+    )
+    return render(request, "training/training_list.html", {"section": "training", "page": page})
