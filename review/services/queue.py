@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Case, F, IntegerField, Subquery, Value, When
 from django.utils import timezone
 
@@ -140,13 +140,16 @@ def _item_state(*, item_id: int, user, now, client_token: str = "") -> ReviewIte
     return item
 
 
-def _pick(*, campaign: ReviewCampaign, user, now, skipped: list[int]) -> int | None:
+def _pick(
+    *, campaign: ReviewCampaign, user, now, skipped: list[int], lock: bool = True
+) -> int | None:
     """The first open item, least answered first, that the user has not answered and where
-    other people's live holds leave room; its row locked, rows locked by others skipped."""
+    other people's live holds leave room. ``lock``: its row locked, rows locked by others
+    skipped; without it a plain read that sees rows other transactions have locked."""
     sql = _PICK_SQL.format(
         skipped=f"AND i.id NOT IN ({', '.join(['%s'] * len(skipped))})" if skipped else "",
         for_update="FOR UPDATE OF i SKIP LOCKED"
-        if connection.features.has_select_for_update_skip_locked
+        if lock and connection.features.has_select_for_update_skip_locked
         else "",
     )
     at = connection.ops.adapt_datetimefield_value(now)
@@ -175,10 +178,24 @@ def review_item_next_for_user(*, campaign: ReviewCampaign, user) -> ReviewItem |
     and holds of other people. A hold the user already has (the item on their screen, or the
     one an undo gave back) is served again.
     """
-    return _next_for_user(campaign=campaign, user=user, holds_none=False)
+    found = _next_for_user(campaign=campaign, user=user, holds_none=False)
+    return _wait_for_busy(campaign=campaign, user=user) if found is _BUSY else found
 
 
-def _next_for_user(*, campaign: ReviewCampaign, user, holds_none: bool) -> ReviewItem | None:
+# "An item is open for you, but another annotator's transaction has its row locked right now"
+# (or every pick found the item filled a moment ago). Not the same as "nothing left": at the
+# end of a campaign the last open items are often locked by the people answering them, and
+# an annotator told "nothing left" then would stop with those items one answer short.
+_BUSY = object()
+# Waits for a row lock in the slow path are short (the holder is one verdict's transaction);
+# the timeout only bounds a pathological case, which then answers "nothing left" for now.
+WAIT_LOCK_MS = 5000
+WAIT_ATTEMPTS = 50
+
+
+def _next_for_user(*, campaign: ReviewCampaign, user, holds_none: bool):
+    """One try without waiting on anyone: the item, None (nothing left for the user), or
+    ``_BUSY`` (there is an open item, but its row is locked by another transaction)."""
     if campaign.status != CampaignStatus.ACTIVE:
         return None
     overlap = campaign.overlap
@@ -208,7 +225,7 @@ def _next_for_user(*, campaign: ReviewCampaign, user, holds_none: bool) -> Revie
         for _ in range(PICK_ATTEMPTS):
             picked = _pick(campaign=campaign, user=user, now=now, skipped=skipped)
             if picked is None:
-                return None
+                break
             # Fresh read under the row lock: the picking statement's snapshot may be older
             # than a hold another annotator committed on this item a moment ago.
             item = _item_state(item_id=picked, user=user, now=now)
@@ -216,6 +233,50 @@ def _next_for_user(*, campaign: ReviewCampaign, user, holds_none: bool) -> Revie
                 _hold(item=item, user=user, now=now, holds_none=holds_none)
                 return item
             skipped.append(item.pk)
+        else:
+            return _BUSY
+        # SKIP LOCKED found nothing. A plain read tells "nothing left" from "what is left is
+        # locked by someone's transaction right now".
+        if _pick(campaign=campaign, user=user, now=now, skipped=skipped, lock=False) is None:
+            return None
+        return _BUSY
+
+
+def _wait_for_busy(*, campaign: ReviewCampaign, user) -> ReviewItem | None:
+    """The slow path after ``_BUSY``, in fresh transactions that hold no other row lock (so
+    waiting cannot deadlock): read the first open item plainly, wait for its row lock, and
+    take it if it still has room; otherwise read again. Each wait ends when one other
+    verdict commits, so this converges; the attempt cap is a safety net."""
+    postgres = connection.vendor == "postgresql"
+    # Items found full of other people's live holds: those people answer them (or their
+    # holds expire and a later request finds them); look past them.
+    skipped: list[int] = []
+    for _ in range(WAIT_ATTEMPTS):
+        campaign.refresh_from_db(fields=["status"])
+        if campaign.status != CampaignStatus.ACTIVE:
+            return None
+        now = timezone.now()
+        with transaction.atomic():
+            picked = _pick(campaign=campaign, user=user, now=now, skipped=skipped, lock=False)
+            if picked is None:
+                return None
+            if postgres:
+                with connection.cursor() as cursor:
+                    cursor.execute(f"SET LOCAL lock_timeout = {int(WAIT_LOCK_MS)}")
+            try:
+                with transaction.atomic():
+                    _row_lock(item_id=picked, campaign_id=campaign.pk)
+            except OperationalError:
+                return None
+            if postgres:
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL lock_timeout = DEFAULT")
+            item = _item_state(item_id=picked, user=user, now=now)
+            if _has_room(item, campaign.overlap):
+                _hold(item=item, user=user, now=now)
+                return item
+            if not item.done and not item.answered_by_me:
+                skipped.append(item.pk)
     return None
 
 
@@ -261,7 +322,9 @@ def judgment_submit(
     """Save ``user``'s verdict on an item: an append-only human ``Judgment`` plus the
     ``ReviewSubmission`` that counts it; the item's and campaign's counters move with F()
     updates, the user's hold is released, and the next item comes back — all in ONE
-    transaction (one commit, one WAL flush per verdict).
+    transaction (one commit, one WAL flush per verdict). Only when the open items left are
+    locked by other people's transactions right now does the next pick wait, after the
+    verdict's commit, in a transaction of its own.
 
     The same ``client_token`` twice is the same submission (a double click, a retried POST):
     the second call writes nothing and returns the first one (``duplicate`` is True) with the
@@ -284,10 +347,13 @@ def judgment_submit(
             )
             # A person holds at most one item per campaign: if it was this one, they now
             # hold nothing, and the next pick can skip looking for their holds.
-            result.next_item = _next_for_user(
-                campaign=campaign, user=user, holds_none=result.released_hold
-            )
-            return result
+            found = _next_for_user(campaign=campaign, user=user, holds_none=result.released_hold)
+        # The verdict is committed; only the rare "what is left is locked right now" case
+        # waits, in a transaction of its own.
+        result.next_item = (
+            _wait_for_busy(campaign=campaign, user=user) if found is _BUSY else found
+        )
+        return result
     except IntegrityError:
         # The unique token (or "one active submission per person and item") caught a race
         # the row lock did not see, e.g. the same token sent at once for two different items.

@@ -121,3 +121,36 @@ def test_simultaneous_double_submit_writes_one_judgment(make_campaign, make_anno
     assert Judgment.objects.filter(rater="user:a1").count() == 1
     item.refresh_from_db()
     assert item.judgment_count == 1
+
+
+def test_an_open_item_locked_by_someone_answering_is_waited_for_not_reported_gone(
+    make_campaign, make_annotator
+):
+    """The end of a campaign: the last open item's row is locked by another annotator's
+    transaction (their verdict is being saved). SKIP LOCKED walks past it; the queue must not
+    answer "nothing left" (the asker would stop and leave the item one answer short) but
+    wait for that transaction and serve the item."""
+    a = make_annotator("a1")
+    campaign = make_campaign([a, make_annotator("b1")], overlap=2, strata={"unflagged": 1})
+    item = ReviewItem.objects.get(campaign=campaign)
+    locked, release, got = threading.Event(), threading.Event(), {}
+
+    def holder():
+        from django.db import transaction
+
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"SELECT id FROM {ReviewItem._meta.db_table} WHERE id = %s FOR UPDATE",
+                    [item.pk],
+                )
+            locked.set()
+            release.wait(10)
+
+    def asker():
+        locked.wait(10)
+        threading.Timer(0.5, release.set).start()
+        got["item"] = review_item_next_for_user(campaign=campaign, user=a)
+
+    assert run_threads(lambda f: f(), [(holder,), (asker,)]) == []
+    assert got["item"] is not None and got["item"].pk == item.pk
