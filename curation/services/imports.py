@@ -281,6 +281,7 @@ def _merge(
         "candidate_rows": read["candidate_rows"],
         "candidates_not_added": read["candidate_rows"] - inserted.positives - inserted.negatives,
         "positive_and_negative": staging.positive_and_negative(),
+        "foreign_key_checks": inserted.foreign_keys,
         **reader.notes,
     }
     if reader.queries_need_candidates:
