@@ -1,6 +1,7 @@
 from django.urls import path
 
 from evaluation import api as evaluation_api
+from review import api_agreement
 
 from . import api
 
@@ -49,4 +50,12 @@ urlpatterns = [
         name="evaluation-cancel",
     ),
     path("leaderboard/", evaluation_api.LeaderboardApi.as_view(), name="leaderboard"),
+    path(
+        "agreement/", api_agreement.AgreementReportListCreateApi.as_view(), name="agreement-list"
+    ),
+    path(
+        "agreement/<int:pk>/",
+        api_agreement.AgreementReportDetailApi.as_view(),
+        name="agreement-detail",
+    ),
 ]

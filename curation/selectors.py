@@ -60,7 +60,8 @@ def dataset_candidates_stream(
 ) -> Iterator[QueryData]:
     """Every query of ``dataset`` in ``query_id`` order with its candidates, as plain data for
     ``curation.export``. A negative is marked ``false_negative`` when its latest decision with
-    id <= ``decision_cutoff`` is ``relevant``. Queries without candidates are yielded too (with
+    id <= ``decision_cutoff`` is ``relevant``, a positive ``not_relevant`` when it is
+    ``not_relevant``. Queries without candidates are yielded too (with
     empty lists) so callers can count them.
 
     One SQL statement per ``batch_size`` queries (the candidates, their passages and the
@@ -105,7 +106,15 @@ def dataset_candidates_stream(
                 _, cand_id, role, rank, score, doc_id, title, text, label = pending
                 if role == CandidateRole.POSITIVE:
                     positives.append(
-                        ExportCandidate(doc_id, title, text, rank, score, order=cand_id)
+                        ExportCandidate(
+                            doc_id,
+                            title,
+                            text,
+                            rank,
+                            score,
+                            order=cand_id,
+                            not_relevant=label == DecisionLabel.NOT_RELEVANT,
+                        )
                     )
                 else:
                     negatives.append(

@@ -7,6 +7,7 @@ urlpatterns: list = [
     path("", views.campaign_list, name="campaign_list"),
     path("new", views.campaign_create, name="campaign_create"),
     path("<int:pk>/", views.campaign_detail, name="campaign_detail"),
+    path("<int:pk>/status", views.campaign_status, name="campaign_status"),
     path("<int:pk>/work/", views.review_page, name="review_page"),
     path("<int:pk>/work/submit", views.review_submit, name="review_submit"),
     path("<int:pk>/work/undo", views.review_undo, name="review_undo"),

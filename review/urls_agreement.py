@@ -1,9 +1,10 @@
-"""Agreement report routes, included by review/urls.py (namespace ``review``, under
-``/review/``): the pages, the downloads, and the REST API under ``api/agreement/``."""
+"""Agreement report pages and downloads, included by review/urls.py (namespace ``review``,
+under ``/review/``). The REST API is with the others, at ``/api/agreement/``
+(curation/api_urls.py)."""
 
 from django.urls import path
 
-from . import api_agreement, views_agreement
+from . import views_agreement
 
 urlpatterns: list = [
     path("agreement/", views_agreement.agreement_index, name="agreement_index"),
@@ -18,15 +19,5 @@ urlpatterns: list = [
     path("agreement/<int:pk>/agreement.csv", views_agreement.agreement_csv, name="agreement_csv"),
     path(
         "agreement/<int:pk>/agreement.json", views_agreement.agreement_json, name="agreement_json"
-    ),
-    path(
-        "api/agreement/",
-        api_agreement.AgreementReportListCreateApi.as_view(),
-        name="agreement_api_list",
-    ),
-    path(
-        "api/agreement/<int:pk>/",
-        api_agreement.AgreementReportDetailApi.as_view(),
-        name="agreement_api_detail",
     ),
 ]

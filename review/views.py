@@ -19,7 +19,7 @@ from curation.models import Verdict
 from review import selectors as reads
 from review.forms import AdjudicationForm, CampaignCreateForm
 from review.models import ReviewCampaign, Stratum
-from review.services.campaigns import review_campaign_create
+from review.services.campaigns import review_campaign_create, review_campaign_status_set
 from review.services.decisions import adjudication_decide, campaign_consensus_decide
 from review.services.queue import (
     judgment_submit,
@@ -268,6 +268,21 @@ def adjudication_submit(request, pk: int):
         return _adjudication(request, campaign, form=form, status=400)
     messages.success(request, f"Decided: {data['label']}.")
     return redirect("review:adjudication_queue", pk=campaign.pk)
+
+
+@require_POST
+@role_required(*CAN_CURATE)
+def campaign_status(request, pk: int):
+    campaign = _campaign(pk)
+    try:
+        campaign = review_campaign_status_set(
+            campaign=campaign, status=request.POST.get("status", "")
+        )
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"The campaign is {campaign.status}.")
+    return redirect("review:campaign_detail", pk=campaign.pk)
 
 
 @require_POST

@@ -8,6 +8,10 @@ A confirmed false negative (FN) is a negative candidate whose latest decision sa
 * ``remove_hn`` drop only the FNs, keep the query;
 * ``relabel``   move the FNs to the positives.
 
+A positive whose latest decision says ``not_relevant`` (a rejected synthetic triplet, or an
+imported label a reviewer overturned; the caller passes ``not_relevant=True``) is dropped
+under the three non-default policies, like a false negative is; ``default`` keeps it.
+
 For the three non-default policies a query with more than ``max_false_negatives`` FNs
 (RLHN's k = 7) is dropped as ambiguous: that many "hard negatives" answering the query means
 the query is too broad for its labels to be trusted. Under every policy a query left without
@@ -38,7 +42,8 @@ class Outcome(enum.StrEnum):
 class Candidate:
     """One passage of a query. ``rank`` is the 1-based position among the negatives (None for
     positives); ``order`` is the import order, used to keep positives as the source listed
-    them; ``false_negative`` only means something for a negative."""
+    them; ``false_negative`` only means something for a negative, ``not_relevant`` for a
+    positive."""
 
     doc_id: str
     title: str
@@ -47,6 +52,7 @@ class Candidate:
     teacher_score: float | None = None
     order: int = 0
     false_negative: bool = False
+    not_relevant: bool = False
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,7 @@ class PolicyResult:
     false_negatives: int = 0
     false_negatives_removed: int = 0
     false_negatives_relabelled: int = 0
+    positives_removed: int = 0
 
 
 def _positive_key(candidate: Candidate):
@@ -93,7 +100,11 @@ def policy_apply(
     def dropped(outcome: Outcome) -> PolicyResult:
         return PolicyResult(outcome=outcome, query=None, false_negatives=fn_count)
 
-    removed = relabelled = 0
+    removed = relabelled = positives_removed = 0
+    if policy is not Policy.DEFAULT:
+        kept = [p for p in positives if not p.not_relevant]
+        positives_removed = len(positives) - len(kept)
+        positives = kept
     if policy is not Policy.DEFAULT and fn_count:
         if fn_count > max_false_negatives:
             return dropped(Outcome.DROPPED_AMBIGUOUS)
@@ -106,7 +117,12 @@ def policy_apply(
             positives = positives + false_negatives
             relabelled = fn_count
     if not positives:
-        return dropped(Outcome.DROPPED_NO_POSITIVE)
+        return PolicyResult(
+            outcome=Outcome.DROPPED_NO_POSITIVE,
+            query=None,
+            false_negatives=fn_count,
+            positives_removed=positives_removed,
+        )
     return PolicyResult(
         outcome=Outcome.KEPT,
         query=QueryData(
@@ -118,6 +134,7 @@ def policy_apply(
         false_negatives=fn_count,
         false_negatives_removed=removed,
         false_negatives_relabelled=relabelled,
+        positives_removed=positives_removed,
     )
 
 
@@ -138,11 +155,14 @@ class PolicyCounts:
     false_negatives_confirmed: int = 0
     false_negatives_removed: int = 0
     false_negatives_relabelled: int = 0
+    # Positives decided not relevant, left out (non-default policies).
+    positives_removed: int = 0
     rows: int = 0
 
     def add(self, result: PolicyResult, *, rows_written: int) -> None:
         self.queries_in += 1
         self.false_negatives_confirmed += result.false_negatives
+        self.positives_removed += result.positives_removed
         if result.outcome is Outcome.DROPPED_AMBIGUOUS:
             self.dropped_ambiguous += 1
         elif result.outcome is Outcome.DROPPED_REMOVE:

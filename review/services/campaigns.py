@@ -37,7 +37,7 @@ from curation.models import (
     RaterKind,
     Verdict,
 )
-from review.models import ReviewCampaign, ReviewItem, Stratum
+from review.models import CampaignStatus, ReviewCampaign, ReviewItem, ReviewLock, Stratum
 
 MAX_ITEMS = 200_000
 
@@ -175,4 +175,21 @@ def review_campaign_create(
             ),
             batch_size=5000,
         )
+    return campaign
+
+
+def review_campaign_status_set(*, campaign: ReviewCampaign, status: str) -> ReviewCampaign:
+    """Close a campaign (annotators get no more items and cannot submit; what they answered
+    stays, and curators still settle it) or reopen it. Closing drops the live holds, so a
+    reopened campaign starts with every open item free."""
+    if status not in CampaignStatus.values:
+        raise ApplicationError(f"unknown status {status!r}", detail={"field": "status"})
+    with transaction.atomic():
+        campaign = ReviewCampaign.objects.select_for_update().get(pk=campaign.pk)
+        if campaign.status == status:
+            return campaign
+        campaign.status = status
+        campaign.save(update_fields=["status"])
+        if status == CampaignStatus.CLOSED:
+            ReviewLock.objects.filter(item__campaign=campaign).delete()
     return campaign

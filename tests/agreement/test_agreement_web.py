@@ -52,9 +52,9 @@ def test_annotators_and_strangers_never_reach_the_report(
         assert client.get(url).status_code == 403, url
     assert client.post(reverse("review:agreement_create"), {}).status_code == 403
     api = _api(annotator)
-    assert api.get(reverse("review:agreement_api_list")).status_code == 403
-    assert api.get(reverse("review:agreement_api_detail", args=[finished.pk])).status_code == 403
-    assert APIClient().get(reverse("review:agreement_api_list")).status_code in (401, 403)
+    assert api.get(reverse("api:agreement-list")).status_code == 403
+    assert api.get(reverse("api:agreement-detail", args=[finished.pk])).status_code == 403
+    assert APIClient().get(reverse("api:agreement-list")).status_code in (401, 403)
     client.logout()
     response = client.get(urls[1])
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
@@ -69,8 +69,8 @@ def test_viewers_read_reports_but_cannot_start_one(client, finished, viewer, rev
     assert client.get(reverse("review:agreement_detail", args=[finished.pk])).status_code == 200
     assert client.post(reverse("review:agreement_create"), {}).status_code == 403
     api = _api(viewer)
-    assert api.get(reverse("review:agreement_api_detail", args=[finished.pk])).status_code == 200
-    response = api.post(reverse("review:agreement_api_list"), {"dataset": reviewed.dataset.pk})
+    assert api.get(reverse("api:agreement-detail", args=[finished.pk])).status_code == 200
+    response = api.post(reverse("api:agreement-list"), {"dataset": reviewed.dataset.pk})
     assert response.status_code == 403
 
 
@@ -171,7 +171,7 @@ def test_csv_and_json_downloads_carry_the_same_figures(client, viewer, finished)
 @pytest.mark.django_db
 def test_api_creates_reuses_and_returns_reports(curator, reviewed):
     api = _api(curator)
-    url = reverse("review:agreement_api_list")
+    url = reverse("api:agreement-list")
     created = api.post(url, {"campaign": reviewed.full.pk}, format="json")
     assert created.status_code == 202
     body = created.json()
@@ -181,7 +181,7 @@ def test_api_creates_reuses_and_returns_reports(curator, reviewed):
     assert api.post(url, {"campaign": reviewed.full.pk}, format="json").json()["id"] == body["id"]
 
     agreement_report_run(report_id=body["id"])
-    detail = api.get(reverse("review:agreement_api_detail", args=[body["id"]])).json()
+    detail = api.get(reverse("api:agreement-detail", args=[body["id"]])).json()
     assert detail["status"] == "succeeded" and detail["stale"] is False
     ref = Reference(campaigns=[reviewed.full])
     stage2 = next(m for m in detail["result"]["machines"] if m["rater"] == STAGE2)

@@ -137,6 +137,7 @@ def test_counts_add_up():
         "false_negatives_confirmed": 9,
         "false_negatives_removed": 0,
         "false_negatives_relabelled": 1,
+        "positives_removed": 0,
         "rows": 1,
     }
 
@@ -144,3 +145,19 @@ def test_counts_add_up():
 def test_unknown_policy_is_refused():
     with pytest.raises(ValueError):
         policy_apply(QUERY, policy="keep_some", max_false_negatives=7)
+
+
+@pytest.mark.parametrize("policy", ["remove", "remove_hn", "relabel"])
+def test_a_positive_decided_not_relevant_is_left_out(policy):
+    query = QueryData(
+        "q", "t", (pos("p1", order=1, not_relevant=True), pos("p2", order=2)), (neg("n1", 1),)
+    )
+    result = policy_apply(query, policy=policy, max_false_negatives=7)
+    assert ids(result.query.positives) == ["p2"] and result.positives_removed == 1
+    # Its only positive rejected (a rejected synthetic triplet): the query goes.
+    alone = QueryData("q", "t", (pos("p1", not_relevant=True),), (neg("n1", 1),))
+    gone = policy_apply(alone, policy=policy, max_false_negatives=7)
+    assert gone.outcome is Outcome.DROPPED_NO_POSITIVE and gone.positives_removed == 1
+    # The default policy ignores decisions.
+    kept = policy_apply(alone, policy="default", max_false_negatives=7)
+    assert ids(kept.query.positives) == ["p1"] and kept.positives_removed == 0

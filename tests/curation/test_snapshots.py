@@ -164,6 +164,7 @@ def test_manifest_counts(dataset):
         "false_negatives_confirmed": 1 + 8 + 7 + 1,
         "false_negatives_removed": 0,
         "false_negatives_relabelled": 1 + 7 + 1,
+        "positives_removed": 0,
         "rows": 5,
     }
     manifest = snapshot.manifest
@@ -352,3 +353,26 @@ def test_export_snapshot_command(dataset, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert snapshot.sha256 in printed
     assert "queries_out 5" in printed
+
+
+def test_positives_decided_not_relevant_leave_the_snapshot():
+    """A rejected synthetic triplet (its positive decided not relevant) and an overturned
+    imported positive: gone under remove_hn, kept under default."""
+    ds = DatasetFactory(name="rejected")
+    kept = QueryFactory(dataset=ds, query_id="q1", text="query 1")
+    decide(add(kept, "q1-wrong", POSITIVE), NOT_RELEVANT)
+    add(kept, "q1-p", POSITIVE)
+    add(kept, "q1-n1", rank=1)
+    synthetic = QueryFactory(dataset=ds, query_id="q2", text="query 2")
+    decide(add(synthetic, "q2-p", POSITIVE), DecisionLabel.RELEVANT, NOT_RELEVANT)
+    add(synthetic, "q2-n1", rank=1)
+
+    cleaned = snapshot_create(dataset=ds, policy="remove_hn", format="tevatron")
+    assert content(cleaned) == {"q1": (["q1-p"], ["q1-n1"])}
+    counts = cleaned.manifest["counts"]
+    assert counts["positives_removed"] == 2 and counts["dropped_no_positive"] == 1
+    default = snapshot_create(dataset=ds, policy="default", format="tevatron")
+    assert content(default) == {
+        "q1": (["q1-wrong", "q1-p"], ["q1-n1"]),
+        "q2": (["q2-p"], ["q2-n1"]),
+    }
