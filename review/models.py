@@ -69,6 +69,10 @@ class ReviewItem(models.Model):
     # Active (not undone) human submissions; the queue serves the least-judged items first.
     judgment_count = models.PositiveSmallIntegerField(default=0)
     done = models.BooleanField(default=False)
+    # Set when the item is done: whether its k answers agree (review.services.queue.
+    # answers_agree); None while it is open. Splits finished items into "decide in bulk" and
+    # "adjudicate" on an index instead of re-tallying every finished item per page view.
+    agreed = models.BooleanField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -80,6 +84,8 @@ class ReviewItem(models.Model):
                 fields=["campaign", "done", "judgment_count", "position"],
                 name="review_item_queue_idx",
             ),
+            # The adjudication queue and the bulk decisions: keyset pages by id.
+            models.Index(fields=["campaign", "agreed", "id"], name="review_item_agreed_idx"),
         ]
 
 

@@ -13,7 +13,6 @@ from datetime import timedelta
 from django.db.models import (
     Count,
     Exists,
-    F,
     Max,
     Min,
     OuterRef,
@@ -313,22 +312,16 @@ def items_with_tallies(*, campaign: ReviewCampaign) -> QuerySet[ReviewItem]:
     )
 
 
-def _consensus_q() -> Q:
-    """Every active answer says the same decidable label (relevant or not relevant) and, for
-    synthetic triplets, nobody or everybody proposed the same rewrite of the query."""
-    same_label = Q(n_relevant=F("judgment_count")) | Q(n_not_relevant=F("judgment_count"))
-    same_edit = Q(n_edits=0) | (Q(n_edits=F("judgment_count")) & Q(edit_min=F("edit_max")))
-    return same_label & same_edit
-
-
 def items_in_consensus(*, campaign: ReviewCampaign) -> QuerySet[ReviewItem]:
-    return items_with_tallies(campaign=campaign).filter(_consensus_q(), settled=False)
+    """Finished items whose answers agree (``ReviewItem.agreed``, set when the item was
+    done) and that no Decision settled yet."""
+    return items_with_tallies(campaign=campaign).filter(agreed=True, settled=False)
 
 
 def items_to_adjudicate(*, campaign: ReviewCampaign) -> QuerySet[ReviewItem]:
     """Finished items whose answers disagree, or agree on something that is not a label
     (all "unsure", all "partly relevant"), and that no Decision settled yet."""
-    return items_with_tallies(campaign=campaign).filter(~_consensus_q(), settled=False)
+    return items_with_tallies(campaign=campaign).filter(agreed=False, settled=False)
 
 
 @dataclass

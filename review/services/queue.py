@@ -109,6 +109,49 @@ LIMIT 1 {{for_update}}
 """
 
 
+_AGREE_SQL = f"""
+SELECT COUNT(*),
+  SUM(CASE WHEN j.verdict = %s THEN 1 ELSE 0 END),
+  SUM(CASE WHEN j.verdict = %s THEN 1 ELSE 0 END),
+  SUM(CASE WHEN j.tag = %s THEN 1 ELSE 0 END),
+  MIN(CASE WHEN j.tag = %s THEN j.rationale END),
+  MAX(CASE WHEN j.tag = %s THEN j.rationale END)
+FROM {_SUB} s JOIN {Judgment._meta.db_table} j ON j.id = s.judgment_id
+WHERE s.item_id = %s AND s.undone_at IS NULL
+"""
+
+
+def answers_agree(
+    *, answers: int, relevant: int, not_relevant: int, edits: int, edit_min, edit_max
+) -> bool:
+    """Whether a finished item's answers settle it without a curator: every answer says the
+    same decidable label (relevant or not relevant; "partly" and "unsure" need a curator)
+    and, for synthetic triplets, nobody or everybody proposed the same rewrite of the query.
+    """
+    same_label = answers > 0 and answers in (relevant, not_relevant)
+    same_edit = edits == 0 or (edits == answers and edit_min == edit_max)
+    return same_label and same_edit
+
+
+def _item_agreed(item_id: int) -> bool:
+    """``answers_agree`` for the item's active answers; call under its row lock."""
+    tag = QUERY_EDIT_TAG
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _AGREE_SQL,
+            [Verdict.RELEVANT, Verdict.NOT_RELEVANT, tag, tag, tag, item_id],
+        )
+        answers, relevant, not_relevant, edits, edit_min, edit_max = cursor.fetchone()
+    return answers_agree(
+        answers=answers,
+        relevant=relevant or 0,
+        not_relevant=not_relevant or 0,
+        edits=edits or 0,
+        edit_min=edit_min,
+        edit_max=edit_max,
+    )
+
+
 def _row_lock(*, item_id: int, campaign_id: int) -> bool:
     """Take the item's row lock (a no-op on SQLite, whose transactions are serialized
     anyway); False when the campaign has no such item."""
@@ -350,9 +393,7 @@ def judgment_submit(
             found = _next_for_user(campaign=campaign, user=user, holds_none=result.released_hold)
         # The verdict is committed; only the rare "what is left is locked right now" case
         # waits, in a transaction of its own.
-        result.next_item = (
-            _wait_for_busy(campaign=campaign, user=user) if found is _BUSY else found
-        )
+        result.next_item = _wait_for_busy(campaign=campaign, user=user) if found is _BUSY else found
         return result
     except IntegrityError:
         # The unique token (or "one active submission per person and item") caught a race
@@ -426,6 +467,7 @@ def _judgment_record(
     )
     if item.judgment_count + 1 >= campaign.overlap:
         ReviewCampaign.objects.filter(pk=campaign.pk).update(done_count=F("done_count") + 1)
+        ReviewItem.objects.filter(pk=item.pk).update(agreed=_item_agreed(item.pk))
     if item.held_by_me:
         ReviewLock.objects.filter(item_id=item.pk, user=user).delete()
     return SubmitResult(submission, False, None, released_hold=item.held_by_me)
@@ -494,7 +536,7 @@ def review_submission_undo(
         target.undone_at = now
         target.save(update_fields=["undone_at"])
         ReviewItem.objects.filter(pk=item.pk).update(
-            judgment_count=F("judgment_count") - 1, done=False
+            judgment_count=F("judgment_count") - 1, done=False, agreed=None
         )
         if item.done:
             ReviewCampaign.objects.filter(pk=campaign.pk).update(done_count=F("done_count") - 1)

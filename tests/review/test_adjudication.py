@@ -150,3 +150,39 @@ def test_consensus_button_on_the_page(client, curator, two_reviews):
     response = client.post(reverse("review:consensus_decide", args=[campaign.pk]), follow=True)
     assert b"7 decisions recorded" in response.content
     assert Decision.objects.filter(source="review").count() == 7
+
+
+def test_the_agreed_flag_follows_answers_and_undo(two_reviews):
+    """ReviewItem.agreed is set when an item is done (the queue's rule), cleared by an undo
+    and set again by the new answer; the migration's set-based backfill gives the same."""
+    import importlib
+
+    from django.db import connection
+
+    from review.services.queue import review_submission_undo
+
+    campaign, negatives, synthetic = two_reviews
+    flags = dict(ReviewItem.objects.filter(campaign=campaign).values_list("pk", "agreed"))
+    expected = [True] * 6 + [False] * 6
+    assert [flags[item.pk] for item in negatives] == expected
+    assert [flags[item.pk] for item in synthetic] == [True, False]
+
+    backfill = importlib.import_module("review.migrations.0002_item_agreed").BACKFILL
+    ReviewItem.objects.filter(campaign=campaign).update(agreed=None)
+    with connection.cursor() as cursor:
+        cursor.execute(backfill)
+    assert dict(ReviewItem.objects.filter(campaign=campaign).values_list("pk", "agreed")) == flags
+
+    # b takes back their last answer (on a synthetic item): it is open again, flag cleared.
+    b = campaign.annotators.get(username="b1")
+    reopened = review_submission_undo(campaign=campaign, user=b)
+    reopened.refresh_from_db()
+    assert not reopened.done and reopened.agreed is None
+    theirs = reopened.submissions.get(undone_at__isnull=True).judgment.verdict
+    other = Verdict.NOT_RELEVANT if theirs == Verdict.RELEVANT else Verdict.RELEVANT
+    judgment_submit(
+        campaign=campaign, item_id=reopened.pk, user=b, verdict=other,
+        client_token="undo-again-0001",
+    )  # fmt: skip
+    reopened.refresh_from_db()
+    assert reopened.done and reopened.agreed is False  # two different answers
