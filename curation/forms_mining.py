@@ -101,6 +101,10 @@ class SynthesisLaunchForm(forms.Form):
         min_value=0.01, max_value=1.5, initial=0.95,
         help_text="…and its negative scores at most this fraction of the positive.",
     )  # fmt: skip
+    budget_usd = forms.DecimalField(
+        label="Budget (USD)", required=False, min_value=Decimal("0.0001"), decimal_places=4,
+        help_text="Optional: the run stops cleanly before it would spend more.",
+    )  # fmt: skip
     model = forms.CharField(label="Generator model", max_length=200)
     # Not a URLField: "http://vllm:8000/v1" (a host name without a dot) is a fine endpoint.
     base_url = forms.RegexField(

@@ -433,6 +433,8 @@ class SynthesisRun(Job):
     # … and its negative scores at most this fraction of the positive's score.
     negative_max_ratio = models.FloatField(default=0.95)
     cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    # Stop before a chunk whose projected cost would pass this (None: no cap).
+    budget_usd = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
 
     def __str__(self) -> str:
         return f"synthesis #{self.pk} {self.dataset}"

@@ -165,6 +165,7 @@ def synthesis_launch(request, pk: int):
             teacher_model=data["teacher_model"],
             top_k=data["top_k"],
             negative_max_ratio=data["negative_max_ratio"],
+            budget_usd=data.get("budget_usd"),
             user=request.user,
         )
     except ApplicationError as error:

@@ -120,6 +120,7 @@ def synthesis_run_create(
     teacher_model: str = "",
     top_k: int = 3,
     negative_max_ratio: float = 0.95,
+    budget_usd: Decimal | str | None = None,
     user=None,
     enqueue: bool = True,
 ) -> SynthesisRun:
@@ -140,6 +141,9 @@ def synthesis_run_create(
         raise _field_error("top k must be at least 1", "top_k")
     if not 0 < negative_max_ratio <= 1.5:
         raise _field_error("the negative ratio must be in (0, 1.5]", "negative_max_ratio")
+    budget_usd = Decimal(str(budget_usd)) if budget_usd not in (None, "") else None
+    if budget_usd is not None and budget_usd <= 0:
+        raise _field_error("the budget must be more than $0", "budget_usd")
     teacher_model = (teacher_model or "").strip() or default_model_name()
     with transaction.atomic():
         run = SynthesisRun.objects.create(
@@ -151,6 +155,7 @@ def synthesis_run_create(
             teacher_model=teacher_model[:500],
             top_k=top_k,
             negative_max_ratio=negative_max_ratio,
+            budget_usd=budget_usd,
             created_by=user if getattr(user, "is_authenticated", False) else None,
         )
         if enqueue:
@@ -207,17 +212,21 @@ class _Generator:
         self.stats: Counter = Counter()
         self.cost = Decimal(0)
 
-    def complete(self, prompts: list[Prompt]) -> list[LLMCall | CallFailed]:
+    def complete(self, prompts: list[Prompt], *, attempt: int = 1) -> list[LLMCall | CallFailed]:
+        """The calls for ``prompts``, from the ledger or paid now. ``attempt`` 2 is the one
+        retry of an unusable answer: twice the output room, and its own ledger key."""
+        params = self.params if attempt == 1 else self.stage.request_params(attempt=attempt)
+        key_params = params if attempt == 1 else {**params, "attempt": attempt}
         keys = [
             call_key(base_url=self.stage.base_url, model=self.stage.model,
-                     messages=p.messages, params=self.params)
+                     messages=p.messages, params=key_params)
             for p in prompts
         ]  # fmt: skip
         cached = {c.key: c for c in LLMCall.objects.filter(key__in=set(keys))}
         results: list[LLMCall | CallFailed | None] = [cached.get(k) for k in keys]
         self.stats["cached_calls"] += sum(1 for r in results if r is not None)
         futures = {
-            self.pool.submit(messages=prompts[i].messages, params=self.params): i
+            self.pool.submit(messages=prompts[i].messages, params=params): i
             for i, r in enumerate(results)
             if r is None
         }
@@ -233,7 +242,7 @@ class _Generator:
                 fatal = fatal or (error if error.fatal else None)
         if answered:
             for (i, _), call in zip(
-                answered, self._ledger_write(answered, keys, prompts), strict=True
+                answered, self._ledger_write(answered, keys, prompts, key_params), strict=True
             ):
                 results[i] = call
         if fatal is not None:
@@ -244,7 +253,7 @@ class _Generator:
             )
         return results
 
-    def _ledger_write(self, answered, keys, prompts) -> list[LLMCall]:
+    def _ledger_write(self, answered, keys, prompts, params) -> list[LLMCall]:
         rows = []
         for i, outcome in answered:
             rows.append(
@@ -254,7 +263,7 @@ class _Generator:
                     model=self.stage.model,
                     request={
                         "messages": prompts[i].messages,
-                        "params": self.params,
+                        "params": params,
                         "purpose": f"synthesis:{self.run.pk}:{prompts[i].version}",
                     },
                     response_text=outcome.text,
@@ -332,8 +341,19 @@ def dataset_triplets_synthesize(
 
     with CallPool(factory) as pool:
         generator = _Generator(run, stage, pool)
+        calls_per_passage = 2 if run.negative_mode == SynthesisNegativeMode.GENERATE else 1
         for start in range(0, len(sample), CHUNK):
             chunk = sample[start : start + CHUNK]
+            if _over_budget(run, generator, calls=len(chunk) * calls_per_passage):
+                counts["budget_reached"] = 1
+                counts["passages_not_reached"] = len(sample) - start
+                report(
+                    base + (1 - base) * start / len(sample),
+                    f"budget reached: ${run.cost_usd:.4f} of ${run.budget_usd} spent; "
+                    f"stopped before {len(sample) - start:,} passages",
+                    force=True,
+                )
+                break
             _chunk_synthesize(
                 run=run,
                 chunk=chunk,
@@ -359,6 +379,9 @@ def dataset_triplets_synthesize(
         "negatives_generated": counts["negatives_generated"],
         "negatives_mined": counts["negatives_mined"],
         "unusable_answers": counts["unusable_answers"],
+        "recovered_on_retry": counts["recovered_on_retry"],
+        "budget_reached": bool(counts["budget_reached"]),
+        "passages_not_reached": counts["passages_not_reached"],
         "dropped_positive_not_in_top_k": counts["dropped_positive_not_in_top_k"],
         "dropped_negative_too_close": counts["dropped_negative_too_close"],
         "dropped_no_negative_found": counts["dropped_no_negative_found"],
@@ -376,19 +399,51 @@ def dataset_triplets_synthesize(
     }
 
 
-def _answers(calls, field: str, counts: Counter) -> list[str | None]:
-    texts = []
-    for call in calls:
+def _over_budget(run: SynthesisRun, generator: _Generator, *, calls: int) -> bool:
+    """Whether the next chunk, at the average paid price per call so far, would take the
+    run past its budget (spent counts earlier attempts of a resumed run too). Before any
+    call was paid there is no price to project with, so only "already spent" counts."""
+    if run.budget_usd is None:
+        return False
+    run.refresh_from_db(fields=["cost_usd"])
+    paid = generator.stats["paid_calls"]
+    projected = generator.cost / paid * calls if paid else Decimal(0)
+    return run.cost_usd + projected > run.budget_usd
+
+
+def _answers(
+    generator: _Generator, prompts: list[Prompt], field: str, counts: Counter
+) -> list[str | None]:
+    """The generated texts for ``prompts`` (None where there is none). An unusable answer
+    (unparseable, empty, or truncated at max_tokens) is recorded and retried once, never
+    read as text; a failed call is not retried here (the client already retried it)."""
+    texts: list[str | None] = []
+    retry: list[int] = []
+    for i, call in enumerate(generator.complete(prompts)):
+        texts.append(None)
         if isinstance(call, CallFailed):
-            texts.append(None)
             continue
         parsed = generated_parse(call.response_text, field=field, finish_reason=call.finish_reason)
-        if not parsed.ok:
+        if parsed.ok:
+            texts[i] = parsed.text
+        else:
             counts["unusable_answers"] += 1
+            retry.append(i)
             logger.info(
-                "synthesis: unusable %s answer (%s), call %s", field, parsed.error, call.key
+                "synthesis: unusable %s answer (%s), call %s; retrying",
+                field, parsed.error, call.key,
+            )  # fmt: skip
+    if retry:
+        again = generator.complete([prompts[i] for i in retry], attempt=2)
+        for i, call in zip(retry, again, strict=True):
+            if isinstance(call, CallFailed):
+                continue
+            parsed = generated_parse(
+                call.response_text, field=field, finish_reason=call.finish_reason
             )
-        texts.append(parsed.text)
+            if parsed.ok:
+                texts[i] = parsed.text
+                counts["recovered_on_retry"] += 1
     return texts
 
 
@@ -410,7 +465,8 @@ def _chunk_synthesize(
     positives = [passage_text(passages[pk][1], passages[pk][2]) for pk in chunk]
 
     queries = _answers(
-        generator.complete([query_prompt_build(passage=p, json_mode=json_mode) for p in positives]),
+        generator,
+        [query_prompt_build(passage=p, json_mode=json_mode) for p in positives],
         "query",
         counts,
     )
@@ -425,9 +481,7 @@ def _chunk_synthesize(
             negative_prompt_build(query=queries[i], passage=positives[i], json_mode=json_mode)
             for i in alive
         ]
-        for i, text in zip(
-            alive, _answers(generator.complete(prompts), "passage", counts), strict=True
-        ):
+        for i, text in zip(alive, _answers(generator, prompts, "passage", counts), strict=True):
             if text:
                 negatives[i] = text
         counts["negatives_generated"] += len(negatives)

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from core.errors import ApplicationError
 from core.models import JobStatus
 from curation.mining.synthesis import NEGATIVE_SYSTEM, QUERY_SYSTEM
 from curation.models import Candidate, CandidateOrigin, CandidateRole, LLMCall, Passage, Query
@@ -116,7 +117,8 @@ def test_generated_triplets_and_the_teacher_filter(corpus_dataset, request):
     requests = list(server.requests)
     stats = run.stats
     assert stats["passages_sampled"] == 6
-    assert stats["unusable_answers"] == 1  # GARBAGE's answer is not JSON
+    assert stats["unusable_answers"] == 1  # GARBAGE's answer is not JSON (retried once)
+    assert stats["recovered_on_retry"] == 0 and stats["budget_reached"] is False
     assert stats["queries_generated"] == 5 and stats["negatives_generated"] == 5
     assert stats["dropped_positive_not_in_top_k"] == 1  # PHOTO
     assert stats["dropped_negative_too_close"] == 1  # CLONE
@@ -142,15 +144,20 @@ def test_generated_triplets_and_the_teacher_filter(corpus_dataset, request):
         == Passage.objects.filter(corpus=dataset.corpus).count()
     )
 
-    # Calls: 6 queries + 5 negatives, each in the ledger with its cost; the key came from
-    # the environment and is stored nowhere.
-    assert len(requests) == 11 and stats["paid_calls"] == 11
+    # Calls: 6 queries + GARBAGE's retry + 5 negatives, each in the ledger with its cost;
+    # the key came from the environment and is stored nowhere.
+    assert len(requests) == 12 and stats["paid_calls"] == 12
     assert {r["auth"] for r in requests} == {"Bearer sk-test-secret"}
     assert "sk-test-secret" not in json.dumps(run.generator)
     calls = LLMCall.objects.filter(model="gen-model")
-    assert calls.count() == 11
+    assert calls.count() == 12
     assert not any("sk-test-secret" in json.dumps(c.request) for c in calls)
-    expected_cost = 11 * (200 * 1.00 + 30 * 4.00) / 1e6
+    first, retry = (
+        r["body"] for r in requests if "GARBAGE" in r["body"]["messages"][-1]["content"]
+    )
+    assert first["messages"] == retry["messages"]
+    assert retry["max_tokens"] == 2 * first["max_tokens"]  # the retry gets twice the room
+    expected_cost = 12 * (200 * 1.00 + 30 * 4.00) / 1e6
     assert float(run.cost_usd) == pytest.approx(expected_cost)
 
     # Passage text is data: the injected closing tag is neutralised in the prompt.
@@ -168,7 +175,7 @@ def test_generated_triplets_and_the_teacher_filter(corpus_dataset, request):
     again = _run(dataset, server, top_k=2, negative_max_ratio=0.95)
     assert server.requests == []
     run.refresh_from_db()
-    assert run.stats["cached_calls"] == 11 and run.stats["paid_calls"] == 0
+    assert run.stats["cached_calls"] == 12 and run.stats["paid_calls"] == 0
     assert again.stats["triplets_kept"] == 3 and again.stats["queries_added"] == 0
     assert float(again.cost_usd) == 0
     assert Query.objects.filter(dataset=dataset).count() == 3
@@ -291,3 +298,40 @@ def test_the_teacher_filter_rules():
                            **keep) == Drop.NEGATIVE_TOO_CLOSE  # fmt: skip
     assert teacher_verdict(positive_score=0.8, other_scores=[], negative_score=None,
                            **keep) == Drop.NO_NEGATIVE  # fmt: skip
+
+
+def test_a_truncated_answer_is_retried_once_and_recovered(corpus_dataset, request):
+    """EIFFEL's first query answer stops at max_tokens; the retry (twice the room) is read."""
+    seen = []
+
+    def truncating(body):
+        user = body["messages"][-1]["content"]
+        if body["messages"][0]["content"] == QUERY_SYSTEM and "EIFFEL" in user and not seen:
+            seen.append(body)
+            return Reply(content='{"query": "how tall is', finish_reason="length",
+                         prompt_tokens=200, completion_tokens=30)  # fmt: skip
+        return generator(body)
+
+    server = FakeOpenAIServer(truncating).__enter__()
+    request.addfinalizer(lambda: server.__exit__(None, None, None))
+    run = _run(corpus_dataset, server, top_k=2, negative_max_ratio=0.95)
+    assert run.stats["unusable_answers"] == 2  # EIFFEL's truncated one, GARBAGE
+    assert run.stats["recovered_on_retry"] == 1
+    assert "EIFFEL" in _triplets(corpus_dataset)
+
+
+def test_the_budget_stops_the_run_cleanly_between_chunks(corpus_dataset, request, monkeypatch):
+    from curation.services import synthesis
+
+    monkeypatch.setattr(synthesis, "CHUNK", 2)
+    server = FakeOpenAIServer(generator).__enter__()
+    request.addfinalizer(lambda: server.__exit__(None, None, None))
+    # A call costs $0.00032; the first chunk (2 passages, ~4 calls) spends about $0.0013,
+    # and the next one, projected at that price, would pass $0.002.
+    run = _run(corpus_dataset, server, budget_usd="0.002")
+    assert run.stats["budget_reached"] is True
+    assert run.stats["passages_not_reached"] == 4
+    assert run.cost_usd <= run.budget_usd
+    assert len(server.requests) == run.stats["paid_calls"] <= 5
+    with pytest.raises(ApplicationError, match="budget"):
+        synthesis_run_create(dataset=corpus_dataset, budget_usd="0", enqueue=False)

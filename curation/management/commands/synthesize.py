@@ -45,6 +45,7 @@ class Command(BaseCommand):
         parser.add_argument("--teacher-model", default="", help="default: the configured model")
         parser.add_argument("--top-k", type=int, default=3)
         parser.add_argument("--negative-max-ratio", type=float, default=0.95)
+        parser.add_argument("--budget", help="USD: stop cleanly before spending more")
         parser.add_argument("--model", help="generator model (default: stage 1's)")
         parser.add_argument("--base-url", help="OpenAI-compatible endpoint")
         parser.add_argument("--api-key-env", help="NAME of the variable holding the key")
@@ -83,6 +84,7 @@ class Command(BaseCommand):
                 teacher_model=options["teacher_model"],
                 top_k=options["top_k"],
                 negative_max_ratio=options["negative_max_ratio"],
+                budget_usd=options["budget"],
                 enqueue=options["run_async"],
             )
         except ApplicationError as error:
