@@ -2,13 +2,13 @@
 
 tiktoken's vocabularies are not part of its wheel: ``get_encoding("o200k_base")`` downloads
 the file on first use and keeps it in its cache folder (``TIKTOKEN_CACHE_DIR``, else
-``$TMPDIR/data-gym-cache``). On a machine without internet that download fails (checked
-here: the ``o200k_base`` file is not available offline), and on a machine behind a silent
-firewall it could hang a web request. So a vocabulary is only loaded when its file is
-already in the cache (or ``SIEVE_TIKTOKEN_DOWNLOAD=true`` allows the download); otherwise the
-count falls back to characters / 4 and says so (``exact=False``), and the page shows that the
-estimate is approximate. To make it exact offline, copy ``o200k_base.tiktoken`` into the
-cache folder under the name tiktoken expects (see ``vocabulary_cache_path``).
+``$TMPDIR/data-gym-cache``). On a machine without internet that download fails, and on a
+machine behind a silent firewall it could hang a web request. So tiktoken is used only when
+its vocabulary file is already in the cache (or ``SIEVE_TIKTOKEN_DOWNLOAD=true`` allows the
+download). Otherwise the count comes from ``bpe-openai`` (GitHub's Rust BPE with the same
+OpenAI vocabularies compiled in, tiktoken-compatible: it reproduces tiktoken's documented
+examples, see tests/llm/test_tokens.py), which needs no network. Only if neither can load
+does the count fall back to characters / 4 and say so (``exact=False``).
 """
 
 from __future__ import annotations
@@ -83,12 +83,25 @@ def encoding_counter(encoding, name: str) -> TokenCounter:
 def token_counter_for(model: str) -> TokenCounter:
     name = encoding_name_for(model)
     allow_download = os.environ.get("SIEVE_TIKTOKEN_DOWNLOAD", "").lower() in ("1", "true", "yes")
-    if not allow_download and not os.path.exists(vocabulary_cache_path(name)):
-        return approximate_counter(f"tiktoken's {name} vocabulary is not available offline")
-    try:
-        import tiktoken
+    if allow_download or os.path.exists(vocabulary_cache_path(name)):
+        try:
+            import tiktoken
 
-        encoding = tiktoken.get_encoding(name)
-    except Exception as error:  # network, hash mismatch, missing package: estimate anyway
-        return approximate_counter(f"tiktoken {name} could not load: {type(error).__name__}")
-    return encoding_counter(encoding, name)
+            return encoding_counter(tiktoken.get_encoding(name), name)
+        except Exception:  # network, hash mismatch: the offline tokenizer below is as exact
+            pass
+    return offline_counter(name)
+
+
+def offline_counter(name: str) -> TokenCounter:
+    """The exact count from ``bpe-openai``'s compiled-in vocabulary; characters / 4 when it
+    is not installed or does not know ``name``."""
+    try:
+        import bpe_openai
+
+        encoding = bpe_openai.get_encoding(name)
+    except Exception as error:  # not installed, unknown encoding: estimate anyway
+        return approximate_counter(f"no offline vocabulary for {name}: {type(error).__name__}")
+    return TokenCounter(
+        f"bpe-openai {name}", True, lambda text: len(encoding.encode(text, disallowed_special=()))
+    )

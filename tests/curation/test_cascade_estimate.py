@@ -1,6 +1,7 @@
 """The dry-run estimate: input tokens counted on our exact prompts, output tokens assumed,
 stage-2 volume from the flag rate, and an honest flag when the count is approximate."""
 
+import sys
 from decimal import Decimal
 
 import pytest
@@ -82,9 +83,23 @@ def test_batch_mode_halves_the_price(monkeypatch):
         assert abs(Decimal(a["cost_usd"]) / 2 - Decimal(b["cost_usd"])) <= Decimal("0.000001")
 
 
-def test_without_the_vocabulary_offline_the_estimate_says_it_is_approximate(monkeypatch, tmp_path):
+def test_offline_the_estimate_is_exact_from_the_compiled_in_vocabulary(monkeypatch, tmp_path):
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))  # an empty cache: nothing to load
     monkeypatch.delenv("SIEVE_TIKTOKEN_DOWNLOAD", raising=False)
+    tokens.token_counter_for.cache_clear()
+    try:
+        dataset = small_dataset(queries=2)
+        estimate = cascade_estimate(dataset=dataset, stages=stages())
+    finally:
+        tokens.token_counter_for.cache_clear()
+    assert estimate["exact_tokens"] is True
+    assert estimate["stages"][0]["token_count"] == "bpe-openai o200k_base"
+
+
+def test_without_any_vocabulary_the_estimate_says_it_is_approximate(monkeypatch, tmp_path):
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("SIEVE_TIKTOKEN_DOWNLOAD", raising=False)
+    monkeypatch.setitem(sys.modules, "bpe_openai", None)  # as if it were not installed
     tokens.token_counter_for.cache_clear()
     try:
         dataset = small_dataset(queries=2)

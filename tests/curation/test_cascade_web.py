@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def env_stages(monkeypatch, tmp_path):
-    # No tiktoken vocabulary in the cache: the estimate is approximate, on any machine.
+    # No tiktoken vocabulary in the cache: bpe-openai counts, on any machine.
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("SIEVE_TIKTOKEN_DOWNLOAD", raising=False)
     token_counter_for.cache_clear()
@@ -73,7 +73,8 @@ def test_estimate_then_launch(curator_client, curator, env_stages):
     assert page.status_code == 200
     assert "Estimated cost" in html and "Launch cascade" in html
     assert "3 queries with negatives" in html
-    assert "characters / 4" in html  # no tiktoken vocabulary offline: said so
+    assert "bpe-openai o200k_base" in html  # exact offline, and the page says how it counted
+    assert "characters / 4" not in html
     assert not CascadeRun.objects.exists()  # estimating launches nothing
 
     response = curator_client.post(

@@ -121,7 +121,7 @@ class Command(BaseCommand):
             raise CommandError(line)
 
     def _print_estimate(self, estimate: dict) -> None:
-        how = "" if estimate["exact_tokens"] else " (approximate: characters / 4, tiktoken offline)"
+        how = "" if estimate["exact_tokens"] else " (approximate: characters / 4, no vocabulary loaded)"
         self.stdout.write(
             f"{estimate['queries']:,} queries with negatives · mode {estimate['mode']} · "
             f"{estimate['output_tokens_per_call']:,} output tokens assumed per call · "
