@@ -66,3 +66,54 @@ class EvaluationLaunchForm(forms.Form):
             "mode": data["mode"],
             "config": config,
         }
+
+
+POLICY_CHOICES = [
+    ("default", "default: every candidate as imported"),
+    ("remove", "remove: drop queries with a confirmed false negative"),
+    ("remove_hn", "remove_hn: drop only the false negatives"),
+    ("relabel", "relabel: false negatives become positives"),
+]
+
+
+class PolicyComparisonForm(forms.Form):
+    """What a comparison adds to the training form (rendered beside it, prefix ``train``):
+    the policies, k and the evaluation."""
+
+    name = forms.CharField(
+        max_length=150, required=False,
+        help_text="Names the runs on the leaderboard (\u201cname \u00b7 policy\u201d); "
+        "default: the dataset.",
+    )  # fmt: skip
+    policies = forms.MultipleChoiceField(
+        choices=POLICY_CHOICES, widget=forms.CheckboxSelectMultiple,
+        initial=["default", "remove_hn", "relabel"],
+        help_text="RLHN compares default, remove_hn and relabel.",
+    )  # fmt: skip
+    max_false_negatives = forms.IntegerField(
+        label="k", min_value=0, initial=7,
+        help_text="A query with more than k confirmed false negatives is dropped as ambiguous.",
+    )  # fmt: skip
+    tasks = forms.MultipleChoiceField(
+        choices=(), required=False, widget=forms.CheckboxSelectMultiple,
+        help_text="Evaluated for each fine-tune and for the base model.",
+    )  # fmt: skip
+    other_tasks = forms.CharField(
+        label="Other mteb tasks", required=False,
+        help_text="Comma-separated mteb registry names — need the hub.",
+    )  # fmt: skip
+    mode = forms.ChoiceField(choices=EvaluationMode.choices, initial=EvaluationMode.FULL)
+
+    def __init__(self, *args, task_options, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["tasks"].choices = [
+            (option.spec, f"{option.name} ({option.source})") for option in task_options
+        ]
+
+    def clean(self):
+        data = super().clean()
+        extra = [t.strip() for t in (data.get("other_tasks") or "").split(",") if t.strip()]
+        data["task_specs"] = list(dict.fromkeys([*(data.get("tasks") or []), *extra]))
+        if not data["task_specs"]:
+            self.add_error("tasks", "choose at least one task")
+        return data

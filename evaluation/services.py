@@ -274,6 +274,20 @@ def _config_normalize(config: dict | None, *, mode: str, prefixes: tuple[str, st
     return normalized
 
 
+def evaluation_plan_check(*, tasks: list[str], mode: str, config: dict | None, model: str) -> dict:
+    """An evaluation to run later (after a training run): checked now as
+    ``evaluation_run_create`` will check it — mode, task names, settings for ``model``'s
+    family — and returned as its arguments (``tasks``, ``mode``, ``config``)."""
+    from curation.mining.encode import default_prefixes
+
+    if mode not in EvaluationMode.values:
+        raise _field_error(f"mode must be one of {', '.join(EvaluationMode.values)}", "mode")
+    tasks = [tasks] if isinstance(tasks, str) else list(tasks or [])
+    normalized = _config_normalize(config, mode=mode, prefixes=default_prefixes(model))
+    resolved = _task_splits_resolve(tasks, normalized["split"])
+    return {"tasks": list(resolved), "mode": mode, "config": dict(config or {})}
+
+
 # --- creating and cancelling --------------------------------------------------------------
 
 

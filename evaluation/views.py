@@ -16,8 +16,8 @@ from core.models import FINISHED_STATUSES
 from core.roles import CAN_CURATE, CAN_READ_DATA, role_required
 
 from . import selectors as reads
-from .forms import EvaluationLaunchForm
-from .models import EvaluationMode, EvaluationRun
+from .forms import EvaluationLaunchForm, PolicyComparisonForm
+from .models import EvaluationMode, EvaluationRun, PolicyComparison
 from .services import evaluation_run_cancel, evaluation_run_create, evaluation_tasks_available
 
 
@@ -155,5 +155,94 @@ def experiments(request):
         request,
         "evaluation/experiments.html",
         {"section": "leaderboard", "tasks": tasks, "experiments": groups, "mode": mode,
+         "comparisons": reads.policy_comparisons_recent(),
          "modes": EvaluationMode.choices},
     )  # fmt: skip
+
+
+# --- policy comparisons ----------------------------------------------------------------------
+
+
+def _comparison_page(request, dataset, form, train_form, *, status=200):
+    return render(
+        request,
+        "evaluation/comparison_new.html",
+        {"section": "leaderboard", "dataset": dataset, "form": form, "train_form": train_form},
+        status=status,
+    )
+
+
+def _comparison_forms(data=None):
+    from training.forms import TrainingLaunchForm
+    from training.services import training_config_defaults
+
+    form = PolicyComparisonForm(data, task_options=evaluation_tasks_available())
+    train_form = TrainingLaunchForm(data, defaults=training_config_defaults(), prefix="train")
+    del train_form.fields["name"]  # the comparison names its runs
+    return form, train_form
+
+
+@require_GET
+@role_required(*CAN_CURATE)
+def comparison_new(request, dataset_pk: int):
+    from curation.models import Dataset
+
+    dataset = get_object_or_404(Dataset, pk=dataset_pk)
+    return _comparison_page(request, dataset, *_comparison_forms())
+
+
+@require_POST
+@role_required(*CAN_CURATE)
+def comparison_launch(request, dataset_pk: int):
+    from curation.models import Dataset
+
+    from .comparisons import policy_comparison_create
+
+    dataset = get_object_or_404(Dataset, pk=dataset_pk)
+    form, train_form = _comparison_forms(request.POST)
+    if not (form.is_valid() and train_form.is_valid()):
+        return _comparison_page(request, dataset, form, train_form, status=400)
+    data = form.cleaned_data
+    try:
+        comparison = policy_comparison_create(
+            dataset=dataset,
+            name=data["name"],
+            policies=data["policies"],
+            max_false_negatives=data["max_false_negatives"],
+            train_config=train_form.config(),
+            eval_tasks=data["task_specs"],
+            eval_mode=data["mode"],
+            user=request.user,
+        )
+    except ApplicationError as error:
+        field = error.detail.get("field")
+        if field in form.fields:
+            form.add_error(field, error.message)
+        elif field in train_form.fields:
+            train_form.add_error(field, error.message)
+        else:
+            form.add_error(None, error.message)
+        return _comparison_page(request, dataset, form, train_form, status=400)
+    messages.success(
+        request,
+        f"Policy comparison #{comparison.pk} is queued: {len(comparison.policies)} snapshots, "
+        "then a fine-tune and an evaluation of each.",
+    )
+    return redirect("evaluation:comparison_detail", pk=comparison.pk)
+
+
+@require_GET
+@role_required(*CAN_READ_DATA)
+def comparison_detail(request, pk: int):
+    try:
+        comparison = reads.policy_comparison_get(comparison_id=pk)
+    except PolicyComparison.DoesNotExist:
+        raise Http404("no such comparison") from None
+    context = {
+        "section": "leaderboard",
+        "comparison": comparison,
+        "job": comparison,
+        "steps": reads.comparison_steps(comparison=comparison),
+        "finished": comparison.status in FINISHED_STATUSES,
+    }
+    return render(request, "evaluation/comparison_detail.html", context)

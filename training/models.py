@@ -40,6 +40,9 @@ class TrainingRun(Job):
     history = models.JSONField(default=list, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
     log_tail = models.TextField(blank=True)
+    # Evaluate the artifact once the run succeeds: {"tasks": [...], "mode": ..., "config": {}}
+    # (evaluation_run_create's arguments); empty: nothing follows.
+    evaluate_after = models.JSONField(default=dict, blank=True)
 
     class Meta(Job.Meta):
         indexes = [models.Index(fields=["snapshot", "-id"], name="trainingrun_snapshot_idx")]

@@ -111,26 +111,39 @@ def _snapshot_check(snapshot: Snapshot) -> None:
         )
 
 
+def _config_check(config: dict | None) -> tuple[TrainConfig, str]:
+    parsed = TrainConfig.from_dict(dict(config or {}))
+    parsed.base_model = parsed.base_model.strip() or default_model_name()
+    revision = _base_model_check(parsed.base_model)
+    return parsed.resolved(), revision
+
+
+def training_config_check(config: dict | None) -> dict:
+    """``config`` checked as ``training_run_create`` checks it (each hyper-parameter and the
+    base model), completed with the defaults; ``ApplicationError`` naming the field."""
+    return _config_check(config)[0].to_dict()
+
+
 def training_run_create(
     *,
     snapshot: Snapshot,
     config: dict,
     user=None,
     name: str = "",
+    evaluate_after: dict | None = None,
     enqueue: bool = True,
 ) -> TrainingRun:
     """Record a training run of ``config`` (``TrainConfig`` fields; missing ones take the
     defaults) on ``snapshot`` and, with ``enqueue``, run it on a ``gpu`` worker once this
     transaction commits. Everything is checked first — each hyper-parameter, the base model
     (default: the configured embedding model) and the snapshot file — and a problem raises
-    ``ApplicationError`` with ``detail["field"]``."""
-    parsed = TrainConfig.from_dict(dict(config or {}))
-    parsed.base_model = parsed.base_model.strip() or default_model_name()
+    ``ApplicationError`` with ``detail["field"]``. ``evaluate_after`` (``tasks``, ``mode``,
+    ``config`` of ``evaluation_run_create``, validated by the caller) queues an evaluation of
+    the artifact when the run succeeds."""
     name = (name or "").strip()
     if len(name) > 200:
         raise _field_error("the name is too long (200 characters at most)", "name")
-    revision = _base_model_check(parsed.base_model)
-    parsed = parsed.resolved()
+    parsed, revision = _config_check(config)
     _snapshot_check(snapshot)
     with transaction.atomic():
         run = TrainingRun.objects.create(
@@ -140,6 +153,7 @@ def training_run_create(
             method=parsed.method,
             config=parsed.to_dict(),
             metrics={"base_model_revision": revision},
+            evaluate_after=dict(evaluate_after or {}),
             created_by=user if getattr(user, "is_authenticated", False) else None,
         )
         run.output_dir = str(Path(settings.SIEVE_MODEL_DIR) / f"training-{run.pk}")
@@ -458,3 +472,32 @@ def training_run_execute(*, run_id: int, echo: Callable[..., None] | None = None
     )
     # Only now: a crash before job_succeed resumes from these rather than from scratch.
     checkpoints_remove(run.output_dir)
+    if run.evaluate_after:
+        _evaluation_follow(run)
+
+
+def _evaluation_follow(run: TrainingRun) -> None:
+    """Queue the evaluation the run asked for. Once per run: a redelivered task finds the
+    run finished and never gets here, and an evaluation already made for it is not repeated.
+    A refusal is logged and kept on the run's metrics, not raised: the training succeeded."""
+    from evaluation.models import EvaluationRun
+    from evaluation.services import evaluation_run_create
+
+    if EvaluationRun.objects.filter(training_run=run).exists():
+        return
+    plan = run.evaluate_after
+    try:
+        evaluation = evaluation_run_create(
+            training_run=run,
+            tasks=list(plan.get("tasks") or []),
+            mode=plan.get("mode") or "full",
+            config=plan.get("config") or None,
+            user=run.created_by,
+        )
+    except ApplicationError as error:
+        logger.warning("training run #%s: evaluation not queued: %s", run.pk, error.message)
+        TrainingRun.objects.filter(pk=run.pk).update(
+            metrics={**(run.metrics or {}), "evaluate_after_error": error.message}
+        )
+        return
+    logger.info("training run #%s: evaluation #%s queued", run.pk, evaluation.pk)

@@ -157,6 +157,8 @@ CELERY_TASK_ROUTES = {
     "curation.tasks.*": {"queue": "default"},
     "review.tasks.*": {"queue": "default"},
     "training.tasks.*": {"queue": "gpu"},
+    # Only freezes snapshots and queues the gpu work: no GPU of its own.
+    "evaluation.tasks.policy_comparison": {"queue": "default"},
     "evaluation.tasks.*": {"queue": "gpu"},
 }
 # A task whose worker dies is delivered again rather than lost; jobs are written to resume.
