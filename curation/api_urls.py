@@ -51,8 +51,16 @@ urlpatterns = [
     ),
     path("leaderboard/", evaluation_api.LeaderboardApi.as_view(), name="leaderboard"),
     path(
-        "agreement/", api_agreement.AgreementReportListCreateApi.as_view(), name="agreement-list"
+        "policy-comparisons/",
+        evaluation_api.PolicyComparisonListCreateApi.as_view(),
+        name="comparison-list",
     ),
+    path(
+        "policy-comparisons/<int:pk>/",
+        evaluation_api.PolicyComparisonDetailApi.as_view(),
+        name="comparison-detail",
+    ),
+    path("agreement/", api_agreement.AgreementReportListCreateApi.as_view(), name="agreement-list"),
     path(
         "agreement/<int:pk>/",
         api_agreement.AgreementReportDetailApi.as_view(),

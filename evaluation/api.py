@@ -11,12 +11,12 @@ from rest_framework.response import Response
 
 from core.api import CanCurate
 from curation.api import JobOutputSerializer, NewestFirstPagination, SieveApi, _paginated
-from curation.models import Snapshot
+from curation.models import Dataset, Snapshot
 from training.models import TrainingRun
 from training.services import training_run_cancel, training_run_create
 
 from . import selectors as reads
-from .models import EvaluationMode, EvaluationRun
+from .models import EvaluationMode, EvaluationRun, PolicyComparison
 from .services import evaluation_run_cancel, evaluation_run_create
 
 # --- training --------------------------------------------------------------------------------
@@ -221,3 +221,65 @@ class LeaderboardApi(SieveApi):
         data = {"mode": board.mode, "split": board.split, "tasks": board.tasks,
                 "all_tasks": board.all_tasks, "rows": rows}  # fmt: skip
         return Response(LeaderboardOutputSerializer(data).data)
+
+
+# --- policy comparisons ----------------------------------------------------------------------
+
+
+class PolicyComparisonOutputSerializer(JobOutputSerializer):
+    dataset = serializers.IntegerField(source="dataset_id")
+    name = serializers.CharField()
+    policies = serializers.JSONField()
+    max_false_negatives = serializers.IntegerField()
+    train_config = serializers.JSONField()
+    eval_tasks = serializers.JSONField()
+    eval_mode = serializers.CharField()
+
+
+class PolicyComparisonListCreateApi(SieveApi):
+    """Policy comparisons, newest first; POST starts one (snapshots per policy, a fine-tune on
+    each, evaluations of each and of the base model). Its ``stats`` name what it started."""
+
+    permission_classes = [IsAuthenticated, CanCurate]
+    pagination_class = NewestFirstPagination
+    parser_classes = [JSONParser]
+
+    class PolicyComparisonInputSerializer(serializers.Serializer):
+        dataset = serializers.PrimaryKeyRelatedField(queryset=Dataset.objects.all())
+        name = serializers.CharField(required=False, allow_blank=True, default="")
+        policies = serializers.ListField(
+            child=serializers.CharField(), required=False,
+            default=["default", "remove_hn", "relabel"],
+        )  # fmt: skip
+        max_false_negatives = serializers.IntegerField(required=False, default=7)
+        train_config = serializers.JSONField(required=False, default=dict)
+        eval_tasks = serializers.ListField(child=serializers.CharField())
+        eval_mode = serializers.ChoiceField(choices=EvaluationMode.values, default="full")
+        eval_config = serializers.JSONField(required=False, default=dict)
+
+    @extend_schema(responses=PolicyComparisonOutputSerializer(many=True))
+    def get(self, request):
+        return _paginated(self, PolicyComparison.objects.all(), PolicyComparisonOutputSerializer)
+
+    @extend_schema(
+        request=PolicyComparisonInputSerializer,
+        responses={202: PolicyComparisonOutputSerializer},
+    )
+    def post(self, request):
+        from .comparisons import policy_comparison_create
+
+        serializer = self.PolicyComparisonInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        comparison = policy_comparison_create(user=request.user, **serializer.validated_data)
+        return Response(
+            PolicyComparisonOutputSerializer(comparison).data, status=status.HTTP_202_ACCEPTED
+        )
+
+
+class PolicyComparisonDetailApi(SieveApi):
+    """One policy comparison: its plan, status, and the ids of what it started."""
+
+    @extend_schema(responses=PolicyComparisonOutputSerializer)
+    def get(self, request, pk: int):
+        comparison = get_object_or_404(PolicyComparison, pk=pk)
+        return Response(PolicyComparisonOutputSerializer(comparison).data)

@@ -178,3 +178,23 @@ def test_the_form_launches_for_curators_only(dataset, queued, client, curator, a
     assert response["Location"] == reverse("evaluation:comparison_detail", args=[comparison.pk])
     assert comparison.train_config["max_steps"] == 3 and comparison.eval_tasks == [TASK]
     assert comparison.created_by == curator
+
+
+def test_the_api_starts_and_shows_a_comparison(dataset, queued, curator, viewer):
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_authenticate(viewer)
+    body = {"dataset": dataset.pk, "train_config": TRAIN, "eval_tasks": [TASK]}
+    assert api.post("/api/policy-comparisons/", body, format="json").status_code == 403
+    api.force_authenticate(curator)
+    bad = api.post("/api/policy-comparisons/", {**body, "policies": ["relabel"]}, format="json")
+    assert bad.status_code == 400 and "at least two policies" in str(bad.json())
+    created = api.post("/api/policy-comparisons/", body, format="json")
+    assert created.status_code == 202
+    pk = created.json()["id"]
+    assert created.json()["policies"] == ["default", "remove_hn", "relabel"]
+    detail = api.get(reverse("api:comparison-detail", args=[pk])).json()
+    assert detail["status"] == "queued" and detail["eval_tasks"] == [TASK]
+    api.force_authenticate(viewer)
+    assert api.get("/api/policy-comparisons/").json()["results"][0]["id"] == pk
