@@ -201,8 +201,9 @@ def test_synthesize_command(small_dataset, monkeypatch):
         )  # fmt: skip
     text = out.getvalue()
     assert "1 triplets kept of 9 sampled passages" in text
-    assert "8 unusable answers" in text
-    assert "calls: 10 paid" in text  # 9 queries, 1 negative for the only usable query
+    assert "8 unusable answers (0 recovered on retry)" in text
+    # 9 queries, the 8 unusable ones retried once (unusable again), 1 negative.
+    assert "calls: 18 paid" in text
     honey = Candidate.objects.get(origin=CandidateOrigin.GENERATED, role=CandidateRole.NEGATIVE)
     assert honey.passage.text == "Butterflies drink nectar but make no honey."
 

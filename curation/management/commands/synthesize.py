@@ -109,8 +109,14 @@ class Command(BaseCommand):
             f"dropped: {s['dropped_positive_not_in_top_k']:,} positive not in top "
             f"{run.top_k}, {s['dropped_negative_too_close']:,} negative too close, "
             f"{s['dropped_no_negative_found']:,} no negative found, "
-            f"{s['unusable_answers']:,} unusable answers, {s['failed_calls']:,} failed calls"
+            f"{s['unusable_answers']:,} unusable answers ({s['recovered_on_retry']:,} recovered "
+            f"on retry), {s['failed_calls']:,} failed calls"
         )
+        if s.get("budget_reached"):
+            self.stdout.write(
+                f"budget ${run.budget_usd} reached: {s['passages_not_reached']:,} passages "
+                "not reached"
+            )
         self.stdout.write(
             f"calls: {s['paid_calls']:,} paid, {s['cached_calls']:,} from the ledger; "
             f"{s['input_tokens']:,} in / {s['output_tokens']:,} out tokens, ${s['cost_usd']}"
