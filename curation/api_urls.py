@@ -1,6 +1,7 @@
 from django.urls import path
 
 from evaluation import api as evaluation_api
+from review import api as review_api
 from review import api_agreement
 
 from . import api
@@ -59,6 +60,13 @@ urlpatterns = [
         "policy-comparisons/<int:pk>/",
         evaluation_api.PolicyComparisonDetailApi.as_view(),
         name="comparison-detail",
+    ),
+    path("campaigns/", review_api.CampaignListApi.as_view(), name="campaign-list"),
+    path("campaigns/<int:pk>/", review_api.CampaignDetailApi.as_view(), name="campaign-detail"),
+    path(
+        "campaigns/<int:pk>/answers/",
+        review_api.CampaignAnswersApi.as_view(),
+        name="campaign-answers",
     ),
     path("agreement/", api_agreement.AgreementReportListCreateApi.as_view(), name="agreement-list"),
     path(
