@@ -153,27 +153,24 @@ def generate(path: Path, *, rows: int, seed: int) -> dict:
     return {"queries": queries, "rows": queries * (NEGATIVES + 1), "distinct": len(used)}
 
 
+def _copy_escape(text: str) -> str:
+    """``text`` as a field of COPY's text format."""
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
 def _flatten(path: Path, target: Path) -> None:
     """The file's rows as COPY text, prepared before the clock starts."""
-
-    def escape(text: str) -> str:
-        return (
-            text.replace("\\", "\\\\")
-            .replace("\t", "\\t")
-            .replace("\n", "\\n")
-            .replace("\r", "\\r")
-        )
 
     with open(path, encoding="utf-8") as source, open(target, "w", encoding="utf-8") as out:
         for line in source:
             record = json.loads(line)
-            query = escape(record["query"])
+            query = _copy_escape(record["query"])
             for text, score in zip(record["pos"], record["pos_scores"], strict=True):
-                out.write(f"{query}\t{escape(text)}\tpositive\t\\N\t{score}\n")
+                out.write(f"{query}\t{_copy_escape(text)}\tpositive\t\\N\t{score}\n")
             for rank, (text, score) in enumerate(
                 zip(record["neg"], record["neg_scores"], strict=True), 1
             ):
-                out.write(f"{query}\t{escape(text)}\tnegative\t{rank}\t{score}\n")
+                out.write(f"{query}\t{_copy_escape(text)}\tnegative\t{rank}\t{score}\n")
 
 
 def _normalize(path: Path, folder: Path) -> None:
@@ -181,14 +178,6 @@ def _normalize(path: Path, folder: Path) -> None:
     candidate pairs by first occurrence, which keeps the positive), in COPY text format;
     prepared before the clock starts. Corpus and dataset get id 1."""
     from curation.formats import text_hash, text_id
-
-    def escape(text: str) -> str:
-        return (
-            text.replace("\\", "\\\\")
-            .replace("\t", "\\t")
-            .replace("\n", "\\n")
-            .replace("\r", "\\r")
-        )
 
     NULL = "\\N"  # noqa: N806 - COPY's null
     passage_ids: dict[str, int] = {}
@@ -202,7 +191,7 @@ def _normalize(path: Path, folder: Path) -> None:
         for query_pk, line in enumerate(source, 1):
             record = json.loads(line)
             query = record["query"]
-            queries.write(f"{query_pk}\t1\t{text_id(query)}\t{escape(query)}\n")
+            queries.write(f"{query_pk}\t1\t{text_id(query)}\t{_copy_escape(query)}\n")
             seen: set[int] = set()
             lists = (
                 ("positive", record["pos"], record["pos_scores"], False),
@@ -215,7 +204,8 @@ def _normalize(path: Path, folder: Path) -> None:
                     if passage_pk is None:
                         passage_pk = passage_ids[doc_id] = len(passage_ids) + 1
                         passages.write(
-                            f"{passage_pk}\t1\t{doc_id}\t\t{escape(text)}\t{text_hash('', text)}\n"
+                            f"{passage_pk}\t1\t{doc_id}\t\t{_copy_escape(text)}\t"
+                            f"{text_hash('', text)}\n"
                         )
                     if passage_pk in seen:
                         continue

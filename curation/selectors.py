@@ -104,30 +104,19 @@ def dataset_candidates_stream(
             negatives: list[ExportCandidate] = []
             while pending is not None and pending[0] == query.pk:
                 _, cand_id, role, rank, score, doc_id, title, text, label = pending
-                if role == CandidateRole.POSITIVE:
-                    positives.append(
-                        ExportCandidate(
-                            doc_id,
-                            title,
-                            text,
-                            rank,
-                            score,
-                            order=cand_id,
-                            not_relevant=label == DecisionLabel.NOT_RELEVANT,
-                        )
+                positive = role == CandidateRole.POSITIVE
+                (positives if positive else negatives).append(
+                    ExportCandidate(
+                        doc_id,
+                        title,
+                        text,
+                        rank,
+                        score,
+                        order=cand_id,
+                        false_negative=not positive and label == DecisionLabel.RELEVANT,
+                        not_relevant=positive and label == DecisionLabel.NOT_RELEVANT,
                     )
-                else:
-                    negatives.append(
-                        ExportCandidate(
-                            doc_id,
-                            title,
-                            text,
-                            rank,
-                            score,
-                            order=cand_id,
-                            false_negative=label == DecisionLabel.RELEVANT,
-                        )
-                    )
+                )
                 pending = next(stream, None)
             yield QueryData(query.query_id, query.text, tuple(positives), tuple(negatives))
         if pending is not None:

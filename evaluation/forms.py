@@ -9,16 +9,10 @@ from training.models import TrainingRun
 from .models import EvaluationMode
 
 
-class EvaluationLaunchForm(forms.Form):
-    training_run = forms.ModelChoiceField(
-        queryset=TrainingRun.objects.none(), required=False,
-        help_text="Evaluate a fine-tuned model; leave empty to evaluate the model below.",
-    )  # fmt: skip
-    model_ref = forms.CharField(
-        label="Model", max_length=500, required=False,
-        help_text="A Hugging Face id or a folder on the GPU workers; empty: the configured "
-        "default (all-MiniLM-L6-v2, offline). Ignored when a training run is chosen.",
-    )  # fmt: skip
+class _TaskChoiceForm(forms.Form):
+    """The task picker both forms share: the offered tasks as boxes plus free registry names;
+    ``cleaned_data["task_specs"]`` is the union, in order, at least one."""
+
     tasks = forms.MultipleChoiceField(
         choices=(), required=False, widget=forms.CheckboxSelectMultiple,
         help_text="Local BEIR folders run offline; registry tasks need the Hugging Face hub.",
@@ -27,21 +21,9 @@ class EvaluationLaunchForm(forms.Form):
         label="Other mteb tasks", required=False,
         help_text="Comma-separated mteb registry names (NFCorpus, FiQA2018) — need the hub.",
     )  # fmt: skip
-    mode = forms.ChoiceField(choices=EvaluationMode.choices, initial=EvaluationMode.FULL)
-    split = forms.CharField(max_length=50, initial="test")
-    batch_size = forms.IntegerField(min_value=1, max_value=4096, initial=64)
-    corpus_sample = forms.IntegerField(
-        label="Streamlined: extra documents", min_value=0, required=False, initial=10000,
-        help_text="Streamlined mode keeps every judged document plus this many others, sampled "
-        "with the seed.",
-    )  # fmt: skip
-    seed = forms.IntegerField(min_value=0, initial=0)
 
     def __init__(self, *args, task_options, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["training_run"].queryset = TrainingRun.objects.filter(
-            status=JobStatus.SUCCEEDED
-        ).order_by("-id")
         self.fields["tasks"].choices = [
             (option.spec, f"{option.name} ({option.source})") for option in task_options
         ]
@@ -53,6 +35,34 @@ class EvaluationLaunchForm(forms.Form):
         if not data["task_specs"]:
             self.add_error("tasks", "choose at least one task")
         return data
+
+
+class EvaluationLaunchForm(_TaskChoiceForm):
+    training_run = forms.ModelChoiceField(
+        queryset=TrainingRun.objects.none(), required=False,
+        help_text="Evaluate a fine-tuned model; leave empty to evaluate the model below.",
+    )  # fmt: skip
+    model_ref = forms.CharField(
+        label="Model", max_length=500, required=False,
+        help_text="A Hugging Face id or a folder on the GPU workers; empty: the configured "
+        "default (all-MiniLM-L6-v2, offline). Ignored when a training run is chosen.",
+    )  # fmt: skip
+    mode = forms.ChoiceField(choices=EvaluationMode.choices, initial=EvaluationMode.FULL)
+    split = forms.CharField(max_length=50, initial="test")
+    batch_size = forms.IntegerField(min_value=1, max_value=4096, initial=64)
+    corpus_sample = forms.IntegerField(
+        label="Streamlined: extra documents", min_value=0, required=False, initial=10000,
+        help_text="Streamlined mode keeps every judged document plus this many others, sampled "
+        "with the seed.",
+    )  # fmt: skip
+    seed = forms.IntegerField(min_value=0, initial=0)
+    field_order = ["training_run", "model_ref", "tasks", "other_tasks"]
+
+    def __init__(self, *args, task_options, **kwargs):
+        super().__init__(*args, task_options=task_options, **kwargs)
+        self.fields["training_run"].queryset = TrainingRun.objects.filter(
+            status=JobStatus.SUCCEEDED
+        ).order_by("-id")
 
     def service_options(self) -> dict:
         data = self.cleaned_data
@@ -76,7 +86,7 @@ POLICY_CHOICES = [
 ]
 
 
-class PolicyComparisonForm(forms.Form):
+class PolicyComparisonForm(_TaskChoiceForm):
     """What a comparison adds to the training form (rendered beside it, prefix ``train``):
     the policies, k and the evaluation."""
 
@@ -94,26 +104,9 @@ class PolicyComparisonForm(forms.Form):
         label="k", min_value=0, initial=7,
         help_text="A query with more than k confirmed false negatives is dropped as ambiguous.",
     )  # fmt: skip
-    tasks = forms.MultipleChoiceField(
-        choices=(), required=False, widget=forms.CheckboxSelectMultiple,
-        help_text="Evaluated for each fine-tune and for the base model.",
-    )  # fmt: skip
-    other_tasks = forms.CharField(
-        label="Other mteb tasks", required=False,
-        help_text="Comma-separated mteb registry names — need the hub.",
-    )  # fmt: skip
     mode = forms.ChoiceField(choices=EvaluationMode.choices, initial=EvaluationMode.FULL)
+    field_order = ["name", "policies", "max_false_negatives", "tasks", "other_tasks"]
 
     def __init__(self, *args, task_options, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["tasks"].choices = [
-            (option.spec, f"{option.name} ({option.source})") for option in task_options
-        ]
-
-    def clean(self):
-        data = super().clean()
-        extra = [t.strip() for t in (data.get("other_tasks") or "").split(",") if t.strip()]
-        data["task_specs"] = list(dict.fromkeys([*(data.get("tasks") or []), *extra]))
-        if not data["task_specs"]:
-            self.add_error("tasks", "choose at least one task")
-        return data
+        super().__init__(*args, task_options=task_options, **kwargs)
+        self.fields["tasks"].help_text = "Evaluated for each fine-tune and for the base model."
