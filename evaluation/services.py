@@ -511,21 +511,23 @@ def evaluation_run_evaluate(*, run: EvaluationRun, progress: Callable[..., None]
                 seed=config.get("seed", 0),
                 progress=lambda f, m, i=index: progress((i + f) / total, m),
             )
+            # The result and the run's stats commit together: whoever sees one (a page, a
+            # resumed task) sees the other.
             with transaction.atomic():
                 result = _result_store(run=run, spec=spec, outcome=outcome)
-            stats["tasks"][spec] = {
-                "split": split,
-                "main_score": result.main_score,
-                "corpus_size": outcome.corpus_size,
-                "query_count": outcome.query_count,
-                "seconds": round(outcome.seconds, 2),
-                "result_path": outcome.result_path,
-                **outcome.counts,
-            }
-            if "delta_vs_full" in result.metrics:
-                stats["tasks"][spec]["delta_vs_full"] = result.metrics["delta_vs_full"]
-            stats.update(_totals(stats["tasks"]))
-            EvaluationRun.objects.filter(pk=run.pk).update(stats=stats)
+                stats["tasks"][spec] = {
+                    "split": split,
+                    "main_score": result.main_score,
+                    "corpus_size": outcome.corpus_size,
+                    "query_count": outcome.query_count,
+                    "seconds": round(outcome.seconds, 2),
+                    "result_path": outcome.result_path,
+                    **outcome.counts,
+                }
+                if "delta_vs_full" in result.metrics:
+                    stats["tasks"][spec]["delta_vs_full"] = result.metrics["delta_vs_full"]
+                stats.update(_totals(stats["tasks"]))
+                EvaluationRun.objects.filter(pk=run.pk).update(stats=stats)
     finally:
         if encoder is not None:
             encoder.close()
