@@ -12,11 +12,12 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("account/api-token/", core_views.api_token, name="api_token"),
     path("", include("curation.urls")),
     path("review/", include("review.urls")),
     path("training/", include("training.urls")),
     path("leaderboard/", include("evaluation.urls")),
-    path("api/", include("curation.api_urls")),
+    path("api/", include("config.api_urls")),
     path("api/schema/", login_not_required(SpectacularAPIView.as_view()), name="api-schema"),
     path(
         "api/docs/",

@@ -1,12 +1,32 @@
-"""Bookkeeping shared by every job row (import, export, mining, cascade, training, ...).
+"""The job framework: every background job (import, export, mining, cascade, synthesis,
+agreement report, training, evaluation, policy comparison) runs through ``job_run``.
 
-Progress is written with plain UPDATEs in autocommit, outside the job's own data
-transaction, so the web page sees it live. A job checks ``cancel_requested`` between steps.
+    job_<kind>_create ─► job_enqueue (on commit) ─► Celery task(pk) ─► <kind>_execute
+        ─► job_run: job_start ─► work(progress) ─► job_finish(outcome) | job_fail(error)
+
+* ``job_start`` skips a row that already finished (a message delivered twice does no harm).
+* ``progress(fraction, phase)`` writes progress and its phase text with a heartbeat at most
+  every half second, in autocommit so pages see it live, and raises ``JobCancelled`` once a
+  user asked to stop (checked at each write).
+* ``work`` returns a ``JobOutcome``: its stats, a one-line summary and, for jobs made of many
+  items (cascade calls, synthesized passages), how many items failed and why. Items that
+  failed turn the end state into "partial" (finished with failures) or, when nothing
+  succeeded, "failed" — a job never ends green over failed work.
+* Any exception is recorded on the row: an ``ApplicationError`` with its where-detail (file,
+  line, field), anything else by type and message, with the traceback kept for admins.
+
+Enqueueing goes through here too: a job model names its Celery task in ``task_name``, so a
+service never imports its app's tasks module. What survives a dying worker: core/jobs.md.
 """
 
+import importlib
 import logging
 import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
+from celery import current_app
 from django.db import transaction
 from django.utils import timezone
 
@@ -15,19 +35,47 @@ from .models import FINISHED_STATUSES, Job, JobStatus
 
 logger = logging.getLogger(__name__)
 
+Progress = Callable[..., None]  # progress(fraction, message="", *, force=False)
+
 
 class JobCancelled(Exception):
     pass
 
 
-def job_enqueue(*, job: Job, task) -> None:
-    """Send ``task(job.pk)`` once the transaction that created the job commits."""
+def no_progress(fraction: float, message: str = "", *, force: bool = False) -> None:
+    """The progress callback of work run outside a job (tests, notebooks)."""
+
+
+@dataclass
+class JobOutcome:
+    """What a job's work returns to ``job_run``."""
+
+    stats: dict
+    message: str = "done"
+    # Item-based jobs: how many items failed and succeeded, and the commonest reasons.
+    items_failed: int = 0
+    items_succeeded: int | None = None
+    failure_reasons: list[tuple[str, int]] = field(default_factory=list)
+
+
+def job_enqueue(*, job: Job, task=None) -> None:
+    """Send the job's task (``type(job).task_name``, or ``task`` when given) with its primary
+    key, once the transaction that created the job commits."""
 
     def send():
-        result = task.delay(job.pk)
+        result = (task or _task(type(job).task_name)).delay(job.pk)
         type(job).objects.filter(pk=job.pk).update(celery_task_id=result.id or "")
 
     transaction.on_commit(send)
+
+
+def _task(name: str):
+    """The registered Celery task ``name`` (``<app>.tasks.<function>``). A web process imports
+    no tasks module of its own accord (Celery's autodiscovery runs in workers), so the module
+    the name points to is imported on first use."""
+    if name not in current_app.tasks:
+        importlib.import_module(name.rsplit(".", 1)[0])
+    return current_app.tasks[name]
 
 
 def job_start(*, job: Job) -> bool:
@@ -37,50 +85,116 @@ def job_start(*, job: Job) -> bool:
         return False
     job.status = JobStatus.RUNNING
     job.progress = 0.0
-    job.started_at = timezone.now()
-    job.error = ""
+    job.started_at = job.heartbeat_at = timezone.now()
+    job.error = job.error_traceback = ""
     job.error_detail = {}
-    job.save(update_fields=["status", "progress", "started_at", "error", "error_detail"])
+    job.save(
+        update_fields=[
+            "status",
+            "progress",
+            "started_at",
+            "heartbeat_at",
+            "error",
+            "error_detail",
+            "error_traceback",
+        ]
+    )
     return True
 
 
 class ProgressReporter:
-    """Writes progress at most every ``interval`` seconds and raises JobCancelled when a
-    user asked to cancel."""
+    """Writes progress and phase text at most every ``interval`` seconds (each write is also
+    the job's heartbeat) and raises JobCancelled when a user asked to cancel. ``echo`` also
+    receives every call (a terminal progress line for management commands)."""
 
-    def __init__(self, job: Job, *, interval: float = 0.5):
+    def __init__(self, job: Job, *, interval: float = 0.5, echo: Progress | None = None):
         self.job = job
         self.interval = interval
+        self.echo = echo
         self._last = 0.0
 
     def __call__(self, fraction: float, message: str = "", *, force: bool = False) -> None:
+        if self.echo is not None:
+            self.echo(fraction, message, force=force)
         now = time.monotonic()
         if not force and now - self._last < self.interval:
             return
         self._last = now
         model = type(self.job)
         model.objects.filter(pk=self.job.pk).update(
-            progress=max(0.0, min(1.0, fraction)), progress_message=message[:200]
+            progress=max(0.0, min(1.0, fraction)),
+            progress_message=message[:200],
+            heartbeat_at=timezone.now(),
         )
         if model.objects.filter(pk=self.job.pk, cancel_requested=True).exists():
             raise JobCancelled
 
 
-def job_succeed(*, job: Job, stats: dict | None = None, message: str = "done") -> None:
-    job.status = JobStatus.SUCCEEDED
+def job_run(*, job: Job, work: Callable[[Progress], JobOutcome], echo: Progress | None = None):
+    """Run one job: start it (or do nothing when it already finished), call ``work`` with a
+    progress reporter, and record how it ended. Returns True when the work ran."""
+    if not job_start(job=job):
+        logger.info("%s #%s already finished; nothing to do", type(job).__name__, job.pk)
+        return False
+    try:
+        outcome = work(ProgressReporter(job, echo=echo))
+    except Exception as error:  # noqa: BLE001 - every failure belongs on the job row
+        job_fail(job=job, error=error)
+        return True
+    job_finish(job=job, outcome=outcome)
+    return True
+
+
+def job_finish(*, job: Job, outcome: JobOutcome) -> None:
+    """Record the end of work that returned: succeeded, partial (some items failed) or failed
+    (items failed and none succeeded), with the commonest failure reasons as the error."""
+    job.stats = outcome.stats
     job.progress = 1.0
-    job.progress_message = message
+    job.progress_message = outcome.message[:200]
     job.finished_at = timezone.now()
-    fields = ["status", "progress", "progress_message", "finished_at"]
-    if stats is not None:
-        job.stats = stats
-        fields.append("stats")
-    job.save(update_fields=fields)
+    if outcome.items_failed:
+        job.status = JobStatus.FAILED if outcome.items_succeeded == 0 else JobStatus.PARTIAL_FAILURE
+        job.error = failure_summary(
+            failed=outcome.items_failed,
+            succeeded=outcome.items_succeeded,
+            reasons=outcome.failure_reasons,
+        )
+        job.error_detail = {"items_failed": outcome.items_failed}
+        if outcome.failure_reasons:
+            job.error_detail["reasons"] = [
+                {"reason": reason, "count": count} for reason, count in outcome.failure_reasons
+            ]
+    else:
+        job.status = JobStatus.SUCCEEDED
+        job.error = ""
+        job.error_detail = {}
+    job.save(
+        update_fields=[
+            "status",
+            "progress",
+            "progress_message",
+            "finished_at",
+            "stats",
+            "error",
+            "error_detail",
+        ]
+    )
+
+
+def failure_summary(*, failed: int, succeeded: int | None, reasons: list[tuple[str, int]]) -> str:
+    """'36 items failed (0 succeeded): 36× AuthenticationError: …; …'."""
+    head = f"{failed:,} item{'s' if failed != 1 else ''} failed"
+    if succeeded is not None:
+        head += f" ({succeeded:,} succeeded)"
+    if not reasons:
+        return head
+    return head + ": " + "; ".join(f"{count:,}× {reason}" for reason, count in reasons)
 
 
 def job_fail(*, job: Job, error: Exception) -> None:
     """Record a failure on the row. ApplicationErrors keep their where-detail; anything else
-    is logged with its traceback and shown by type and message."""
+    is logged and shown by type and message, its traceback kept on the row for admins."""
+    job.error_traceback = ""
     if isinstance(error, JobCancelled):
         job.status = JobStatus.CANCELLED
         job.error = "cancelled by a user"
@@ -94,11 +208,13 @@ def job_fail(*, job: Job, error: Exception) -> None:
         job.status = JobStatus.FAILED
         job.error = f"{type(error).__name__}: {error}"
         job.error_detail = {}
+        job.error_traceback = "".join(traceback.format_exception(error))[-20000:]
     job.finished_at = timezone.now()
-    job.save(update_fields=["status", "error", "error_detail", "finished_at"])
+    job.save(update_fields=["status", "error", "error_detail", "error_traceback", "finished_at"])
 
 
 def job_request_cancel(*, job: Job) -> None:
+    """A queued job is cancelled at once; a running one stops at its next progress write."""
     type(job).objects.filter(pk=job.pk, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).update(
         cancel_requested=True
     )

@@ -32,7 +32,7 @@ def api_token(request):
         Token.objects.filter(user=request.user).delete()
         Token.objects.create(user=request.user)
         messages.success(request, "A new API token was created; the previous one no longer works.")
-        return redirect("curation:api_token")
+        return redirect("api_token")
     token = Token.objects.filter(user=request.user).first()
     return render(request, "core/api_token.html", {"token": token, "section": "token"})
 

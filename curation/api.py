@@ -11,15 +11,21 @@ from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from core.api import CanCurate, CanReadData
+from core.api import (
+    CanCurate,
+    JobOutputSerializer,
+    NewestFirstPagination,
+    OldestFirstPagination,
+    QueryIdPagination,
+    SieveApi,
+    job_api_views,
+    paginated,
+)
 from core.errors import ApplicationError
-from core.jobs import job_request_cancel
 
 from . import selectors as reads
 from .models import (
@@ -36,56 +42,6 @@ from .services.imports import import_job_create
 from .services.snapshots import export_job_create
 from .services.uploads import ACCEPTED_SUFFIXES, upload_store, upload_suffix
 from .views import snapshot_file_response
-
-
-class SieveApi(APIView):
-    # Reading needs a viewer, curator or admin. LoginRequiredMiddleware would send a token-only
-    # client (no session) to the login page; DRF (>= 3.15.2) marks every APIView.as_view() with
-    # login_required = False itself, so its authentication and IsAuthenticated guard the API
-    # and answer 401 to anonymous requests (tests/api/test_api.py checks that).
-    # (A comment, not a docstring: drf-spectacular would copy a docstring into every operation.)
-    permission_classes = [IsAuthenticated, CanReadData]
-
-
-class NewestFirstPagination(CursorPagination):
-    ordering = "-id"
-    page_size = 50
-    max_page_size = 500
-    page_size_query_param = "page_size"
-
-
-class OldestFirstPagination(NewestFirstPagination):
-    ordering = "id"
-
-
-class QueryIdPagination(NewestFirstPagination):
-    # Walks the (dataset, query_id) unique index.
-    ordering = "query_id"
-
-
-def _paginated(view: APIView, queryset, serializer_class, *, prepare=None) -> Response:
-    paginator = view.pagination_class()
-    page = paginator.paginate_queryset(queryset, view.request, view=view)
-    if prepare is not None:
-        prepare(page)
-    return paginator.get_paginated_response(serializer_class(page, many=True).data)
-
-
-# --- shared output -------------------------------------------------------------------------
-
-
-class JobOutputSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    status = serializers.CharField()
-    progress = serializers.FloatField(help_text="0..1")
-    progress_message = serializers.CharField()
-    stats = serializers.JSONField()
-    error = serializers.CharField()
-    error_detail = serializers.JSONField(help_text="Where the error happened: file, line, field.")
-    cancel_requested = serializers.BooleanField()
-    created_at = serializers.DateTimeField()
-    started_at = serializers.DateTimeField(allow_null=True)
-    finished_at = serializers.DateTimeField(allow_null=True)
 
 
 class ImportJobOutputSerializer(JobOutputSerializer):
@@ -145,7 +101,7 @@ class DatasetListApi(SieveApi):
 
     @extend_schema(responses=DatasetOutputSerializer(many=True))
     def get(self, request):
-        return _paginated(self, Dataset.objects.select_related("corpus"), DatasetOutputSerializer)
+        return paginated(self, Dataset.objects.select_related("corpus"), DatasetOutputSerializer)
 
 
 class DatasetDetailApi(SieveApi):
@@ -172,7 +128,7 @@ class DatasetQueryListApi(SieveApi):
     @extend_schema(responses=QueryOutputSerializer(many=True))
     def get(self, request, pk: int):
         dataset = get_object_or_404(Dataset, pk=pk)
-        return _paginated(
+        return paginated(
             self,
             Query.objects.filter(dataset=dataset),
             self.QueryOutputSerializer,
@@ -212,7 +168,7 @@ class ImportListCreateApi(SieveApi):
 
     @extend_schema(responses=ImportJobOutputSerializer(many=True))
     def get(self, request):
-        return _paginated(self, ImportJob.objects.all(), ImportJobOutputSerializer)
+        return paginated(self, ImportJob.objects.all(), ImportJobOutputSerializer)
 
     @extend_schema(
         request={"multipart/form-data": ImportInputSerializer},
@@ -241,25 +197,9 @@ class ImportListCreateApi(SieveApi):
         return Response(ImportJobOutputSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
-class ImportDetailApi(SieveApi):
-    """One import job: status, progress, counts, and where it failed (file, line, field)."""
-
-    @extend_schema(responses=ImportJobOutputSerializer)
-    def get(self, request, pk: int):
-        return Response(ImportJobOutputSerializer(get_object_or_404(ImportJob, pk=pk)).data)
-
-
-class ImportCancelApi(SieveApi):
-    """Ask a queued or running import to stop."""
-
-    permission_classes = [IsAuthenticated, CanCurate]
-
-    @extend_schema(request=None, responses={202: ImportJobOutputSerializer})
-    def post(self, request, pk: int):
-        job = get_object_or_404(ImportJob, pk=pk)
-        job_request_cancel(job=job)
-        job.refresh_from_db()
-        return Response(ImportJobOutputSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+ImportDetailApi, ImportCancelApi = job_api_views(
+    queryset=ImportJob.objects.all(), serializer=ImportJobOutputSerializer, noun="import job"
+)
 
 
 # --- snapshots and export jobs -------------------------------------------------------------
@@ -289,7 +229,7 @@ class SnapshotListCreateApi(SieveApi):
             if not dataset_id.isdigit():
                 raise serializers.ValidationError({"dataset": "must be an integer id"})
             snapshots = snapshots.filter(dataset_id=int(dataset_id))
-        return _paginated(self, snapshots, SnapshotOutputSerializer)
+        return paginated(self, snapshots, SnapshotOutputSerializer)
 
     @extend_schema(
         request=SnapshotInputSerializer,
@@ -339,25 +279,9 @@ class ExportJobListApi(SieveApi):
 
     @extend_schema(responses=ExportJobOutputSerializer(many=True))
     def get(self, request):
-        return _paginated(self, ExportJob.objects.all(), ExportJobOutputSerializer)
+        return paginated(self, ExportJob.objects.all(), ExportJobOutputSerializer)
 
 
-class ExportJobDetailApi(SieveApi):
-    """One export job; ``snapshot`` is set once it succeeded."""
-
-    @extend_schema(responses=ExportJobOutputSerializer)
-    def get(self, request, pk: int):
-        return Response(ExportJobOutputSerializer(get_object_or_404(ExportJob, pk=pk)).data)
-
-
-class ExportJobCancelApi(SieveApi):
-    """Ask a queued or running export to stop."""
-
-    permission_classes = [IsAuthenticated, CanCurate]
-
-    @extend_schema(request=None, responses={202: ExportJobOutputSerializer})
-    def post(self, request, pk: int):
-        job = get_object_or_404(ExportJob, pk=pk)
-        job_request_cancel(job=job)
-        job.refresh_from_db()
-        return Response(ExportJobOutputSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+ExportJobDetailApi, ExportJobCancelApi = job_api_views(
+    queryset=ExportJob.objects.all(), serializer=ExportJobOutputSerializer, noun="export job"
+)

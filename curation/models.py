@@ -211,6 +211,7 @@ class Decision(models.Model):
 
 
 class ImportJob(Job):
+    task_name = "curation.tasks.import_job_run"
     dataset_name = models.CharField(max_length=200)
     corpus_name = models.CharField(max_length=200, blank=True)
     format = models.CharField(max_length=32, choices=DatasetFormat.choices, blank=True)
@@ -276,6 +277,7 @@ class Snapshot(models.Model):
 
 
 class ExportJob(Job):
+    task_name = "curation.tasks.export_job_run"
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="export_jobs")
     policy = models.CharField(max_length=16, choices=SnapshotPolicy.choices)
     max_false_negatives = models.IntegerField(default=7)
@@ -300,6 +302,8 @@ class MiningRun(Job):
     """Mine hard negatives for a dataset's queries from its corpus with an embedding model.
     Mined negatives become ``origin=mined`` candidates with their rank and teacher score; the
     teacher margin is also written as a stage-0 machine judgment."""
+
+    task_name = "curation.tasks.mining_run"
 
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="mining_runs")
     model_name = models.CharField(max_length=500, help_text="Hugging Face id or local folder")
@@ -335,6 +339,8 @@ class CascadeRun(Job):
     settings (name, base_url, api_key_env, model, price_in_per_m, price_out_per_m,
     concurrency, rpm, json_mode, max_tokens, temperature); stage 1 judges every query,
     each later stage only the queries the previous stage flagged."""
+
+    task_name = "curation.tasks.cascade_run"
 
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="cascade_runs")
     stages = models.JSONField(default=list)
@@ -381,7 +387,9 @@ class CascadeItem(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["run", "stage", "query"], name="cascade_item_unique"),
         ]
-        indexes = [models.Index(fields=["run", "stage", "status"], name="cascade_item_progress_idx")]
+        indexes = [
+            models.Index(fields=["run", "stage", "status"], name="cascade_item_progress_idx")
+        ]
 
 
 class LLMCall(models.Model):
@@ -419,6 +427,8 @@ class SynthesisRun(Job):
     """Write synthetic triplets: for sampled passages an LLM writes a query, then a hard
     negative is generated or mined; a teacher model filters them; survivors enter review as
     ``origin=generated`` candidates of ``dataset``."""
+
+    task_name = "curation.tasks.synthesis_run"
 
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="synthesis_runs")
     sample_size = models.IntegerField(default=100)

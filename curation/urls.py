@@ -1,7 +1,5 @@
 from django.urls import include, path
 
-from core import views as core_views
-
 from . import views
 
 app_name = "curation"
@@ -19,9 +17,6 @@ urlpatterns = [
     path("snapshots/", views.snapshot_list, name="snapshot_list"),
     path("snapshots/<int:pk>/", views.snapshot_detail, name="snapshot_detail"),
     path("snapshots/<int:pk>/download", views.snapshot_download, name="snapshot_download"),
-    # Lives in core (it is about the account, not the data); routed here because config/urls.py
-    # is not this module's to change.
-    path("account/api-token/", core_views.api_token, name="api_token"),
     # Data engine pages, one module per sub-domain.
     path("", include("curation.urls_mining")),
     path("", include("curation.urls_cascade")),

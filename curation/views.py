@@ -1,7 +1,6 @@
 """HTML pages: parse the request, call a selector or a service, render.
 
-Job pages poll themselves: the status fragment carries ``hx-trigger="every 1s"`` while the job
-runs, and the view answers 286 (htmx's "stop polling") with the final fragment once it ended.
+Job pages follow the one pattern of ``core/job_pages.py``.
 """
 
 import json
@@ -11,12 +10,10 @@ from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import HttpResponseStopPolling
 
 from core.errors import ApplicationError
 from core.http import query_int
-from core.jobs import job_request_cancel
-from core.models import FINISHED_STATUSES
+from core.job_pages import job_cancel, job_page
 from core.roles import CAN_CURATE, CAN_READ_DATA, has_role, role_required
 from training.selectors import snapshot_training_runs
 
@@ -178,23 +175,6 @@ def import_upload(request):
     return redirect("curation:import_job_detail", pk=job.pk)
 
 
-def _job_fragment(request, job, context: dict):
-    """The job's status fragment; once the job ended it comes back with 286 so that htmx
-    swaps in the final state and stops polling."""
-    context = {**context, "job": job, "finished": job.status in FINISHED_STATUSES}
-    response = render(request, "curation/_job_status.html", context)
-    if context["finished"]:
-        return HttpResponseStopPolling(response.content)
-    return response
-
-
-def _job_view(request, job, *, template: str, context: dict):
-    if request.htmx and not request.htmx.history_restore_request:
-        return _job_fragment(request, job, context)
-    context = {**context, "job": job, "finished": job.status in FINISHED_STATUSES}
-    return render(request, template, context)
-
-
 def _import_job_context(job: ImportJob) -> dict:
     return {
         "section": "import",
@@ -211,7 +191,7 @@ def _import_job_context(job: ImportJob) -> dict:
 @role_required(*CAN_READ_DATA)
 def import_job_detail(request, pk: int):
     job = get_object_or_404(ImportJob.objects.select_related("dataset", "created_by"), pk=pk)
-    return _job_view(
+    return job_page(
         request, job, template="curation/import_job.html", context=_import_job_context(job)
     )
 
@@ -219,13 +199,16 @@ def import_job_detail(request, pk: int):
 @require_POST
 @role_required(*CAN_CURATE)
 def import_job_cancel(request, pk: int):
-    job = get_object_or_404(ImportJob, pk=pk)
-    job_request_cancel(job=job)
-    job.refresh_from_db()
-    if request.htmx:
-        return _job_fragment(request, job, _import_job_context(job))
-    messages.info(request, "Cancellation requested.")
-    return redirect("curation:import_job_detail", pk=job.pk)
+    def reload():
+        job = ImportJob.objects.get(pk=pk)
+        return job, _import_job_context(job)
+
+    return job_cancel(
+        request,
+        get_object_or_404(ImportJob, pk=pk),
+        reload=reload,
+        page_url=reverse("curation:import_job_detail", args=[pk]),
+    )
 
 
 # --- exports and snapshots ---------------------------------------------------------------
@@ -247,7 +230,7 @@ def _export_job_context(job: ExportJob) -> dict:
 @role_required(*CAN_READ_DATA)
 def export_job_detail(request, pk: int):
     job = get_object_or_404(ExportJob.objects.select_related("dataset", "created_by"), pk=pk)
-    return _job_view(
+    return job_page(
         request, job, template="curation/export_job.html", context=_export_job_context(job)
     )
 
@@ -255,13 +238,16 @@ def export_job_detail(request, pk: int):
 @require_POST
 @role_required(*CAN_CURATE)
 def export_job_cancel(request, pk: int):
-    job = get_object_or_404(ExportJob, pk=pk)
-    job_request_cancel(job=job)
-    job.refresh_from_db()
-    if request.htmx:
-        return _job_fragment(request, job, _export_job_context(job))
-    messages.info(request, "Cancellation requested.")
-    return redirect("curation:export_job_detail", pk=job.pk)
+    def reload():
+        job = ExportJob.objects.get(pk=pk)
+        return job, _export_job_context(job)
+
+    return job_cancel(
+        request,
+        get_object_or_404(ExportJob, pk=pk),
+        reload=reload,
+        page_url=reverse("curation:export_job_detail", args=[pk]),
+    )
 
 
 @require_GET
@@ -321,4 +307,3 @@ def snapshot_file_response(snapshot: Snapshot) -> FileResponse:
 def snapshot_download(request, pk: int):
     snapshot = get_object_or_404(Snapshot.objects.select_related("dataset"), pk=pk)
     return snapshot_file_response(snapshot)
-

@@ -1,8 +1,7 @@
 """Cascade pages: the launch form with its dry-run estimate, and the live run page.
 
-Curators launch and cancel; viewers read. The run page polls itself like every job page:
-the status fragment asks again every second and the view answers 286 (stop polling) once
-the run ended.
+Curators launch and cancel; viewers read. The run page follows the job page pattern of
+``core/job_pages.py``.
 """
 
 from django.contrib import messages
@@ -10,11 +9,9 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import HttpResponseStopPolling
 
 from core.errors import ApplicationError
-from core.jobs import job_request_cancel
-from core.models import FINISHED_STATUSES
+from core.job_pages import job_cancel, job_page
 from core.roles import CAN_CURATE, CAN_READ_DATA, role_required
 
 from . import selectors as reads
@@ -112,41 +109,38 @@ def _run_context(run: CascadeRun) -> dict:
     return {
         "section": "datasets",
         "run": run,
-        "job": run,
-        "finished": run.status in FINISHED_STATUSES,
         "stage_rows": cascade_reads.cascade_run_stage_rows(run=run),
         "status_url": reverse("curation:cascade_run_detail", args=[run.pk]),
         "cancel_url": reverse("curation:cascade_run_cancel", args=[run.pk]),
+        "details": "curation/_cascade_details.html",
+        "hide_stats": True,  # the stage table shows them
     }
 
 
-def _status_fragment(request, run: CascadeRun):
-    context = _run_context(run)
-    response = render(request, "curation/_cascade_status.html", context)
-    if context["finished"]:
-        return HttpResponseStopPolling(response.content)
-    return response
+def _run(pk: int) -> CascadeRun:
+    try:
+        return cascade_reads.cascade_run_get(run_id=pk)
+    except CascadeRun.DoesNotExist:
+        raise Http404("no such cascade run") from None
 
 
 @require_GET
 @role_required(*CAN_READ_DATA)
 def cascade_run_detail(request, pk: int):
-    try:
-        run = cascade_reads.cascade_run_get(run_id=pk)
-    except CascadeRun.DoesNotExist:
-        raise Http404("no such cascade run") from None
-    if request.htmx and not request.htmx.history_restore_request:
-        return _status_fragment(request, run)
-    return render(request, "curation/cascade_run.html", _run_context(run))
+    run = _run(pk)
+    return job_page(request, run, template="curation/cascade_run.html", context=_run_context(run))
 
 
 @require_POST
 @role_required(*CAN_CURATE)
 def cascade_run_cancel(request, pk: int):
-    run = get_object_or_404(CascadeRun, pk=pk)
-    job_request_cancel(job=run)
-    run = cascade_reads.cascade_run_get(run_id=pk)
-    if request.htmx:
-        return _status_fragment(request, run)
-    messages.info(request, "Cancellation requested; the run stops after its current batch.")
-    return redirect("curation:cascade_run_detail", pk=run.pk)
+    def reload():
+        run = _run(pk)
+        return run, _run_context(run)
+
+    return job_cancel(
+        request,
+        get_object_or_404(CascadeRun, pk=pk),
+        reload=reload,
+        page_url=reverse("curation:cascade_run_detail", args=[pk]),
+    )

@@ -1,8 +1,7 @@
 """Mining and synthesis pages: the launch forms and the live run pages.
 
-Curators launch and cancel; viewers read. Run pages poll themselves like every job page
-(``curation/_job_status.html``): the fragment asks again every second and the view answers
-286 (htmx's "stop polling") once the run ended.
+Curators launch and cancel; viewers read. Run pages follow the job page pattern of
+``core/job_pages.py``.
 """
 
 from django.contrib import messages
@@ -10,11 +9,9 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import HttpResponseStopPolling
 
 from core.errors import ApplicationError
-from core.jobs import job_request_cancel
-from core.models import FINISHED_STATUSES
+from core.job_pages import job_cancel, job_page
 from core.roles import CAN_CURATE, CAN_READ_DATA, role_required
 
 from . import selectors as reads
@@ -35,17 +32,6 @@ def _dataset(pk: int) -> Dataset:
 def _form_error(form, error: ApplicationError) -> None:
     field = error.detail.get("field")
     form.add_error(field if field in form.fields else None, error.message)
-
-
-def _job_page(request, run, *, template: str, context: dict):
-    """The run page, or only its status fragment for htmx polling (286 once it ended)."""
-    context = {**context, "run": run, "job": run, "finished": run.status in FINISHED_STATUSES}
-    if request.htmx and not request.htmx.history_restore_request:
-        response = render(request, "curation/_job_status.html", context)
-        if context["finished"]:
-            return HttpResponseStopPolling(response.content)
-        return response
-    return render(request, template, context)
 
 
 # --- mining ----------------------------------------------------------------------------------
@@ -90,6 +76,7 @@ def mining_launch(request, pk: int):
 def _mining_context(run: MiningRun) -> dict:
     return {
         "section": "datasets",
+        "run": run,
         "status_url": reverse("curation:mining_run_detail", args=[run.pk]),
         "cancel_url": reverse("curation:mining_run_cancel", args=[run.pk]),
         "result_url": reverse("curation:dataset_detail", args=[run.dataset_id]),
@@ -108,20 +95,22 @@ def _mining_run(pk: int) -> MiningRun:
 @role_required(*CAN_READ_DATA)
 def mining_run_detail(request, pk: int):
     run = _mining_run(pk)
-    return _job_page(
-        request, run, template="curation/mining_run.html", context=_mining_context(run)
-    )
+    return job_page(request, run, template="curation/mining_run.html", context=_mining_context(run))
 
 
 @require_POST
 @role_required(*CAN_CURATE)
 def mining_run_cancel(request, pk: int):
-    job_request_cancel(job=get_object_or_404(MiningRun, pk=pk))
-    run = _mining_run(pk)
-    if request.htmx:
-        return _job_page(request, run, template="", context=_mining_context(run))
-    messages.info(request, "Cancellation requested; the run stops after its current batch.")
-    return redirect("curation:mining_run_detail", pk=pk)
+    def reload():
+        run = _mining_run(pk)
+        return run, _mining_context(run)
+
+    return job_cancel(
+        request,
+        get_object_or_404(MiningRun, pk=pk),
+        reload=reload,
+        page_url=reverse("curation:mining_run_detail", args=[pk]),
+    )
 
 
 # --- synthesis -------------------------------------------------------------------------------
@@ -178,6 +167,7 @@ def synthesis_launch(request, pk: int):
 def _synthesis_context(run: SynthesisRun) -> dict:
     return {
         "section": "datasets",
+        "run": run,
         "status_url": reverse("curation:synthesis_run_detail", args=[run.pk]),
         "cancel_url": reverse("curation:synthesis_run_cancel", args=[run.pk]),
         "result_url": reverse("curation:dataset_detail", args=[run.dataset_id]),
@@ -196,7 +186,7 @@ def _synthesis_run(pk: int) -> SynthesisRun:
 @role_required(*CAN_READ_DATA)
 def synthesis_run_detail(request, pk: int):
     run = _synthesis_run(pk)
-    return _job_page(
+    return job_page(
         request, run, template="curation/synthesis_run.html", context=_synthesis_context(run)
     )
 
@@ -204,9 +194,13 @@ def synthesis_run_detail(request, pk: int):
 @require_POST
 @role_required(*CAN_CURATE)
 def synthesis_run_cancel(request, pk: int):
-    job_request_cancel(job=get_object_or_404(SynthesisRun, pk=pk))
-    run = _synthesis_run(pk)
-    if request.htmx:
-        return _job_page(request, run, template="", context=_synthesis_context(run))
-    messages.info(request, "Cancellation requested; the run stops after its current batch.")
-    return redirect("curation:synthesis_run_detail", pk=pk)
+    def reload():
+        run = _synthesis_run(pk)
+        return run, _synthesis_context(run)
+
+    return job_cancel(
+        request,
+        get_object_or_404(SynthesisRun, pk=pk),
+        reload=reload,
+        page_url=reverse("curation:synthesis_run_detail", args=[pk]),
+    )

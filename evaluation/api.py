@@ -1,4 +1,4 @@
-"""REST API for training runs, evaluation runs and the leaderboard. Same services and
+"""REST API for evaluation runs, policy comparisons and the leaderboard. Same services and
 selectors as the HTML pages (``training/services.py``, ``evaluation/services.py``,
 ``evaluation/selectors.py``)."""
 
@@ -9,84 +9,20 @@ from rest_framework.parsers import FormParser, JSONParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from core.api import CanCurate
-from curation.api import JobOutputSerializer, NewestFirstPagination, SieveApi, _paginated
-from curation.models import Dataset, Snapshot
+from core.api import (
+    CanCurate,
+    JobOutputSerializer,
+    NewestFirstPagination,
+    SieveApi,
+    job_api_views,
+    paginated,
+)
+from curation.models import Dataset
 from training.models import TrainingRun
-from training.services import training_run_cancel, training_run_create
 
 from . import selectors as reads
 from .models import EvaluationMode, EvaluationRun, PolicyComparison
-from .services import evaluation_run_cancel, evaluation_run_create
-
-# --- training --------------------------------------------------------------------------------
-
-
-class TrainingRunOutputSerializer(JobOutputSerializer):
-    name = serializers.CharField()
-    snapshot = serializers.IntegerField(source="snapshot_id")
-    base_model = serializers.CharField()
-    method = serializers.CharField()
-    config = serializers.JSONField()
-    step = serializers.IntegerField()
-    total_steps = serializers.IntegerField()
-    resumed_from_step = serializers.IntegerField(allow_null=True)
-    metrics = serializers.JSONField()
-    history = serializers.JSONField(help_text="Loss curve: one point per logging step.")
-    artifact_path = serializers.CharField()
-    artifact_kind = serializers.CharField()
-
-
-class TrainingRunListCreateApi(SieveApi):
-    """Training runs, newest first; POST launches one on a snapshot (the `gpu` queue)."""
-
-    permission_classes = [IsAuthenticated, CanCurate]
-    pagination_class = NewestFirstPagination
-    parser_classes = [JSONParser, FormParser]
-
-    class TrainingRunInputSerializer(serializers.Serializer):
-        snapshot = serializers.PrimaryKeyRelatedField(queryset=Snapshot.objects.all())
-        name = serializers.CharField(required=False, allow_blank=True, default="")
-        config = serializers.JSONField(
-            required=False, default=dict,
-            help_text="Hyper-parameters (training.core.TrainConfig); missing ones take defaults.",
-        )  # fmt: skip
-
-    @extend_schema(responses=TrainingRunOutputSerializer(many=True))
-    def get(self, request):
-        return _paginated(self, TrainingRun.objects.all(), TrainingRunOutputSerializer)
-
-    @extend_schema(request=TrainingRunInputSerializer, responses={202: TrainingRunOutputSerializer})
-    def post(self, request):
-        serializer = self.TrainingRunInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        run = training_run_create(
-            snapshot=data["snapshot"], config=data["config"], name=data["name"], user=request.user
-        )
-        return Response(TrainingRunOutputSerializer(run).data, status=status.HTTP_202_ACCEPTED)
-
-
-class TrainingRunDetailApi(SieveApi):
-    """One training run: status, step, loss curve, throughput, artifact."""
-
-    @extend_schema(responses=TrainingRunOutputSerializer)
-    def get(self, request, pk: int):
-        return Response(TrainingRunOutputSerializer(get_object_or_404(TrainingRun, pk=pk)).data)
-
-
-class TrainingRunCancelApi(SieveApi):
-    """Ask a training run to stop; it stops within one step."""
-
-    permission_classes = [IsAuthenticated, CanCurate]
-
-    @extend_schema(request=None, responses={202: TrainingRunOutputSerializer})
-    def post(self, request, pk: int):
-        run = get_object_or_404(TrainingRun, pk=pk)
-        training_run_cancel(run=run)
-        run.refresh_from_db()
-        return Response(TrainingRunOutputSerializer(run).data, status=status.HTTP_202_ACCEPTED)
-
+from .services import evaluation_run_create
 
 # --- evaluation ------------------------------------------------------------------------------
 
@@ -134,7 +70,7 @@ class EvaluationRunListCreateApi(SieveApi):
     @extend_schema(responses=EvaluationRunOutputSerializer(many=True))
     def get(self, request):
         runs = EvaluationRun.objects.prefetch_related("results")
-        return _paginated(self, runs, EvaluationRunOutputSerializer)
+        return paginated(self, runs, EvaluationRunOutputSerializer)
 
     @extend_schema(
         request=EvaluationRunInputSerializer, responses={202: EvaluationRunOutputSerializer}
@@ -146,26 +82,12 @@ class EvaluationRunListCreateApi(SieveApi):
         return Response(EvaluationRunOutputSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
 
-class EvaluationRunDetailApi(SieveApi):
-    """One evaluation run with its per-task scores."""
-
-    @extend_schema(responses=EvaluationRunOutputSerializer)
-    def get(self, request, pk: int):
-        run = get_object_or_404(EvaluationRun.objects.prefetch_related("results"), pk=pk)
-        return Response(EvaluationRunOutputSerializer(run).data)
-
-
-class EvaluationRunCancelApi(SieveApi):
-    """Ask an evaluation run to stop."""
-
-    permission_classes = [IsAuthenticated, CanCurate]
-
-    @extend_schema(request=None, responses={202: EvaluationRunOutputSerializer})
-    def post(self, request, pk: int):
-        run = get_object_or_404(EvaluationRun, pk=pk)
-        evaluation_run_cancel(run=run)
-        run.refresh_from_db()
-        return Response(EvaluationRunOutputSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+EvaluationRunDetailApi, EvaluationRunCancelApi = job_api_views(
+    queryset=EvaluationRun.objects.prefetch_related("results"),
+    serializer=EvaluationRunOutputSerializer,
+    noun="evaluation run",
+    stops="after its current batch",
+)
 
 
 class LeaderboardRowSerializer(serializers.Serializer):
@@ -259,7 +181,7 @@ class PolicyComparisonListCreateApi(SieveApi):
 
     @extend_schema(responses=PolicyComparisonOutputSerializer(many=True))
     def get(self, request):
-        return _paginated(self, PolicyComparison.objects.all(), PolicyComparisonOutputSerializer)
+        return paginated(self, PolicyComparison.objects.all(), PolicyComparisonOutputSerializer)
 
     @extend_schema(
         request=PolicyComparisonInputSerializer,

@@ -21,14 +21,13 @@ import logging
 from django.db import transaction
 
 from core.errors import ApplicationError
-from core.jobs import job_enqueue, job_fail, job_start, job_succeed
+from core.jobs import JobOutcome, job_enqueue, job_run
 from core.models import JobStatus
 from curation.export import Policy
 from curation.models import Dataset, ExportFormat
 from curation.services.snapshots import snapshot_create
 from training.services import training_config_check, training_run_create
 
-from . import tasks as evaluation_tasks
 from .models import EvaluationRun, PolicyComparison
 from .services import _model_resolve, evaluation_plan_check, evaluation_run_create
 
@@ -85,7 +84,7 @@ def policy_comparison_create(
             created_by=user if getattr(user, "is_authenticated", False) else None,
         )
         if enqueue:
-            job_enqueue(job=comparison, task=evaluation_tasks.policy_comparison)
+            job_enqueue(job=comparison)
     return comparison
 
 
@@ -95,19 +94,14 @@ def policy_comparison_execute(*, comparison_id: int) -> None:
     comparison = PolicyComparison.objects.select_related("dataset", "created_by").get(
         pk=comparison_id
     )
-    if not job_start(job=comparison):
-        return
-    try:
+
+    def work(progress) -> JobOutcome:
         stats = _start_everything(comparison)
-    except Exception as error:  # recorded on the job row, which is what the page reads
-        logger.warning("policy comparison #%s failed: %s", comparison.pk, error)
-        job_fail(job=comparison, error=error)
-        return
-    job_succeed(
-        job=comparison,
-        stats=stats,
-        message=f"{len(stats['training_runs'])} training runs queued",
-    )
+        return JobOutcome(
+            stats=stats, message=f"{len(stats['training_runs'])} training runs queued"
+        )
+
+    job_run(job=comparison, work=work)
 
 
 def _start_everything(comparison: PolicyComparison) -> dict:

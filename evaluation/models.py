@@ -17,6 +17,8 @@ class EvaluationRun(Job):
     (``training:<id>`` for a fine-tune, the model reference otherwise). ``tasks`` holds task
     specs: an mteb registry name (``SciFact``) or a local BEIR folder (``beir:<name>``)."""
 
+    task_name = "evaluation.tasks.evaluation_run"
+
     training_run = models.ForeignKey(
         "training.TrainingRun",
         null=True,
@@ -80,6 +82,8 @@ class PolicyComparison(Job):
     fine-tune (and the base model) on ``eval_tasks``. What it starts are ordinary snapshots,
     training runs and evaluation runs; ``stats`` records their ids as they are made
     (``snapshots`` / ``training_runs``: policy -> id, ``base_evaluation_run``)."""
+
+    task_name = "evaluation.tasks.policy_comparison"
 
     dataset = models.ForeignKey(
         "curation.Dataset", on_delete=models.CASCADE, related_name="policy_comparisons"

@@ -24,17 +24,8 @@ from django.conf import settings
 from django.db import transaction
 
 from core.errors import ApplicationError
-from core.jobs import (
-    JobCancelled,
-    ProgressReporter,
-    job_enqueue,
-    job_fail,
-    job_request_cancel,
-    job_start,
-    job_succeed,
-)
+from core.jobs import JobOutcome, job_enqueue, job_run
 
-from . import tasks as evaluation_tasks
 from .beir import BeirError, beir_folders_find, beir_task_build
 from .models import EvalResult, EvaluationMode, EvaluationRun
 
@@ -359,28 +350,11 @@ def evaluation_run_create(
         run.results_dir = str(Path(settings.SIEVE_EVAL_RESULTS_DIR) / f"run-{run.pk}")
         run.save(update_fields=["results_dir"])
         if enqueue:
-            job_enqueue(job=run, task=evaluation_tasks.evaluation_run)
+            job_enqueue(job=run)
     return run
 
 
-def evaluation_run_cancel(*, run: EvaluationRun) -> None:
-    """A queued run is cancelled at once; a running one stops at its next encoded batch."""
-    job_request_cancel(job=run)
-
-
 # --- execution ----------------------------------------------------------------------------
-
-
-def _progress(run, echo: Callable[..., None] | None) -> Callable[..., None]:
-    reporter = ProgressReporter(run)
-    if echo is None:
-        return reporter
-
-    def both(fraction: float, message: str = "", *, force: bool = False) -> None:
-        echo(fraction, message, force=force)
-        reporter(fraction, message, force=force)
-
-    return both
 
 
 def evaluation_run_execute(*, run_id: int, echo: Callable[..., None] | None = None) -> None:
@@ -388,21 +362,22 @@ def evaluation_run_execute(*, run_id: int, echo: Callable[..., None] | None = No
     redelivered task after a crash) skips the tasks whose results are already stored and
     finds the corpus vectors it had encoded in the embedding cache."""
     run = EvaluationRun.objects.select_related("training_run").get(pk=run_id)
-    if not job_start(job=run):
-        return
-    try:
-        stats = evaluation_run_evaluate(run=run, progress=_progress(run, echo))
-    except Exception as error:  # recorded on the job row, which is what the UI reads
-        if not isinstance(error, JobCancelled | ApplicationError):
-            error = _application_error(error)
-        job_fail(job=run, error=error)
-        return
-    scores = ", ".join(
-        f"{spec} {task['main_score']:.4f}"
-        for spec, task in stats["tasks"].items()
-        if task.get("main_score") is not None
-    )
-    job_succeed(job=run, stats=stats, message=scores[:200] or "done")
+
+    def work(progress) -> JobOutcome:
+        from .core import TaskDataError  # heavy imports stay in the worker
+
+        try:
+            stats = evaluation_run_evaluate(run=run, progress=progress)
+        except (TaskDataError, BeirError) as error:
+            raise _application_error(error) from error
+        scores = ", ".join(
+            f"{spec} {task['main_score']:.4f}"
+            for spec, task in stats["tasks"].items()
+            if task.get("main_score") is not None
+        )
+        return JobOutcome(stats=stats, message=scores[:200] or "done")
+
+    job_run(job=run, work=work, echo=echo)
 
 
 def _application_error(error: Exception) -> Exception:

@@ -9,16 +9,15 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import HttpResponseStopPolling
 
 from core.errors import ApplicationError
-from core.models import FINISHED_STATUSES
+from core.job_pages import job_cancel, job_context, job_page
 from core.roles import CAN_CURATE, CAN_READ_DATA, role_required
 
 from . import selectors as reads
 from .forms import EvaluationLaunchForm, PolicyComparisonForm
 from .models import EvaluationMode, EvaluationRun, PolicyComparison
-from .services import evaluation_run_cancel, evaluation_run_create, evaluation_tasks_available
+from .services import evaluation_run_create, evaluation_tasks_available
 
 
 def _form_page(request, form, *, status=200):
@@ -67,34 +66,36 @@ def _run_context(run: EvaluationRun) -> dict:
     return {
         "section": "leaderboard",
         "run": run,
-        "job": run,
-        "finished": run.status in FINISHED_STATUSES,
         "results": reads.evaluation_run_results(run=run),
         "status_url": reverse("evaluation:run_detail", args=[run.pk]),
         "cancel_url": reverse("evaluation:run_cancel", args=[run.pk]),
+        "details": "evaluation/_run_details.html",
+        "poll": "2s",
     }
 
 
 @require_GET
 @role_required(*CAN_READ_DATA)
 def evaluation_run_detail(request, pk: int):
-    context = _run_context(_run(pk))
-    if request.htmx and not request.htmx.history_restore_request:
-        response = render(request, "evaluation/_run_status.html", context)
-        if context["finished"]:
-            return HttpResponseStopPolling(response.content)
-        return response
-    return render(request, "evaluation/evaluation_run.html", context)
+    run = _run(pk)
+    return job_page(
+        request, run, template="evaluation/evaluation_run.html", context=_run_context(run)
+    )
 
 
 @require_POST
 @role_required(*CAN_CURATE)
 def evaluation_run_cancel_view(request, pk: int):
-    evaluation_run_cancel(run=get_object_or_404(EvaluationRun, pk=pk))
-    if request.htmx:
-        return render(request, "evaluation/_run_status.html", _run_context(_run(pk)))
-    messages.info(request, "Cancellation requested; the run stops after its current batch.")
-    return redirect("evaluation:run_detail", pk=pk)
+    def reload():
+        run = _run(pk)
+        return run, _run_context(run)
+
+    return job_cancel(
+        request,
+        get_object_or_404(EvaluationRun, pk=pk),
+        reload=reload,
+        page_url=reverse("evaluation:run_detail", args=[pk]),
+    )
 
 
 def _board_params(request) -> tuple[list[str] | None, str]:
@@ -241,8 +242,8 @@ def comparison_detail(request, pk: int):
     context = {
         "section": "leaderboard",
         "comparison": comparison,
-        "job": comparison,
         "steps": reads.comparison_steps(comparison=comparison),
-        "finished": comparison.status in FINISHED_STATUSES,
     }
-    return render(request, "evaluation/comparison_detail.html", context)
+    return render(
+        request, "evaluation/comparison_detail.html", job_context(request, comparison, context)
+    )

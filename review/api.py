@@ -10,7 +10,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
-from curation.api import NewestFirstPagination, OldestFirstPagination, SieveApi, _paginated
+from core.api import NewestFirstPagination, OldestFirstPagination, SieveApi, paginated
 
 from . import selectors as reads
 from .models import ReviewCampaign, ReviewSubmission
@@ -34,7 +34,7 @@ class CampaignListApi(SieveApi):
 
     @extend_schema(responses=CampaignOutputSerializer(many=True))
     def get(self, request):
-        return _paginated(self, ReviewCampaign.objects.all(), CampaignOutputSerializer)
+        return paginated(self, ReviewCampaign.objects.all(), CampaignOutputSerializer)
 
 
 class CampaignDetailApi(SieveApi):
@@ -91,4 +91,4 @@ class CampaignAnswersApi(SieveApi):
         ).select_related(
             "item", "user", "judgment", "item__candidate__query", "item__candidate__passage"
         )
-        return _paginated(self, answers, AnswerOutputSerializer)
+        return paginated(self, answers, AnswerOutputSerializer)

@@ -11,9 +11,8 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.api import CanCurate
+from core.api import CanCurate, JobOutputSerializer, NewestFirstPagination, paginated
 from core.models import JobStatus
-from curation.api import JobOutputSerializer, NewestFirstPagination, _paginated
 from curation.models import Dataset
 
 from .models import AgreementReport, ReviewCampaign
@@ -92,7 +91,7 @@ class AgreementReportListCreateApi(APIView):
                 if not value.isdigit():
                     raise serializers.ValidationError({name: "must be an integer id"})
                 reports = reports.filter(**{f"{name}_id": int(value)})
-        return _paginated(self, reports, AgreementReportOutputSerializer)
+        return paginated(self, reports, AgreementReportOutputSerializer)
 
     @extend_schema(
         request=AgreementReportInputSerializer,

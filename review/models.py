@@ -129,6 +129,8 @@ class AgreementReport(Job):
     what it covers (dataset, campaign, stratum, time range); ``result`` holds every figure
     the page, the CSV, the JSON and the API show."""
 
+    task_name = "review.tasks.agreement_report_run"
+
     dataset = models.ForeignKey(
         Dataset, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
     )

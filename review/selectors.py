@@ -25,6 +25,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from core.pagination import KeysetPage, keyset_paginate
 from curation.models import (
     Candidate,
     CandidateRole,
@@ -34,7 +35,6 @@ from curation.models import (
     RaterKind,
     Verdict,
 )
-from curation.selectors import KeysetPage, keyset_paginate
 from review.models import (
     CampaignStatus,
     ReviewCampaign,

@@ -34,10 +34,10 @@ from django.db.models import (
 from django.db.models.functions import Cast
 
 from core.models import JobStatus
+from core.pagination import KeysetPage, keyset_paginate
 from curation.agreement.report import HUMAN, MACHINE, VERDICTS, Rater, Ratings, Slicing
 from curation.agreement.stats import MISSING
 from curation.models import Dataset, Judgment, RaterKind
-from curation.selectors import KeysetPage, keyset_paginate
 
 from .models import AgreementReport, ReviewCampaign, ReviewItem, ReviewSubmission, Stratum
 

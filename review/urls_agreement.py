@@ -1,6 +1,6 @@
 """Agreement report pages and downloads, included by review/urls.py (namespace ``review``,
 under ``/review/``). The REST API is with the others, at ``/api/agreement/``
-(curation/api_urls.py)."""
+(config/api_urls.py)."""
 
 from django.urls import path
 

@@ -9,12 +9,11 @@ from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import HttpResponseStopPolling
 
 from core.errors import ApplicationError
 from core.http import query_int
-from core.jobs import job_request_cancel
-from core.models import FINISHED_STATUSES, JobStatus
+from core.job_pages import job_cancel, job_context, job_status_response
+from core.models import JobStatus
 from core.roles import CAN_CURATE, CAN_READ_DATA, has_role, role_required
 from curation.agreement import plots
 from curation.agreement.report import SCHEME_FLAG, SCHEME_VERDICT, csv_rows
@@ -80,25 +79,11 @@ def agreement_create(request):
 
 def _status_context(report: AgreementReport) -> dict:
     return {
-        "job": report,
-        "finished": report.status in FINISHED_STATUSES,
         "status_url": reverse("review:agreement_detail", args=[report.pk]),
         "cancel_url": reverse("review:agreement_cancel", args=[report.pk]),
         "result_url": reverse("review:agreement_detail", args=[report.pk]),
         "result_label": "Show the report",
     }
-
-
-def _status_fragment(request, report: AgreementReport):
-    context = _status_context(report)
-    response = render(request, "curation/_job_status.html", context)
-    if not context["finished"]:
-        return response
-    # 286 stops the polling; a finished report reloads the page to show its tables.
-    response = HttpResponseStopPolling(response.content)
-    if report.status == JobStatus.SUCCEEDED:
-        response["HX-Refresh"] = "true"
-    return response
 
 
 SLICE_TITLES = (
@@ -152,13 +137,17 @@ def agreement_detail(request, pk: int):
     except AgreementReport.DoesNotExist:
         raise Http404("no such agreement report") from None
     if request.htmx and not request.htmx.history_restore_request:
-        return _status_fragment(request, report)
-    context = {
-        "section": "agreement",
-        "report": report,
-        "scope_label": agreement_scope_label(report=report),
-        **_status_context(report),
-    }
+        return job_status_response(request, report, context=_status_context(report))
+    context = job_context(
+        request,
+        report,
+        {
+            "section": "agreement",
+            "report": report,
+            "scope_label": agreement_scope_label(report=report),
+            **_status_context(report),
+        },
+    )
     if report.status == JobStatus.SUCCEEDED:
         result = report.result
         labels = _labels(result)
@@ -197,13 +186,16 @@ def agreement_recompute(request, pk: int):
 @require_POST
 @role_required(*CAN_CURATE)
 def agreement_cancel(request, pk: int):
-    report = get_object_or_404(AgreementReport, pk=pk)
-    job_request_cancel(job=report)
-    report.refresh_from_db()
-    if request.htmx:
-        return _status_fragment(request, report)
-    messages.info(request, "Cancellation requested.")
-    return redirect("review:agreement_detail", pk=report.pk)
+    def reload():
+        report = agreement_report_get(report_id=pk)
+        return report, _status_context(report)
+
+    return job_cancel(
+        request,
+        get_object_or_404(AgreementReport, pk=pk),
+        reload=reload,
+        page_url=reverse("review:agreement_detail", args=[pk]),
+    )
 
 
 def _finished_report(pk: int) -> AgreementReport:

@@ -23,6 +23,8 @@ class TrainingRun(Job):
     because a peft ``adapter_config.json`` stores the absolute path of the base it was trained
     on, which is wrong as soon as the folder moves to another machine."""
 
+    task_name = "training.tasks.training_run"
+
     snapshot = models.ForeignKey(
         "curation.Snapshot", on_delete=models.PROTECT, related_name="training_runs"
     )

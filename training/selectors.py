@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from core.pagination import KeysetPage, keyset_paginate
 from curation.models import Snapshot
-from curation.selectors import KeysetPage, keyset_paginate
 
 from .models import TrainingRun
 

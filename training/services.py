@@ -3,9 +3,10 @@ the row kept live, cancel. The training itself is ``training.core`` (pure); flow
 cancel are described in ``training/training.md``.
 
     training_run_create ─(on commit)─► training.tasks.training_run (queue gpu)
-      └► training_run_execute: job_start ─► claim output_dir ─► read the snapshot file
+      └► training_run_execute: core.jobs.job_run ─► claim output_dir ─► read the snapshot
          ─► core.train (resumes from the newest complete checkpoint; listener = the row)
-         ─► artifact ─► job_succeed ─► drop checkpoints        (cancel: job_fail(cancelled))
+         ─► artifact ─► succeeded ─► drop checkpoints ─► evaluation to follow, if asked
+         (cancel: the recorder raises TrainingCancelled ─► checkpoints dropped ─► cancelled)
 """
 
 from __future__ import annotations
@@ -21,21 +22,15 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from core.errors import ApplicationError
-from core.jobs import (
-    JobCancelled,
-    job_enqueue,
-    job_fail,
-    job_request_cancel,
-    job_start,
-    job_succeed,
-)
+from core.jobs import JobCancelled, JobOutcome, job_enqueue, job_run
+from core.models import JobStatus
 from curation.embeddings import default_model_name
 from curation.models import Snapshot
 from curation.services.snapshots import snapshot_file_path
 
-from . import tasks
 from .core import (
     TrainConfig,
     TrainingCancelled,
@@ -159,14 +154,8 @@ def training_run_create(
         run.output_dir = str(Path(settings.SIEVE_MODEL_DIR) / f"training-{run.pk}")
         run.save(update_fields=["output_dir"])
         if enqueue:
-            job_enqueue(job=run, task=tasks.training_run)
+            job_enqueue(job=run)
     return run
-
-
-def training_run_cancel(*, run: TrainingRun) -> None:
-    """Ask a run to stop: a queued run is cancelled at once, a running one at the end of its
-    current step (no artifact is kept)."""
-    job_request_cancel(job=run)
 
 
 # --- execution ----------------------------------------------------------------------------
@@ -266,6 +255,7 @@ class _RunRecorder(TrainListener):
             history=self.history,
             metrics=self.metrics,
             log_tail="\n".join(self.log_lines),
+            heartbeat_at=timezone.now(),
             **extra,
         )
         if self.echo is not None:
@@ -417,60 +407,56 @@ def training_run_execute(*, run_id: int, echo: Callable[..., None] | None = None
     cancellation are recorded on the row. A task delivered again after its worker died
     resumes from the newest complete checkpoint; one for a finished run does nothing."""
     run = TrainingRun.objects.select_related("snapshot").get(pk=run_id)
-    if not job_start(job=run):
-        return
     recorder = _RunRecorder(run, echo=echo)
-    try:
-        folder = _claim_output_dir(run)
-    except OSError as error:
-        job_fail(job=run, error=error)
-        return
-    # Inside the run's log, so that how it ended is the last line of its tail.
-    with _run_log(recorder, folder):
-        try:
-            result, rows = _train(run, recorder, folder)
-        except TrainingCancelled:
-            logger.info("training run #%s cancelled at step %s", run.pk, recorder.step_now)
-            recorder.message = f"cancelled at step {recorder.step_now:,}"
-            recorder.flush(force=True)
-            # Before the row says "cancelled": whoever sees that status sees no checkpoint.
-            # (A crash in between leaves a running row with cancel_requested, whose
-            # redelivered task stops at its first step.)
-            checkpoints_remove(run.output_dir)
-            job_fail(job=run, error=JobCancelled())
-            return
-        except Exception as error:  # recorded on the job row, which is what the UI reads
-            logger.error(
-                "training run #%s failed at step %s: %s: %s",
-                run.pk,
-                recorder.step_now,
-                type(error).__name__,
-                error,
-            )
-            recorder.message = f"failed at step {recorder.step_now:,}"
-            recorder.flush(force=True)
-            job_fail(job=run, error=error)
-            return
 
-    recorder.step_now, recorder.total_steps = result.step, result.total_steps
-    recorder.metrics.update(result.metrics)
-    recorder.message = f"{result.step:,} steps; {result.artifact_kind} saved"
-    recorder.flush(
-        force=True, artifact_path=result.artifact_path, artifact_kind=result.artifact_kind
-    )
-    run.artifact_path, run.artifact_kind = result.artifact_path, result.artifact_kind
-    job_succeed(
-        job=run,
-        stats={
-            **rows.stats,
-            "steps": result.step,
-            "resumed_from_step": result.resumed_from_step,
-            "train_loss": result.metrics.get("train_loss"),
-            "artifact_kind": result.artifact_kind,
-        },
-        message=recorder.message,
-    )
-    # Only now: a crash before job_succeed resumes from these rather than from scratch.
+    def work(progress) -> JobOutcome:
+        # The recorder is this job's progress: it also keeps the loss curve and log tail.
+        folder = _claim_output_dir(run)
+        # Inside the run's log, so that how it ended is the last line of its tail.
+        with _run_log(recorder, folder):
+            try:
+                result, rows = _train(run, recorder, folder)
+            except TrainingCancelled:
+                logger.info("training run #%s cancelled at step %s", run.pk, recorder.step_now)
+                recorder.message = f"cancelled at step {recorder.step_now:,}"
+                recorder.flush(force=True)
+                # Before the row says "cancelled": whoever sees that status sees no
+                # checkpoint. (A crash in between leaves a running row with
+                # cancel_requested, whose redelivered task stops at its first step.)
+                checkpoints_remove(run.output_dir)
+                raise JobCancelled from None
+            except Exception as error:
+                logger.error(
+                    "training run #%s failed at step %s: %s: %s",
+                    run.pk,
+                    recorder.step_now,
+                    type(error).__name__,
+                    error,
+                )
+                recorder.message = f"failed at step {recorder.step_now:,}"
+                recorder.flush(force=True)
+                raise
+        recorder.step_now, recorder.total_steps = result.step, result.total_steps
+        recorder.metrics.update(result.metrics)
+        recorder.message = f"{result.step:,} steps; {result.artifact_kind} saved"
+        recorder.flush(
+            force=True, artifact_path=result.artifact_path, artifact_kind=result.artifact_kind
+        )
+        run.artifact_path, run.artifact_kind = result.artifact_path, result.artifact_kind
+        return JobOutcome(
+            stats={
+                **rows.stats,
+                "steps": result.step,
+                "resumed_from_step": result.resumed_from_step,
+                "train_loss": result.metrics.get("train_loss"),
+                "artifact_kind": result.artifact_kind,
+            },
+            message=recorder.message,
+        )
+
+    if not job_run(job=run, work=work) or run.status != JobStatus.SUCCEEDED:
+        return
+    # Only now: a crash before the run succeeded resumes from these rather than from scratch.
     checkpoints_remove(run.output_dir)
     if run.evaluate_after:
         _evaluation_follow(run)

@@ -1,8 +1,7 @@
 """Training pages: the "Train" form of a snapshot, the live run page, the list of runs.
 
-The run page polls itself like every job page; its fragment (``training/_run_status.html``)
-carries the loss curve, throughput, ETA and the log tail, and the view answers 286 (htmx's
-"stop polling") once the run ended.
+The run page follows the job page pattern of ``core/job_pages.py``; its live part
+(``training/_run_details.html``) carries the loss curve, throughput, ETA and the log tail.
 """
 
 from django.contrib import messages
@@ -10,11 +9,10 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import HttpResponseStopPolling
 
 from core.errors import ApplicationError
 from core.http import query_int
-from core.models import FINISHED_STATUSES
+from core.job_pages import job_cancel, job_page
 from core.roles import CAN_CURATE, CAN_READ_DATA, role_required
 from curation.models import Snapshot
 from curation.selectors import snapshot_get
@@ -26,7 +24,6 @@ from .forms import TrainingLaunchForm
 from .models import TrainingRun
 from .services import (
     training_config_defaults,
-    training_run_cancel,
     training_run_create,
 )
 
@@ -92,12 +89,13 @@ def _run_context(run: TrainingRun) -> dict:
     return {
         "section": "training",
         "run": run,
-        "job": run,
-        "finished": run.status in FINISHED_STATUSES,
         "curve": loss_curve(run.history or []),
         "last_point": (run.history or [None])[-1],
         "status_url": reverse("training:run_detail", args=[run.pk]),
         "cancel_url": reverse("training:run_cancel", args=[run.pk]),
+        "details": "training/_run_details.html",
+        "poll": "2s",
+        "hide_stats": True,
     }
 
 
@@ -106,24 +104,24 @@ def _run_context(run: TrainingRun) -> dict:
 def training_run_detail(request, pk: int):
     run = _run(pk)
     context = _run_context(run)
-    if request.htmx and not request.htmx.history_restore_request:
-        response = render(request, "training/_run_status.html", context)
-        if context["finished"]:
-            return HttpResponseStopPolling(response.content)
-        return response
-    context["evaluations"] = evaluation_runs_recent(training_run=run)
-    return render(request, "training/training_run.html", context)
+    if not request.htmx:
+        context["evaluations"] = evaluation_runs_recent(training_run=run)
+    return job_page(request, run, template="training/training_run.html", context=context)
 
 
 @require_POST
 @role_required(*CAN_CURATE)
 def training_run_cancel_view(request, pk: int):
-    training_run_cancel(run=get_object_or_404(TrainingRun, pk=pk))
-    run = _run(pk)
-    if request.htmx:
-        return render(request, "training/_run_status.html", _run_context(run))
-    messages.info(request, "Cancellation requested; the run stops after its current step.")
-    return redirect("training:run_detail", pk=pk)
+    def reload():
+        run = _run(pk)
+        return run, _run_context(run)
+
+    return job_cancel(
+        request,
+        get_object_or_404(TrainingRun, pk=pk),
+        reload=reload,
+        page_url=reverse("training:run_detail", args=[pk]),
+    )
 
 
 @require_GET

@@ -33,7 +33,7 @@ from django.db.models import Count, Exists, F, OuterRef, Q, Sum
 from django.utils import timezone
 
 from core.errors import ApplicationError
-from core.jobs import JobCancelled, ProgressReporter, job_enqueue, job_fail, job_start, job_succeed
+from core.jobs import JobCancelled, JobOutcome, Progress, job_enqueue, job_run
 
 from ..llm.batch import BatchClient, batch_line
 from ..llm.engine import CallFailed, CallOutcome, CallPool, JudgeClient, call_key
@@ -308,8 +308,6 @@ def cascade_run_create(
             mode=mode,
             sample_limit=2000,
         )
-    from .. import tasks
-
     with transaction.atomic():
         run = CascadeRun.objects.create(
             dataset=dataset,
@@ -323,27 +321,42 @@ def cascade_run_create(
             created_by=user if getattr(user, "is_authenticated", False) else None,
         )
         if enqueue:
-            job_enqueue(job=run, task=tasks.cascade_run)
+            job_enqueue(job=run)
     return run
 
 
 # --- execution -----------------------------------------------------------------------------------
 
 
-def cascade_run_execute(*, run_id: int) -> None:
+def cascade_run_execute(*, run_id: int, echo: Progress | None = None) -> None:
     """Worker side of a cascade run. A redelivered task of a finished run does nothing; one
     of a run whose worker died resumes it (pending items only, answers from the ledger)."""
     run = CascadeRun.objects.select_related("dataset").get(pk=run_id)
-    if not job_start(job=run):
-        return
-    try:
-        executor = _Executor(run)
-        message = executor.execute()
-    except Exception as error:  # recorded on the run row, which is what the UI reads
-        job_fail(job=run, error=error)
-        return
-    run.refresh_from_db(fields=["stats"])
-    job_succeed(job=run, stats=run.stats, message=message)
+
+    def work(progress) -> JobOutcome:
+        message = _Executor(run, progress).execute()
+        run.refresh_from_db(fields=["stats"])
+        stages = run.stats.get("stages", {}).values()
+        return JobOutcome(
+            stats=run.stats,
+            message=message,
+            items_failed=sum(stage["failed"] for stage in stages),
+            items_succeeded=sum(stage["judged"] for stage in stages),
+            failure_reasons=_failure_reasons(run),
+        )
+
+    job_run(job=run, work=work, echo=echo)
+
+
+def _failure_reasons(run: CascadeRun, *, top: int = 5) -> list[tuple[str, int]]:
+    """The commonest reasons why items failed, counted in SQL."""
+    rows = (
+        CascadeItem.objects.filter(run=run, status=CascadeItemStatus.FAILED)
+        .values("error")
+        .annotate(n=Count("id"))
+        .order_by("-n", "error")[:top]
+    )
+    return [(row["error"] or "no reason recorded", row["n"]) for row in rows]
 
 
 @dataclass
@@ -376,13 +389,13 @@ class _BudgetReached(Exception):
 class _Executor:
     """One pass of a run: every stage in turn, resuming what an earlier pass left."""
 
-    def __init__(self, run: CascadeRun):
+    def __init__(self, run: CascadeRun, progress: Progress):
         self.run = run
         self.stages = _stages(run.stages)
         self.forward = frozenset(run.forward_tags)
         self.false_negative = frozenset(run.false_negative_tags)
         self.source_run = f"cascade:{run.pk}"
-        self.report = ProgressReporter(run)
+        self.report = progress
         self.stats = dict(run.stats or {})
         self.stats.setdefault("stages", {})
         self.stats.setdefault("batches", [])

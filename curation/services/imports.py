@@ -22,7 +22,7 @@ from django.db import DatabaseError, transaction
 from django.db.models import Count, Q
 
 from core.errors import ApplicationError
-from core.jobs import ProgressReporter, job_enqueue, job_fail, job_start, job_succeed
+from core.jobs import JobOutcome, job_enqueue, job_run
 from curation.formats import (
     NEGATIVE,
     POSITIVE,
@@ -437,8 +437,6 @@ def import_job_create(
     user=None,
 ) -> ImportJob:
     """Record an import and run it on a worker once this transaction commits."""
-    from curation import tasks
-
     dataset_name = _checked_name(dataset_name, field="dataset_name", required=True)
     corpus_name = _checked_name(corpus_name, field="corpus_name")
     _check_format(format)
@@ -457,7 +455,7 @@ def import_job_create(
             options=options or {},
             created_by=user if getattr(user, "is_authenticated", False) else None,
         )
-        job_enqueue(job=job, task=tasks.import_job_run)
+        job_enqueue(job=job)
     return job
 
 
@@ -466,10 +464,8 @@ def import_job_run(*, job_id: int) -> None:
     worker died mid-way imports again (the import is all-or-nothing and idempotent).
     Never deletes the source: a failed upload can be retried as it is."""
     job = ImportJob.objects.get(pk=job_id)
-    if not job_start(job=job):
-        logger.info("import job #%s already finished; nothing to do", job_id)
-        return
-    try:
+
+    def work(progress) -> JobOutcome:
         source = Path(job.source_path)
         if source.exists():
             job.source_sha256 = source_sha256(source)
@@ -481,15 +477,14 @@ def import_job_run(*, job_id: int) -> None:
             corpus_name=job.corpus_name or None,
             options=job.options,
             user=job.created_by,
-            progress=ProgressReporter(job),
+            progress=progress,
             source_name=job.source_name or None,
         )
-    except Exception as error:  # noqa: BLE001 - every failure belongs on the job row
-        job_fail(job=job, error=error)
-        return
-    job.dataset = result.dataset
-    job.save(update_fields=["dataset"])
-    job_succeed(job=job, stats=result.stats, message=import_summary(result.stats))
+        ImportJob.objects.filter(pk=job.pk).update(dataset=result.dataset)
+        job.dataset = result.dataset
+        return JobOutcome(stats=result.stats, message=import_summary(result.stats))
+
+    job_run(job=job, work=work)
 
 
 def import_summary(stats: dict) -> str:

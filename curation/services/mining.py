@@ -20,9 +20,8 @@ from django.db import connection, transaction
 from django.db.models import F
 
 from core.errors import ApplicationError
-from core.jobs import ProgressReporter, job_enqueue, job_fail, job_start, job_succeed
+from core.jobs import JobOutcome, job_enqueue, job_run, no_progress
 
-from .. import tasks
 from ..embeddings import corpus_embeddings_get, default_model_name, default_precision
 from ..mining.core import (
     MiningConfig,
@@ -125,7 +124,7 @@ def mining_run_create(
     with transaction.atomic():
         run.save()
         if enqueue:
-            job_enqueue(job=run, task=tasks.mining_run)
+            job_enqueue(job=run)
     return run
 
 
@@ -167,19 +166,16 @@ def mining_run_execute(*, run_id: int, echo: Callable[..., None] | None = None) 
     a redelivered task after a crash — redoes only what is missing: the corpus embeddings
     come from the cache, candidates and judgments already written are skipped."""
     run = MiningRun.objects.select_related("dataset", "dataset__corpus").get(pk=run_id)
-    if not job_start(job=run):
-        return
-    try:
-        result = dataset_negatives_mine(run=run, progress=_progress(run, echo))
-    except Exception as error:  # recorded on the job row, which is what the UI reads
-        job_fail(job=run, error=error)
-        return
-    job_succeed(
-        job=run,
-        stats=result,
-        message=f"{result['negatives_added']:,} negatives added to "
-        f"{result['queries_with_new_negatives']:,} queries",
-    )
+
+    def work(progress) -> JobOutcome:
+        result = dataset_negatives_mine(run=run, progress=progress)
+        return JobOutcome(
+            stats=result,
+            message=f"{result['negatives_added']:,} negatives added to "
+            f"{result['queries_with_new_negatives']:,} queries",
+        )
+
+    job_run(job=run, work=work, echo=echo)
 
 
 @dataclass
@@ -191,27 +187,9 @@ class _Teacher:
     source_run: str
 
 
-def _no_progress(fraction: float, message: str = "", *, force: bool = False) -> None:
-    pass
-
-
-def _progress(run, echo: Callable[..., None] | None) -> Callable[..., None]:
-    """Progress to the run row (which also raises JobCancelled on a cancel request) and,
-    for the management command, to a terminal line."""
-    reporter = ProgressReporter(run)
-    if echo is None:
-        return reporter
-
-    def both(fraction: float, message: str = "", *, force: bool = False) -> None:
-        echo(fraction, message, force=force)
-        reporter(fraction, message, force=force)
-
-    return both
-
-
 def dataset_negatives_mine(*, run: MiningRun, progress: Callable[..., None] | None = None) -> dict:
     """Mine ``run.dataset`` with ``run``'s settings; returns the run's stats."""
-    report = progress or _no_progress
+    report = progress or no_progress
     dataset = run.dataset
     config = mining_config_from(run)
     timings: dict[str, float] = {}

@@ -19,9 +19,8 @@ from django.conf import settings
 from django.db import transaction
 
 from core.errors import ApplicationError
-from core.jobs import ProgressReporter, job_enqueue, job_fail, job_start, job_succeed
+from core.jobs import JobOutcome, job_enqueue, job_run
 
-from .. import tasks
 from ..export import EXPORT_VERSION, PolicyCounts, policy_apply, writer_for
 from ..models import Dataset, ExportFormat, ExportJob, Query, Snapshot, SnapshotPolicy
 from ..selectors import (
@@ -219,7 +218,7 @@ def export_job_create(
             max_false_negatives=max_false_negatives,
             created_by=user if getattr(user, "is_authenticated", False) else None,
         )
-        job_enqueue(job=job, task=tasks.export_job_run)
+        job_enqueue(job=job)
     return job
 
 
@@ -228,25 +227,22 @@ def export_job_run(*, job_id: int) -> None:
     redelivered task for a finished job does nothing, and one for a job whose worker died
     simply runs again (the export is deterministic and deduplicated)."""
     job = ExportJob.objects.select_related("dataset", "created_by").get(pk=job_id)
-    if not job_start(job=job):
-        return
-    try:
+
+    def work(progress) -> JobOutcome:
         snapshot = snapshot_create(
             dataset=job.dataset,
             policy=job.policy,
             format=job.format,
             max_false_negatives=job.max_false_negatives,
             user=job.created_by,
-            progress=ProgressReporter(job),
+            progress=progress,
         )
-    except Exception as error:  # recorded on the job row, which is what the UI reads
-        job_fail(job=job, error=error)
-        return
-    ExportJob.objects.filter(pk=job.pk).update(snapshot=snapshot)
-    job.snapshot = snapshot
-    counts = snapshot.manifest["counts"]
-    job_succeed(
-        job=job,
-        stats={**counts, "snapshot_id": snapshot.pk, "sha256": snapshot.sha256},
-        message=f"{counts['queries_out']:,} queries written",
-    )
+        ExportJob.objects.filter(pk=job.pk).update(snapshot=snapshot)
+        job.snapshot = snapshot
+        counts = snapshot.manifest["counts"]
+        return JobOutcome(
+            stats={**counts, "snapshot_id": snapshot.pk, "sha256": snapshot.sha256},
+            message=f"{counts['queries_out']:,} queries written",
+        )
+
+    job_run(job=job, work=work)

@@ -27,9 +27,8 @@ from django.db import transaction
 from django.db.models import F
 
 from core.errors import ApplicationError
-from core.jobs import ProgressReporter, job_enqueue, job_fail, job_start, job_succeed
+from core.jobs import JobOutcome, job_enqueue, job_run, no_progress
 
-from .. import tasks
 from ..embeddings import corpus_embeddings_get, default_model_name, default_precision
 from ..formats.base import text_hash, text_id
 from ..llm.engine import CallFailed, CallPool, JudgeClient, call_key
@@ -159,7 +158,7 @@ def synthesis_run_create(
             created_by=user if getattr(user, "is_authenticated", False) else None,
         )
         if enqueue:
-            job_enqueue(job=run, task=tasks.synthesis_run)
+            job_enqueue(job=run)
     return run
 
 
@@ -167,37 +166,20 @@ def synthesis_run_execute(*, run_id: int, echo: Callable[..., None] | None = Non
     """Worker side. Failures and cancellation are recorded on the row; running it again
     after a crash pays nothing for the calls already in the ledger and writes nothing twice."""
     run = SynthesisRun.objects.select_related("dataset", "dataset__corpus").get(pk=run_id)
-    if not job_start(job=run):
-        return
-    try:
-        stats = dataset_triplets_synthesize(run=run, progress=_progress(run, echo))
-    except Exception as error:  # recorded on the job row, which is what the UI reads
-        job_fail(job=run, error=error)
-        return
-    job_succeed(
-        job=run,
-        stats=stats,
-        message=f"{stats['triplets_kept']:,} of {stats['passages_sampled']:,} sampled passages "
-        f"became triplets",
-    )
 
+    def work(progress) -> JobOutcome:
+        stats = dataset_triplets_synthesize(run=run, progress=progress)
+        reasons = stats.pop("failure_reasons")
+        return JobOutcome(
+            stats=stats,
+            message=f"{stats['triplets_kept']:,} of {stats['passages_sampled']:,} sampled "
+            f"passages became triplets",
+            items_failed=stats["failed_calls"],
+            items_succeeded=stats["paid_calls"] + stats["cached_calls"],
+            failure_reasons=reasons,
+        )
 
-def _no_progress(fraction: float, message: str = "", *, force: bool = False) -> None:
-    pass
-
-
-def _progress(run, echo: Callable[..., None] | None) -> Callable[..., None]:
-    """Progress to the run row (which also raises JobCancelled on a cancel request) and,
-    for the management command, to a terminal line."""
-    reporter = ProgressReporter(run)
-    if echo is None:
-        return reporter
-
-    def both(fraction: float, message: str = "", *, force: bool = False) -> None:
-        echo(fraction, message, force=force)
-        reporter(fraction, message, force=force)
-
-    return both
+    job_run(job=run, work=work, echo=echo)
 
 
 class _Generator:
@@ -210,6 +192,7 @@ class _Generator:
         self.pool = pool
         self.params = stage.request_params()
         self.stats: Counter = Counter()
+        self.failure_reasons: Counter = Counter()
         self.cost = Decimal(0)
 
     def complete(self, prompts: list[Prompt], *, attempt: int = 1) -> list[LLMCall | CallFailed]:
@@ -239,6 +222,7 @@ class _Generator:
             except CallFailed as error:
                 results[i] = error
                 self.stats["failed_calls"] += 1
+                self.failure_reasons[error.message[:160]] += 1
                 fatal = fatal or (error if error.fatal else None)
         if answered:
             for (i, _), call in zip(
@@ -295,7 +279,7 @@ class _Generator:
 def dataset_triplets_synthesize(
     *, run: SynthesisRun, progress: Callable[..., None] | None = None
 ) -> dict:
-    report = progress or _no_progress
+    report = progress or no_progress
     stage = _generator_settings(run.generator)
     dataset = run.dataset
     corpus = dataset.corpus
@@ -391,6 +375,7 @@ def dataset_triplets_synthesize(
         "paid_calls": generator.stats["paid_calls"],
         "cached_calls": generator.stats["cached_calls"],
         "failed_calls": generator.stats["failed_calls"],
+        "failure_reasons": generator.failure_reasons.most_common(5),
         "input_tokens": generator.stats["input_tokens"],
         "output_tokens": generator.stats["output_tokens"],
         "cost_usd": str(run.cost_usd),

@@ -11,11 +11,10 @@ from collections.abc import Callable
 from django.db import transaction
 
 from core.errors import ApplicationError
-from core.jobs import ProgressReporter, job_enqueue, job_fail, job_start, job_succeed
+from core.jobs import JobOutcome, job_enqueue, job_run
 from curation.agreement.report import ReportOptions, agreement_report
 from curation.models import Dataset
 
-from .. import tasks
 from ..models import AgreementReport, ReviewCampaign
 from ..selectors_agreement import (
     AgreementScope,
@@ -77,7 +76,7 @@ def agreement_report_create(
             scope=scope.as_json(),
             created_by=user if getattr(user, "is_authenticated", False) else None,
         )
-        job_enqueue(job=report, task=tasks.agreement_report_run)
+        job_enqueue(job=report)
     return report, True
 
 
@@ -128,15 +127,13 @@ def agreement_report_run(*, report_id: int) -> None:
     if report is None:  # deleted with its campaign or dataset before the worker got to it
         logger.info("agreement report #%s no longer exists", report_id)
         return
-    if not job_start(job=report):
-        return
-    try:
+
+    def work(progress) -> JobOutcome:
         result, cutoff, stats = agreement_report_compute(
-            scope=AgreementScope.from_json(report.scope), progress=ProgressReporter(report)
+            scope=AgreementScope.from_json(report.scope), progress=progress
         )
-    except Exception as error:  # recorded on the row, which is what the page reads
-        job_fail(job=report, error=error)
-        return
-    AgreementReport.objects.filter(pk=report.pk).update(result=result, judgment_cutoff=cutoff)
-    report.result, report.judgment_cutoff = result, cutoff
-    job_succeed(job=report, stats=stats, message=f"{stats['n_items']:,} items")
+        AgreementReport.objects.filter(pk=report.pk).update(result=result, judgment_cutoff=cutoff)
+        report.result, report.judgment_cutoff = result, cutoff
+        return JobOutcome(stats=stats, message=f"{stats['n_items']:,} items")
+
+    job_run(job=report, work=work)

@@ -110,7 +110,7 @@ def test_token_auth_works_and_bad_tokens_do_not(api_client, viewer, tiny_dataset
 
 def test_token_page_shows_creates_and_replaces_the_token(client, viewer):
     client.force_login(viewer)
-    url = reverse("curation:api_token")
+    url = reverse("api_token")
     assert b"You have no token yet" in client.get(url).content
     assert not Token.objects.exists()  # opening the page creates nothing
     client.post(url)

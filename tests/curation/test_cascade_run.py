@@ -241,7 +241,10 @@ def test_timeouts_are_retried_and_a_query_that_never_answers_fails_alone():
     responder = CountingResponder(respond)
     with FakeOpenAIServer(responder) as server:
         run = run_cascade(dataset, [stage(1, server, timeout_s=0.3, max_attempts=2)])
-    assert run.status == JobStatus.SUCCEEDED, run.error
+    # Ran to its end with one query failed: "finished with failures", never a green success.
+    assert run.status == JobStatus.PARTIAL_FAILURE, run.error
+    assert run.error.startswith("1 item failed (2 succeeded): 1× ") and "timed out" in run.error
+    assert run.error_detail["items_failed"] == 1
     items = {i.query.query_id: i for i in stage_items(run, 1)}
     assert items["q001"].status == items["q003"].status == CascadeItemStatus.JUDGED
     assert responder.calls["question number 1"] == 2
@@ -315,6 +318,17 @@ def test_a_wrong_key_fails_the_run_and_leaves_items_pending():
     assert run.status == JobStatus.FAILED
     assert "HTTP 401" in run.error and "stage 1" in run.error
     assert set(stage_items(run, 1).values_list("status", flat=True)) == {CascadeItemStatus.PENDING}
+
+
+def test_a_run_whose_every_call_failed_ends_failed_with_the_reason():
+    """Not "succeeded" over 0 judged: the run says what went wrong and how often."""
+    dataset = small_dataset(queries=3)
+    with FakeOpenAIServer(lambda body: Reply(status=500, content="upstream is down")) as server:
+        run = run_cascade(dataset, [stage(1, server, max_attempts=1)])
+    assert run.status == JobStatus.FAILED
+    assert run.error.startswith("3 items failed (0 succeeded): 3× "), run.error
+    assert run.error_detail["reasons"][0]["count"] == 3
+    assert run.stats["stages"]["1"]["failed"] == 3
 
 
 # --- budget and cancel ---------------------------------------------------------------------------

@@ -9,12 +9,12 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from core.errors import ApplicationError
+from core.jobs import job_request_cancel
 from core.models import JobStatus
 from evaluation import tasks
 from evaluation.models import EvalResult, EvaluationRun
 from evaluation.services import (
     eval_result_delta_vs_full,
-    evaluation_run_cancel,
     evaluation_run_create,
     evaluation_run_execute,
     evaluation_tasks_available,
@@ -269,7 +269,7 @@ def test_a_resumed_run_skips_the_tasks_already_stored(eval_settings):
 def test_cancel_before_and_between_tasks(eval_settings, sent, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         queued = evaluation_run_create(model_ref=minilm_path(), tasks=["beir:mini"], config=SMALL)
-    evaluation_run_cancel(run=queued)
+    job_request_cancel(job=queued)
     evaluation_run_execute(run_id=queued.pk)  # the message arrives anyway
     queued.refresh_from_db()
     assert queued.status == JobStatus.CANCELLED and not queued.results.exists()

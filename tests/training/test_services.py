@@ -11,6 +11,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from core.errors import ApplicationError
+from core.jobs import job_request_cancel
 from core.models import JobStatus
 from curation.models import Snapshot
 from curation.services.snapshots import snapshot_file_path
@@ -20,7 +21,6 @@ from training.models import TrainingRun
 from training.services import (
     OWNER_FILE,
     training_config_defaults,
-    training_run_cancel,
     training_run_create,
     training_run_execute,
 )
@@ -106,7 +106,7 @@ def test_bad_input_is_refused_with_its_field(case, field, snapshot, tmp_path, mo
 
 def test_a_queued_run_that_is_cancelled_never_trains(snapshot):
     run = training_run_create(snapshot=snapshot, config={}, enqueue=False)
-    training_run_cancel(run=run)
+    job_request_cancel(job=run)
     run.refresh_from_db()
     assert run.status == JobStatus.CANCELLED
     training_run_execute(run_id=run.pk)  # the message delivered anyway

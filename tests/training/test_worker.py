@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from core.jobs import job_request_cancel
 from core.models import JobStatus
 from training.models import TrainingRun
-from training.services import training_run_cancel, training_run_create
+from training.services import training_run_create
 
 from . import scifact_snapshots
 
@@ -95,7 +96,7 @@ def test_a_worker_trains_a_run_live_then_cancels_one_within_a_step(
     wait_for(under_way, "the long run to take two steps", worker)
     assert long_run.status == JobStatus.RUNNING, (long_run.error, worker.log_text()[-4000:])
     requested_at = long_run.step
-    training_run_cancel(run=long_run)
+    job_request_cancel(job=long_run)
     wait_for(finished(long_run), "the cancelled run to stop", worker)
 
     assert long_run.status == JobStatus.CANCELLED, (long_run.error, worker.log_text()[-4000:])

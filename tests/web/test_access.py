@@ -36,7 +36,7 @@ def read_urls(o) -> list[str]:
         reverse("curation:export_job_detail", args=[o["export_job"].pk]),
         reverse("curation:snapshot_list"),
         reverse("curation:snapshot_detail", args=[o["snapshot"].pk]),
-        reverse("curation:api_token"),
+        reverse("api_token"),
     ]
 
 

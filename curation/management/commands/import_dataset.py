@@ -11,6 +11,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from core.commands import ProgressLine
 from core.errors import ApplicationError
 from curation.models import DatasetFormat
 from curation.services.imports import dataset_import, import_job_create, import_summary
@@ -70,7 +71,7 @@ class Command(BaseCommand):
                 format=options["format"],
                 corpus_name=options["corpus"],
                 options=import_options,
-                progress=_ProgressLine(self.stderr),
+                progress=ProgressLine(self.stderr),
             )
         except ApplicationError as error:
             raise CommandError(error.message) from None
@@ -98,27 +99,3 @@ class Command(BaseCommand):
             f"{result.dataset.positive_count:,} positives, "
             f"{result.dataset.negative_count:,} negatives"
         )
-
-
-class _ProgressLine:
-    """Rewrites one line on a terminal; prints a line now and then into a log."""
-
-    def __init__(self, stream):
-        self.stream = stream
-        self.tty = hasattr(stream, "isatty") and stream.isatty()
-        self.interval = 0.5 if self.tty else 10.0
-        self._last = 0.0
-
-    def __call__(self, fraction: float, message: str = "", *, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last < self.interval:
-            return
-        self._last = now
-        line = f"{fraction:6.1%}  {message}"
-        if self.tty:
-            self.stream.write(f"\r{line:<79}", ending="")
-            if fraction >= 0.8:
-                self.stream.write("", ending="\n")
-        else:
-            self.stream.write(line)
-        self.stream.flush()

@@ -12,9 +12,8 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
+from core.commands import command_job_run
 from core.errors import ApplicationError
-from core.models import JobStatus
-from curation.management.commands.import_dataset import _ProgressLine
 from curation.models import Dataset, MiningRun, MiningSampling
 from curation.selectors import dataset_get_by_name
 from curation.services.mining import mining_run_create, mining_run_execute
@@ -90,10 +89,8 @@ class Command(BaseCommand):
             self.stdout.write(f"queued mining run #{run.pk} for dataset {dataset.name}")
             return
         started = time.monotonic()
-        mining_run_execute(run_id=run.pk, echo=_ProgressLine(self.stderr))
+        run = command_job_run(self, job=run, execute=mining_run_execute)
         run = MiningRun.objects.select_related("dataset").get(pk=run.pk)
-        if run.status != JobStatus.SUCCEEDED:
-            raise CommandError(f"mining run #{run.pk} {run.status}: {run.error}")
         stats = run.stats
         self.stdout.write(
             self.style.SUCCESS(

@@ -12,9 +12,10 @@ from decimal import Decimal, InvalidOperation
 
 from django.core.management.base import BaseCommand, CommandError
 
+from core.commands import command_job_run
 from core.errors import ApplicationError
 from curation.llm.stages import stages_from_env
-from curation.models import CascadeMode, CascadeRun, Dataset
+from curation.models import CascadeMode, Dataset
 from curation.services.cascade import (
     DEFAULT_FALSE_NEGATIVE_TAGS,
     DEFAULT_FLAG_RATE,
@@ -112,16 +113,17 @@ class Command(BaseCommand):
         self.stderr.write(
             f"cascade #{run.pk} running here (Ctrl-C stops it; it resumes when run again)"
         )
-        cascade_run_execute(run_id=run.pk)
-        run = CascadeRun.objects.get(pk=run.pk)
-        line = f"cascade #{run.pk} {run.status}: {run.progress_message or run.error}"
-        if run.status == "succeeded":
-            self.stdout.write(self.style.SUCCESS(line))
-        else:
-            raise CommandError(line)
+        run = command_job_run(self, job=run, execute=cascade_run_execute)
+        self.stdout.write(
+            self.style.SUCCESS(f"cascade #{run.pk} {run.status}: {run.progress_message}")
+        )
 
     def _print_estimate(self, estimate: dict) -> None:
-        how = "" if estimate["exact_tokens"] else " (approximate: characters / 4, no vocabulary loaded)"
+        how = (
+            ""
+            if estimate["exact_tokens"]
+            else " (approximate: characters / 4, no vocabulary loaded)"
+        )
         self.stdout.write(
             f"{estimate['queries']:,} queries with negatives · mode {estimate['mode']} · "
             f"{estimate['output_tokens_per_call']:,} output tokens assumed per call · "

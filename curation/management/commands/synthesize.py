@@ -13,9 +13,8 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
+from core.commands import command_job_run
 from core.errors import ApplicationError
-from core.models import JobStatus
-from curation.management.commands.import_dataset import _ProgressLine
 from curation.models import Dataset, SynthesisNegativeMode, SynthesisRun
 from curation.selectors import dataset_get_by_name
 from curation.services.synthesis import synthesis_run_create, synthesis_run_execute
@@ -93,10 +92,8 @@ class Command(BaseCommand):
             self.stdout.write(f"queued synthesis run #{run.pk} for dataset {dataset.name}")
             return
         started = time.monotonic()
-        synthesis_run_execute(run_id=run.pk, echo=_ProgressLine(self.stderr))
+        run = command_job_run(self, job=run, execute=synthesis_run_execute)
         run = SynthesisRun.objects.select_related("dataset").get(pk=run.pk)
-        if run.status != JobStatus.SUCCEEDED:
-            raise CommandError(f"synthesis run #{run.pk} {run.status}: {run.error}")
         s = run.stats
         self.stdout.write(
             self.style.SUCCESS(

@@ -13,10 +13,9 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
+from core.commands import command_job_run
 from core.errors import ApplicationError
-from core.models import JobStatus
-from curation.management.commands.import_dataset import _ProgressLine
-from evaluation.models import EvaluationMode, EvaluationRun
+from evaluation.models import EvaluationMode
 from evaluation.services import (
     evaluation_run_create,
     evaluation_run_execute,
@@ -102,10 +101,7 @@ class Command(BaseCommand):
             self.stdout.write(f"queued evaluation run #{run.pk} of {run.model_label}")
             return
         started = time.monotonic()
-        evaluation_run_execute(run_id=run.pk, echo=_ProgressLine(self.stderr))
-        run = EvaluationRun.objects.get(pk=run.pk)
-        if run.status != JobStatus.SUCCEEDED:
-            raise CommandError(f"evaluation run #{run.pk} {run.status}: {run.error}")
+        run = command_job_run(self, job=run, execute=evaluation_run_execute)
         self.stdout.write(
             self.style.SUCCESS(
                 f"evaluation run #{run.pk} of {run.model_label} ({run.mode}) in "

@@ -14,12 +14,10 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from core.commands import command_job_run
 from core.errors import ApplicationError
-from core.models import JobStatus
-from curation.management.commands.import_dataset import _ProgressLine
 from curation.models import Snapshot
 from training.core import TrainConfig
-from training.models import TrainingRun
 from training.services import training_run_create, training_run_execute
 
 _TYPES = {"int": int, "float": float, "str": str, "optional_str": str, "list": str}
@@ -82,10 +80,7 @@ class Command(BaseCommand):
         if options["enqueue"]:
             self.stdout.write(f"queued training run #{run.pk} on snapshot #{snapshot.pk}")
             return
-        training_run_execute(run_id=run.pk, echo=_ProgressLine(self.stderr))
-        run = TrainingRun.objects.get(pk=run.pk)
-        if run.status != JobStatus.SUCCEEDED:
-            raise CommandError(f"training run #{run.pk} {run.status}: {run.error}")
+        run = command_job_run(self, job=run, execute=training_run_execute)
         metrics = run.metrics
         self.stdout.write(
             self.style.SUCCESS(

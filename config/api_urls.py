@@ -1,10 +1,12 @@
+"""One router for every app's REST API, under /api/ (config/urls.py)."""
+
 from django.urls import path
 
+from curation import api
 from evaluation import api as evaluation_api
 from review import api as review_api
 from review import api_agreement
-
-from . import api
+from training import api as training_api
 
 app_name = "api"
 urlpatterns = [
@@ -24,15 +26,15 @@ urlpatterns = [
     path("exports/", api.ExportJobListApi.as_view(), name="export-list"),
     path("exports/<int:pk>/", api.ExportJobDetailApi.as_view(), name="export-detail"),
     path("exports/<int:pk>/cancel", api.ExportJobCancelApi.as_view(), name="export-cancel"),
-    path("training-runs/", evaluation_api.TrainingRunListCreateApi.as_view(), name="training-list"),
+    path("training-runs/", training_api.TrainingRunListCreateApi.as_view(), name="training-list"),
     path(
         "training-runs/<int:pk>/",
-        evaluation_api.TrainingRunDetailApi.as_view(),
+        training_api.TrainingRunDetailApi.as_view(),
         name="training-detail",
     ),
     path(
         "training-runs/<int:pk>/cancel",
-        evaluation_api.TrainingRunCancelApi.as_view(),
+        training_api.TrainingRunCancelApi.as_view(),
         name="training-cancel",
     ),
     path(
