@@ -32,6 +32,7 @@ SECURE_SETTINGS = (
     "SECURE_HSTS_INCLUDE_SUBDOMAINS",
     "SECURE_PROXY_SSL_HEADER",
     "SECURE_SSL_REDIRECT",
+    "SECURE_REDIRECT_EXEMPT",
     "SECURE_CONTENT_TYPE_NOSNIFF",
 )
 
@@ -115,6 +116,7 @@ def test_production_is_https_only_and_never_debug(tmp_path):
         "SECURE_HSTS_INCLUDE_SUBDOMAINS": True,
         "SECURE_PROXY_SSL_HEADER": ["HTTP_X_FORWARDED_PROTO", "https"],
         "SECURE_SSL_REDIRECT": True,
+        "SECURE_REDIRECT_EXEMPT": ["^healthz$"],
         "SECURE_CONTENT_TYPE_NOSNIFF": True,
     }
 
@@ -127,6 +129,40 @@ def test_production_hsts_and_redirect_come_from_the_environment(tmp_path):
     )
     assert configured["SECURE_HSTS_SECONDS"] == 31536000
     assert configured["SECURE_SSL_REDIRECT"] is False
+
+
+def test_production_redirects_plain_http_except_the_health_check(tmp_path):
+    env = _env(
+        tmp_path / "var",
+        DJANGO_SETTINGS_MODULE="config.settings.production",
+        DJANGO_SECRET_KEY=SECRET,
+        CELERY_BROKER_URL="redis://127.0.0.1:6379/0",
+    )
+    # Django's security middleware alone, in front of a view that answers "ok".
+    script = """
+import json, django
+django.setup()
+from django.http import HttpResponse
+from django.middleware.security import SecurityMiddleware
+from django.test import RequestFactory
+middleware = SecurityMiddleware(lambda request: HttpResponse("ok"))
+def answer(path, **headers):
+    response = middleware(RequestFactory().get(path, HTTP_HOST="localhost", **headers))
+    hsts = response.get("Strict-Transport-Security")
+    return [response.status_code, response.get("Location"), hsts]
+print(json.dumps({
+    "http /": answer("/"),
+    "http /healthz": answer("/healthz"),
+    "https /": answer("/", HTTP_X_FORWARDED_PROTO="https"),
+}))
+"""
+    result = _python(env, "-c", script)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "http /": [301, "https://localhost/", None],
+        "http /healthz": [200, None, None],
+        "https /": [200, None, "max-age=3600; includeSubDomains"],
+    }
 
 
 def test_production_passes_the_deployment_checklist(tmp_path):
