@@ -13,6 +13,7 @@ create what they need (``embedded_files_create``), so a production process never
 its checkout just by starting.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -25,7 +26,9 @@ VAR_DIR = Path(env.str("SIEVE_VAR_DIR", default=str(BASE_DIR / "var")))
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 # Empty here: local falls back to a key file in VAR_DIR, production refuses to start.
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+# Read as given, not through django-environ: it takes a value starting with "$" for the name
+# of another variable, and one in fifty of Django's generated keys starts with "$".
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
 
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])

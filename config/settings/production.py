@@ -8,9 +8,8 @@ environment, and the filesystem broker (whose folders only ``local`` creates) is
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
-from .base import CELERY_BROKER_URL, env
+from .base import CELERY_BROKER_URL, SECRET_KEY, env
 
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
 if not SECRET_KEY:
     raise ImproperlyConfigured(
         "DJANGO_SECRET_KEY is not set. config.settings.production reads the secret key from "

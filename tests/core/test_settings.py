@@ -96,6 +96,20 @@ def test_production_refuses_to_start_without_a_secret_key(tmp_path):
     assert not (tmp_path / "var").exists()
 
 
+def test_production_takes_a_key_starting_with_a_dollar_as_given(tmp_path):
+    # django-environ would read "$..." as the name of another variable, i.e. as no key.
+    key = "$" + SECRET
+    env = _env(
+        tmp_path / "var",
+        DJANGO_SETTINGS_MODULE="config.settings.production",
+        DJANGO_SECRET_KEY=key,
+        CELERY_BROKER_URL="redis://127.0.0.1:6379/0",
+    )
+    result = _python(env, "-c", "from django.conf import settings; print(settings.SECRET_KEY)")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == key
+
+
 def test_production_refuses_the_filesystem_broker(tmp_path):
     env = _env(
         tmp_path / "var",
