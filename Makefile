@@ -8,7 +8,7 @@ STAMP := $(VENV)/.requirements-installed
 # `make run ADDR=0.0.0.0:8000` to listen elsewhere than 127.0.0.1:8000.
 ADDR ?= 127.0.0.1:8000
 
-.PHONY: run setup test bench-import
+.PHONY: run setup test test-embedded bench-import
 
 run: setup
 	$(PY) manage.py runall --addr $(ADDR)
@@ -21,6 +21,14 @@ setup: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/pytest
+
+# The tests whose behaviour depends on the database and the broker (jobs, imports, review,
+# real worker processes), again on what `make run` uses: SQLite and the filesystem broker,
+# even where PostgreSQL and Redis answer (SIEVE_TEST_EMBEDDED, config/settings/test.py).
+EMBEDDED_TESTS := tests/core tests/curation/test_import*.py tests/curation/test_snapshot_*.py \
+	tests/curation/test_cascade_worker.py tests/review tests/web/test_imports.py
+test-embedded: $(STAMP)
+	SIEVE_TEST_EMBEDDED=1 $(VENV)/bin/pytest $(EMBEDDED_TESTS)
 
 bench-import: $(STAMP)
 	$(PY) bench/import_bench.py

@@ -425,7 +425,7 @@ def bench_bootstrap(campaign_id: int) -> None:
 
 def _django(url: str) -> None:
     os.environ["DATABASE_URL"] = url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
     os.environ.setdefault("SIEVE_VAR_DIR", str(Path(tempfile.gettempdir()) / "sieve-bench"))
     # The job enqueues nothing here (rows are created directly), but settings need a broker.
     os.environ.setdefault("CELERY_BROKER_URL", "memory://")

@@ -46,7 +46,7 @@ def django_setup(url: str, *, fresh: bool) -> None:
             admin.execute(f'CREATE DATABASE "{name}"')
     os.environ["DATABASE_URL"] = url
     os.environ.setdefault("SIEVE_VAR_DIR", str(ROOT / "var" / "bench"))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
     # httpx2 logs every request at INFO (settings quiet only "httpx"): keep the figures clean.
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     import django

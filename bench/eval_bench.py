@@ -48,7 +48,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ["SIEVE_VAR_DIR"] = str(scratch / "var")
     os.environ["DATABASE_URL"] = args.database_url or f"sqlite:///{scratch / 'bench.sqlite3'}"
-    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.base"
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.local"
     sys.path.insert(0, str(ROOT))
 
     data_dir = scratch / "eval-data"

@@ -58,7 +58,7 @@ def main() -> None:
 
     os.environ["DATABASE_URL"] = args.database_url
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
     scratch = Path(tempfile.mkdtemp(prefix="sieve-mine-bench-"))
     os.environ["SIEVE_VAR_DIR"] = str(scratch / "var")
     sys.path.insert(0, str(ROOT))

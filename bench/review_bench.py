@@ -60,7 +60,7 @@ def main() -> None:
 
     os.environ["DATABASE_URL"] = args.database_url
     os.environ.setdefault("SIEVE_VAR_DIR", "/tmp/sieve-review-bench")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.base"
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.local"
     sys.path.insert(0, str(ROOT))
     if not args.reuse:
         _create_database(args.database_url)

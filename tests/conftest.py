@@ -4,7 +4,19 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import Group
 
-SHARED_DATA = Path(os.environ.get("SIEVE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+SHARED_DATA = Path(
+    os.environ.get("SIEVE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
+
+
+def pytest_report_header(config) -> str:
+    """Which database and broker this run tests (CI runs the suite on two)."""
+    from django.conf import settings
+
+    engine = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+    broker = settings.CELERY_BROKER_URL.split("://", 1)[0]
+    lane = " (SIEVE_TEST_EMBEDDED)" if getattr(settings, "EMBEDDED", False) else ""
+    return f"sieve: database {engine}, broker {broker}{lane}"
 
 
 @pytest.fixture

@@ -1,10 +1,19 @@
 """Settings shared by every environment; everything that differs comes from the environment.
 
-Embedded default (no services): SQLite in WAL mode + Celery's filesystem transport under
-``var/``. Production: ``DATABASE_URL`` (PostgreSQL) and ``CELERY_BROKER_URL`` (Redis or
-RabbitMQ).
+Pick one of the modules built on this one (``DJANGO_SETTINGS_MODULE``):
+
+* ``config.settings.local`` — the embedded default of ``make run``: SQLite in WAL mode +
+  Celery's filesystem transport under ``var/``, a secret key generated once into ``var/``.
+* ``config.settings.production`` — ``DATABASE_URL`` (PostgreSQL) and ``CELERY_BROKER_URL``
+  (Redis or RabbitMQ), a secret key from the environment, HTTPS-only cookies and HSTS.
+* ``config.settings.test`` — the test suite.
+
+Importing this module writes nothing: no folder, no key file. Only ``local`` and ``test``
+create what they need (``embedded_files_create``), so a production process never writes into
+its checkout just by starting.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -14,20 +23,12 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 VAR_DIR = Path(env.str("SIEVE_VAR_DIR", default=str(BASE_DIR / "var")))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
-if not SECRET_KEY:
-    # No key in the environment: keep a random one on disk so sessions survive restarts
-    # of the embedded default. Never committed, never logged.
-    key_file = VAR_DIR / "secret_key"
-    if not key_file.exists():
-        from django.core.management.utils import get_random_secret_key
-
-        key_file.write_text(get_random_secret_key())
-        key_file.chmod(0o600)
-    SECRET_KEY = key_file.read_text().strip()
+# Empty here: local falls back to a key file in VAR_DIR, production refuses to start.
+# Read as given, not through django-environ: it takes a value starting with "$" for the name
+# of another variable, and one in fifty of Django's generated keys starts with "$".
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
 
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
@@ -132,9 +133,9 @@ CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
 # Default: kombu's filesystem transport (no services). Production: redis:// or amqp://.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://localhost/")
 BROKER_DIR = VAR_DIR / "broker"
+BROKER_FOLDERS = ("queue", "processed", "control")
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    for sub in ("queue", "processed", "control"):
-        (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
+    # The folders must exist before a process sends or consumes: embedded_files_create.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
@@ -227,3 +228,25 @@ SIEVE_EVAL_DATA_DIRS = [
 SIEVE_EVAL_RESULTS_DIR = Path(
     env.str("SIEVE_EVAL_RESULTS_DIR", default=str(VAR_DIR / "eval-results"))
 )
+
+
+def embedded_files_create(*, var_dir: Path, broker_url: str) -> None:
+    """Create the folders the embedded setup writes into: VAR_DIR (the SQLite file lives
+    there) and, for the filesystem broker, its message folders (kombu creates none of them).
+    Idempotent. Called by the settings that may write (local, test), never at this import."""
+    var_dir.mkdir(parents=True, exist_ok=True)
+    if broker_url.startswith("filesystem://"):
+        for sub in BROKER_FOLDERS:
+            (var_dir / "broker" / sub).mkdir(parents=True, exist_ok=True)
+
+
+def secret_key_file_read(path: Path) -> str:
+    """The key in ``path``, generated there on first use (mode 0600) so that sessions survive
+    restarts of the embedded setup. Never committed, never logged."""
+    if not path.exists():
+        from django.core.management.utils import get_random_secret_key
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(get_random_secret_key())
+        path.chmod(0o600)
+    return path.read_text().strip()

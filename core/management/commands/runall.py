@@ -119,7 +119,7 @@ class Command(BaseCommand):
 
     def _child_env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
+        env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
