@@ -4,6 +4,7 @@ from django.urls import path
 
 from curation import api
 from evaluation import api as evaluation_api
+from experiments import api as experiments_api
 from review import api as review_api
 from review import api_agreement
 from training import api as training_api
@@ -55,12 +56,12 @@ urlpatterns = [
     path("leaderboard/", evaluation_api.LeaderboardApi.as_view(), name="leaderboard"),
     path(
         "policy-comparisons/",
-        evaluation_api.PolicyComparisonListCreateApi.as_view(),
+        experiments_api.PolicyComparisonListCreateApi.as_view(),
         name="comparison-list",
     ),
     path(
         "policy-comparisons/<int:pk>/",
-        evaluation_api.PolicyComparisonDetailApi.as_view(),
+        experiments_api.PolicyComparisonDetailApi.as_view(),
         name="comparison-detail",
     ),
     path("campaigns/", review_api.CampaignListApi.as_view(), name="campaign-list"),

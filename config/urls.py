@@ -17,6 +17,7 @@ urlpatterns = [
     path("review/", include("review.urls")),
     path("training/", include("training.urls")),
     path("leaderboard/", include("evaluation.urls")),
+    path("leaderboard/", include("experiments.urls")),
     path("api/", include("config.api_urls")),
     path("api/schema/", login_not_required(SpectacularAPIView.as_view()), name="api-schema"),
     path(

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from celery import current_app
 from django.db import transaction
+from django.dispatch import Signal
 from django.utils import timezone
 
 from .errors import ApplicationError
@@ -36,6 +37,11 @@ from .models import FINISHED_STATUSES, Job, JobStatus
 logger = logging.getLogger(__name__)
 
 Progress = Callable[..., None]  # progress(fraction, message="", *, force=False)
+
+
+# Sent once a job ended (any end state), with ``job``: how an app above reacts to a job of an
+# app below without that app importing it (experiments: train → evaluate).
+job_finished = Signal()
 
 
 class JobCancelled(Exception):
@@ -140,8 +146,17 @@ def job_run(*, job: Job, work: Callable[[Progress], JobOutcome], echo: Progress 
         outcome = work(ProgressReporter(job, echo=echo))
     except Exception as error:  # noqa: BLE001 - every failure belongs on the job row
         job_fail(job=job, error=error)
-        return True
-    job_finish(job=job, outcome=outcome)
+    else:
+        job_finish(job=job, outcome=outcome)
+    for receiver, result in job_finished.send_robust(sender=type(job), job=job):
+        if isinstance(result, Exception):
+            logger.error(
+                "%s #%s: %s failed after the job ended: %r",
+                type(job).__name__,
+                job.pk,
+                getattr(receiver, "__qualname__", receiver),
+                result,
+            )
     return True
 
 

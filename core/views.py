@@ -11,14 +11,11 @@ from .roles import CAN_READ_DATA, Role, has_role, role_required
 
 @require_GET
 def home(request):
-    """Send each role to where its work is."""
+    """Send each role to where its work is (by URL name: core imports no app above it)."""
     if has_role(request.user, *CAN_READ_DATA):
         return redirect("curation:dataset_list")
     if has_role(request.user, Role.ANNOTATOR):
-        from review.selectors import campaigns_for_annotator
-
-        campaigns = campaigns_for_annotator(user=request.user)
-        return render(request, "core/annotator_home.html", {"campaigns": campaigns})
+        return redirect("review:annotator_home")
     return render(request, "core/no_role.html", status=403)
 
 

@@ -15,7 +15,6 @@ from core.errors import ApplicationError
 from core.http import query_int
 from core.job_pages import job_cancel, job_page
 from core.roles import CAN_CURATE, CAN_READ_DATA, has_role, role_required
-from training.selectors import snapshot_training_runs
 
 from . import selectors as reads
 from .forms import ImportUploadForm, SnapshotFreezeForm
@@ -280,7 +279,6 @@ def snapshot_detail(request, pk: int):
             "snapshot": snapshot,
             # Rendered as escaped text; the manifest may carry user-given names.
             "manifest_json": json.dumps(snapshot.manifest, indent=2, sort_keys=True),
-            "training_runs": snapshot_training_runs(snapshot=snapshot),
         },
     )
 

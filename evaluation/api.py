@@ -2,7 +2,6 @@
 selectors as the HTML pages (``training/services.py``, ``evaluation/services.py``,
 ``evaluation/selectors.py``)."""
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, JSONParser
@@ -17,11 +16,10 @@ from core.api import (
     job_api_views,
     paginated,
 )
-from curation.models import Dataset
 from training.models import TrainingRun
 
 from . import selectors as reads
-from .models import EvaluationMode, EvaluationRun, PolicyComparison
+from .models import EvaluationMode, EvaluationRun
 from .services import evaluation_run_create
 
 # --- evaluation ------------------------------------------------------------------------------
@@ -146,62 +144,3 @@ class LeaderboardApi(SieveApi):
 
 
 # --- policy comparisons ----------------------------------------------------------------------
-
-
-class PolicyComparisonOutputSerializer(JobOutputSerializer):
-    dataset = serializers.IntegerField(source="dataset_id")
-    name = serializers.CharField()
-    policies = serializers.JSONField()
-    max_false_negatives = serializers.IntegerField()
-    train_config = serializers.JSONField()
-    eval_tasks = serializers.JSONField()
-    eval_mode = serializers.CharField()
-
-
-class PolicyComparisonListCreateApi(SieveApi):
-    """Policy comparisons, newest first; POST starts one (snapshots per policy, a fine-tune on
-    each, evaluations of each and of the base model). Its ``stats`` name what it started."""
-
-    permission_classes = [IsAuthenticated, CanCurate]
-    pagination_class = NewestFirstPagination
-    parser_classes = [JSONParser]
-
-    class PolicyComparisonInputSerializer(serializers.Serializer):
-        dataset = serializers.PrimaryKeyRelatedField(queryset=Dataset.objects.all())
-        name = serializers.CharField(required=False, allow_blank=True, default="")
-        policies = serializers.ListField(
-            child=serializers.CharField(), required=False,
-            default=["default", "remove_hn", "relabel"],
-        )  # fmt: skip
-        max_false_negatives = serializers.IntegerField(required=False, default=7)
-        train_config = serializers.JSONField(required=False, default=dict)
-        eval_tasks = serializers.ListField(child=serializers.CharField())
-        eval_mode = serializers.ChoiceField(choices=EvaluationMode.values, default="full")
-        eval_config = serializers.JSONField(required=False, default=dict)
-
-    @extend_schema(responses=PolicyComparisonOutputSerializer(many=True))
-    def get(self, request):
-        return paginated(self, PolicyComparison.objects.all(), PolicyComparisonOutputSerializer)
-
-    @extend_schema(
-        request=PolicyComparisonInputSerializer,
-        responses={202: PolicyComparisonOutputSerializer},
-    )
-    def post(self, request):
-        from .comparisons import policy_comparison_create
-
-        serializer = self.PolicyComparisonInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        comparison = policy_comparison_create(user=request.user, **serializer.validated_data)
-        return Response(
-            PolicyComparisonOutputSerializer(comparison).data, status=status.HTTP_202_ACCEPTED
-        )
-
-
-class PolicyComparisonDetailApi(SieveApi):
-    """One policy comparison: its plan, status, and the ids of what it started."""
-
-    @extend_schema(responses=PolicyComparisonOutputSerializer)
-    def get(self, request, pk: int):
-        comparison = get_object_or_404(PolicyComparison, pk=pk)
-        return Response(PolicyComparisonOutputSerializer(comparison).data)

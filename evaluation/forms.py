@@ -9,7 +9,7 @@ from training.models import TrainingRun
 from .models import EvaluationMode
 
 
-class _TaskChoiceForm(forms.Form):
+class TaskChoiceForm(forms.Form):
     """The task picker both forms share: the offered tasks as boxes plus free registry names;
     ``cleaned_data["task_specs"]`` is the union, in order, at least one."""
 
@@ -37,7 +37,7 @@ class _TaskChoiceForm(forms.Form):
         return data
 
 
-class EvaluationLaunchForm(_TaskChoiceForm):
+class EvaluationLaunchForm(TaskChoiceForm):
     training_run = forms.ModelChoiceField(
         queryset=TrainingRun.objects.none(), required=False,
         help_text="Evaluate a fine-tuned model; leave empty to evaluate the model below.",
@@ -76,37 +76,3 @@ class EvaluationLaunchForm(_TaskChoiceForm):
             "mode": data["mode"],
             "config": config,
         }
-
-
-POLICY_CHOICES = [
-    ("default", "default: every candidate as imported"),
-    ("remove", "remove: drop queries with a confirmed false negative"),
-    ("remove_hn", "remove_hn: drop only the false negatives"),
-    ("relabel", "relabel: false negatives become positives"),
-]
-
-
-class PolicyComparisonForm(_TaskChoiceForm):
-    """What a comparison adds to the training form (rendered beside it, prefix ``train``):
-    the policies, k and the evaluation."""
-
-    name = forms.CharField(
-        max_length=150, required=False,
-        help_text="Names the runs on the leaderboard (\u201cname \u00b7 policy\u201d); "
-        "default: the dataset.",
-    )  # fmt: skip
-    policies = forms.MultipleChoiceField(
-        choices=POLICY_CHOICES, widget=forms.CheckboxSelectMultiple,
-        initial=["default", "remove_hn", "relabel"],
-        help_text="RLHN compares default, remove_hn and relabel.",
-    )  # fmt: skip
-    max_false_negatives = forms.IntegerField(
-        label="k", min_value=0, initial=7,
-        help_text="A query with more than k confirmed false negatives is dropped as ambiguous.",
-    )  # fmt: skip
-    mode = forms.ChoiceField(choices=EvaluationMode.choices, initial=EvaluationMode.FULL)
-    field_order = ["name", "policies", "max_false_negatives", "tasks", "other_tasks"]
-
-    def __init__(self, *args, task_options, **kwargs):
-        super().__init__(*args, task_options=task_options, **kwargs)
-        self.fields["tasks"].help_text = "Evaluated for each fine-tune and for the base model."

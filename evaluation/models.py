@@ -7,6 +7,11 @@ class EvaluationMode(models.TextChoices):
     FULL = "full", "full corpus"
     STREAMLINED = "streamlined", "streamlined (seeded corpus subsample, 4-bit on GPU)"
 
+    @classmethod
+    def from_param(cls, value: str | None) -> "EvaluationMode":
+        """The mode a ``?mode=`` parameter names; full for anything else."""
+        return cls(value) if value in cls.values else cls.FULL
+
 
 class EvaluationRun(Job):
     """Evaluates one model on a list of MTEB retrieval tasks.
@@ -74,28 +79,3 @@ class EvalResult(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task}/{self.split}: {self.main_score:.4f}"
-
-
-class PolicyComparison(Job):
-    """RLHN's comparison in one click: freeze ``dataset`` under each of ``policies``, fine-tune
-    the same base model with the same ``train_config`` on each snapshot, and evaluate every
-    fine-tune (and the base model) on ``eval_tasks``. What it starts are ordinary snapshots,
-    training runs and evaluation runs; ``stats`` records their ids as they are made
-    (``snapshots`` / ``training_runs``: policy -> id, ``base_evaluation_run``)."""
-
-    task_name = "evaluation.tasks.policy_comparison"
-
-    dataset = models.ForeignKey(
-        "curation.Dataset", on_delete=models.CASCADE, related_name="policy_comparisons"
-    )
-    name = models.CharField(max_length=200, blank=True)
-    policies = models.JSONField(default=list)
-    max_false_negatives = models.IntegerField(default=7)
-    format = models.CharField(max_length=32, default="bge")
-    train_config = models.JSONField(default=dict)
-    eval_tasks = models.JSONField(default=list)
-    eval_mode = models.CharField(max_length=16, choices=EvaluationMode.choices, default="full")
-    eval_config = models.JSONField(default=dict, blank=True)
-
-    def __str__(self) -> str:
-        return f"policy comparison #{self.pk} {self.dataset}"

@@ -17,7 +17,7 @@ from core.models import JobStatus
 from training.models import TrainingRun
 
 from .leaderboard import LeaderboardRow, ModelEntry, leaderboard_build, model_key_for
-from .models import EvalResult, EvaluationMode, EvaluationRun, PolicyComparison
+from .models import EvalResult, EvaluationMode, EvaluationRun
 
 DEFAULT_SPLIT = "test"
 
@@ -169,47 +169,3 @@ def experiments_get(
     # Comparisons first: groups with several policies, then the newest.
     experiments.sort(key=lambda e: (-len(e.policies), -max(r.pk for r in e.runs)))
     return board.tasks, experiments
-
-
-# --- policy comparisons ---------------------------------------------------------------------
-
-
-@dataclass
-class ComparisonStep:
-    policy: str
-    snapshot: object | None  # curation.Snapshot
-    training_run: TrainingRun | None
-    evaluation_runs: list[EvaluationRun]
-
-
-def policy_comparisons_recent(*, limit: int = 10) -> list[PolicyComparison]:
-    return list(PolicyComparison.objects.select_related("dataset").order_by("-id")[:limit])
-
-
-def policy_comparison_get(*, comparison_id: int) -> PolicyComparison:
-    return PolicyComparison.objects.select_related("dataset", "created_by").get(pk=comparison_id)
-
-
-def comparison_steps(*, comparison: PolicyComparison) -> list[ComparisonStep]:
-    """What the comparison started so far, one line per policy (a few rows: one query each
-    kind)."""
-    from curation.models import Snapshot
-
-    stats = comparison.stats or {}
-    snapshots = Snapshot.objects.in_bulk(list((stats.get("snapshots") or {}).values()))
-    runs = TrainingRun.objects.in_bulk(list((stats.get("training_runs") or {}).values()))
-    evaluations: dict[int, list[EvaluationRun]] = {}
-    for run in EvaluationRun.objects.filter(training_run_id__in=list(runs)).order_by("id"):
-        evaluations.setdefault(run.training_run_id, []).append(run)
-    steps = []
-    for policy in comparison.policies:
-        run = runs.get((stats.get("training_runs") or {}).get(policy))
-        steps.append(
-            ComparisonStep(
-                policy=policy,
-                snapshot=snapshots.get((stats.get("snapshots") or {}).get(policy)),
-                training_run=run,
-                evaluation_runs=evaluations.get(run.pk, []) if run else [],
-            )
-        )
-    return steps

@@ -188,7 +188,7 @@ def _task_splits_resolve(specs: list[str], split: str) -> dict[str, str]:
 # --- models -------------------------------------------------------------------------------
 
 
-def _model_resolve(model_ref: str) -> tuple[str, str]:
+def evaluation_model_resolve(model_ref: str) -> tuple[str, str]:
     """(model reference as stored, short label). A local folder becomes its absolute path;
     a hub id must resolve (online, or from the local cache when offline)."""
     from curation.embeddings import default_model_name
@@ -329,7 +329,7 @@ def evaluation_run_create(
             else family[1],
         )
     else:
-        model_ref, model_label = _model_resolve(model_ref)
+        model_ref, model_label = evaluation_model_resolve(model_ref)
         base_model = model_key = model_ref
         prefixes = default_prefixes(model_ref)
     config = _config_normalize(config, mode=mode, prefixes=prefixes)

@@ -9,10 +9,3 @@ def evaluation_run(job_id: int) -> None:
     from .services import evaluation_run_execute
 
     evaluation_run_execute(run_id=job_id)
-
-
-@shared_task(name="evaluation.tasks.policy_comparison")
-def policy_comparison(job_id: int) -> None:
-    from .comparisons import policy_comparison_execute
-
-    policy_comparison_execute(comparison_id=job_id)

@@ -11,12 +11,13 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from core.errors import ApplicationError
-from core.job_pages import job_cancel, job_context, job_page
+from core.job_pages import job_cancel, job_page
 from core.roles import CAN_CURATE, CAN_READ_DATA, role_required
+from training.models import TrainingRun
 
 from . import selectors as reads
-from .forms import EvaluationLaunchForm, PolicyComparisonForm
-from .models import EvaluationMode, EvaluationRun, PolicyComparison
+from .forms import EvaluationLaunchForm
+from .models import EvaluationMode, EvaluationRun
 from .services import evaluation_run_create, evaluation_tasks_available
 
 
@@ -76,6 +77,22 @@ def _run_context(run: EvaluationRun) -> dict:
 
 @require_GET
 @role_required(*CAN_READ_DATA)
+def training_run_evaluations(request, pk: int):
+    """The evaluations of a training run: the run's page loads this panel with htmx (the
+    training app does not import evaluation); without htmx it is a page of its own."""
+    training_run = get_object_or_404(TrainingRun, pk=pk)
+    template = (
+        "evaluation/_training_evaluations.html"
+        if request.htmx
+        else "evaluation/training_evaluations.html"
+    )
+    evaluations = reads.evaluation_runs_recent(training_run=training_run)
+    context = {"section": "training", "training_run": training_run, "evaluations": evaluations}
+    return render(request, template, context)
+
+
+@require_GET
+@role_required(*CAN_READ_DATA)
 def evaluation_run_detail(request, pk: int):
     run = _run(pk)
     return job_page(
@@ -99,10 +116,7 @@ def evaluation_run_cancel_view(request, pk: int):
 
 
 def _board_params(request) -> tuple[list[str] | None, str]:
-    mode = request.GET.get("mode") or EvaluationMode.FULL
-    if mode not in EvaluationMode.values:
-        mode = EvaluationMode.FULL
-    return request.GET.getlist("tasks") or None, mode
+    return request.GET.getlist("tasks") or None, EvaluationMode.from_param(request.GET.get("mode"))
 
 
 @require_GET
@@ -145,105 +159,3 @@ def _cell(value) -> str:
 
 def _cells(values) -> list[str]:
     return [_cell(v) for v in values]
-
-
-@require_GET
-@role_required(*CAN_READ_DATA)
-def experiments(request):
-    _, mode = _board_params(request)
-    tasks, groups = reads.experiments_get(mode=mode)
-    return render(
-        request,
-        "evaluation/experiments.html",
-        {"section": "leaderboard", "tasks": tasks, "experiments": groups, "mode": mode,
-         "comparisons": reads.policy_comparisons_recent(),
-         "modes": EvaluationMode.choices},
-    )  # fmt: skip
-
-
-# --- policy comparisons ----------------------------------------------------------------------
-
-
-def _comparison_page(request, dataset, form, train_form, *, status=200):
-    return render(
-        request,
-        "evaluation/comparison_new.html",
-        {"section": "leaderboard", "dataset": dataset, "form": form, "train_form": train_form},
-        status=status,
-    )
-
-
-def _comparison_forms(data=None):
-    from training.forms import TrainingLaunchForm
-    from training.services import training_config_defaults
-
-    form = PolicyComparisonForm(data, task_options=evaluation_tasks_available())
-    train_form = TrainingLaunchForm(data, defaults=training_config_defaults(), prefix="train")
-    del train_form.fields["name"]  # the comparison names its runs
-    return form, train_form
-
-
-@require_GET
-@role_required(*CAN_CURATE)
-def comparison_new(request, dataset_pk: int):
-    from curation.models import Dataset
-
-    dataset = get_object_or_404(Dataset, pk=dataset_pk)
-    return _comparison_page(request, dataset, *_comparison_forms())
-
-
-@require_POST
-@role_required(*CAN_CURATE)
-def comparison_launch(request, dataset_pk: int):
-    from curation.models import Dataset
-
-    from .comparisons import policy_comparison_create
-
-    dataset = get_object_or_404(Dataset, pk=dataset_pk)
-    form, train_form = _comparison_forms(request.POST)
-    if not (form.is_valid() and train_form.is_valid()):
-        return _comparison_page(request, dataset, form, train_form, status=400)
-    data = form.cleaned_data
-    try:
-        comparison = policy_comparison_create(
-            dataset=dataset,
-            name=data["name"],
-            policies=data["policies"],
-            max_false_negatives=data["max_false_negatives"],
-            train_config=train_form.config(),
-            eval_tasks=data["task_specs"],
-            eval_mode=data["mode"],
-            user=request.user,
-        )
-    except ApplicationError as error:
-        field = error.detail.get("field")
-        if field in form.fields:
-            form.add_error(field, error.message)
-        elif field in train_form.fields:
-            train_form.add_error(field, error.message)
-        else:
-            form.add_error(None, error.message)
-        return _comparison_page(request, dataset, form, train_form, status=400)
-    messages.success(
-        request,
-        f"Policy comparison #{comparison.pk} is queued: {len(comparison.policies)} snapshots, "
-        "then a fine-tune and an evaluation of each.",
-    )
-    return redirect("evaluation:comparison_detail", pk=comparison.pk)
-
-
-@require_GET
-@role_required(*CAN_READ_DATA)
-def comparison_detail(request, pk: int):
-    try:
-        comparison = reads.policy_comparison_get(comparison_id=pk)
-    except PolicyComparison.DoesNotExist:
-        raise Http404("no such comparison") from None
-    context = {
-        "section": "leaderboard",
-        "comparison": comparison,
-        "steps": reads.comparison_steps(comparison=comparison),
-    }
-    return render(
-        request, "evaluation/comparison_detail.html", job_context(request, comparison, context)
-    )

@@ -5,6 +5,7 @@ from . import views
 app_name = "review"
 urlpatterns: list = [
     path("", views.campaign_list, name="campaign_list"),
+    path("mine/", views.annotator_home, name="annotator_home"),
     path("new", views.campaign_create, name="campaign_create"),
     path("<int:pk>/", views.campaign_detail, name="campaign_detail"),
     path("<int:pk>/status", views.campaign_status, name="campaign_status"),

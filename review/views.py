@@ -60,6 +60,14 @@ def _campaign(pk: int) -> ReviewCampaign:
 
 
 @require_GET
+@role_required(Role.ANNOTATOR)
+def annotator_home(request):
+    """Where an annotator lands (the home page sends them here): their campaigns."""
+    campaigns = reads.campaigns_for_annotator(user=request.user)
+    return render(request, "review/annotator_home.html", {"campaigns": campaigns})
+
+
+@require_GET
 @role_required(*CAN_READ_DATA)
 def campaign_list(request):
     page = reads.campaign_list_page(

@@ -5,7 +5,8 @@ cancel are described in ``training/training.md``.
     training_run_create ─(on commit)─► training.tasks.training_run (queue gpu)
       └► training_run_execute: core.jobs.job_run ─► claim output_dir ─► read the snapshot
          ─► core.train (resumes from the newest complete checkpoint; listener = the row)
-         ─► artifact ─► succeeded ─► drop checkpoints ─► evaluation to follow, if asked
+         ─► artifact ─► succeeded ─► drop checkpoints
+         (an ``evaluate_after`` plan is queued by the experiments app when the run succeeds)
          (cancel: the recorder raises TrainingCancelled ─► checkpoints dropped ─► cancelled)
 """
 
@@ -458,32 +459,5 @@ def training_run_execute(*, run_id: int, echo: Callable[..., None] | None = None
         return
     # Only now: a crash before the run succeeded resumes from these rather than from scratch.
     checkpoints_remove(run.output_dir)
-    if run.evaluate_after:
-        _evaluation_follow(run)
 
 
-def _evaluation_follow(run: TrainingRun) -> None:
-    """Queue the evaluation the run asked for. Once per run: a redelivered task finds the
-    run finished and never gets here, and an evaluation already made for it is not repeated.
-    A refusal is logged and kept on the run's metrics, not raised: the training succeeded."""
-    from evaluation.models import EvaluationRun
-    from evaluation.services import evaluation_run_create
-
-    if EvaluationRun.objects.filter(training_run=run).exists():
-        return
-    plan = run.evaluate_after
-    try:
-        evaluation = evaluation_run_create(
-            training_run=run,
-            tasks=list(plan.get("tasks") or []),
-            mode=plan.get("mode") or "full",
-            config=plan.get("config") or None,
-            user=run.created_by,
-        )
-    except ApplicationError as error:
-        logger.warning("training run #%s: evaluation not queued: %s", run.pk, error.message)
-        TrainingRun.objects.filter(pk=run.pk).update(
-            metrics={**(run.metrics or {}), "evaluate_after_error": error.message}
-        )
-        return
-    logger.info("training run #%s: evaluation #%s queued", run.pk, evaluation.pk)

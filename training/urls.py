@@ -5,6 +5,7 @@ from . import views
 app_name = "training"
 urlpatterns = [
     path("", views.training_run_list, name="run_list"),
+    path("snapshots/<int:pk>/runs", views.snapshot_runs, name="snapshot_runs"),
     path("snapshots/<int:pk>/train/", views.training_new, name="new"),
     path("snapshots/<int:pk>/train/launch", views.training_launch, name="launch"),
     path("runs/<int:pk>/", views.training_run_detail, name="run_detail"),

@@ -16,7 +16,6 @@ from core.job_pages import job_cancel, job_page
 from core.roles import CAN_CURATE, CAN_READ_DATA, role_required
 from curation.models import Snapshot
 from curation.selectors import snapshot_get
-from evaluation.selectors import evaluation_runs_recent
 
 from . import selectors as reads
 from .charts import loss_curve
@@ -103,10 +102,7 @@ def _run_context(run: TrainingRun) -> dict:
 @role_required(*CAN_READ_DATA)
 def training_run_detail(request, pk: int):
     run = _run(pk)
-    context = _run_context(run)
-    if not request.htmx:
-        context["evaluations"] = evaluation_runs_recent(training_run=run)
-    return job_page(request, run, template="training/training_run.html", context=context)
+    return job_page(request, run, template="training/training_run.html", context=_run_context(run))
 
 
 @require_POST
@@ -131,3 +127,15 @@ def training_run_list(request):
         after=query_int(request, "after"), before=query_int(request, "before")
     )
     return render(request, "training/training_list.html", {"section": "training", "page": page})
+
+
+@require_GET
+@role_required(*CAN_READ_DATA)
+def snapshot_runs(request, pk: int):
+    """The training runs of a snapshot: the snapshot page loads this panel with htmx (the
+    curation app does not import training); without htmx it is a page of its own."""
+    snapshot = get_object_or_404(Snapshot, pk=pk)
+    template = "training/_snapshot_runs.html" if request.htmx else "training/snapshot_runs.html"
+    context = {"section": "snapshots", "snapshot": snapshot}
+    context["training_runs"] = reads.snapshot_training_runs(snapshot=snapshot)
+    return render(request, template, context)

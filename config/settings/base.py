@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "review",
     "training",
     "evaluation",
+    "experiments",
 ]
 
 MIDDLEWARE = [
@@ -158,9 +159,9 @@ CELERY_TASK_ROUTES = {
     "curation.tasks.*": {"queue": "default"},
     "review.tasks.*": {"queue": "default"},
     "training.tasks.*": {"queue": "gpu"},
-    # Only freezes snapshots and queues the gpu work: no GPU of its own.
-    "evaluation.tasks.policy_comparison": {"queue": "default"},
     "evaluation.tasks.*": {"queue": "gpu"},
+    # Only freezes snapshots and queues the gpu work: no GPU of its own.
+    "experiments.tasks.*": {"queue": "default"},
 }
 # A task whose worker dies is delivered again rather than lost; jobs are written to resume.
 CELERY_TASK_ACKS_LATE = True

@@ -132,7 +132,7 @@ def test_experiments_put_policies_side_by_side(client, viewer, board):
     lone = fine_tune(other, "lone", config={"lora_r": 16})
     evaluate(as_fine_tune(lone), {"beir:scifact": 0.5, "beir:nfcorpus": 0.2})
     client.force_login(viewer)
-    page = client.get(reverse("evaluation:experiments"))
+    page = client.get(reverse("experiments:experiments"))
     experiments = page.context["experiments"]
     assert len(experiments) == 2
     first = experiments[0]
@@ -147,7 +147,7 @@ def test_annotators_cannot_see_training_or_evaluation(client, annotator, board):
     client.force_login(annotator)
     for url in (
         reverse("evaluation:leaderboard"),
-        reverse("evaluation:experiments"),
+        reverse("experiments:experiments"),
         reverse("training:run_list"),
         reverse("training:run_detail", args=[board["default"].pk]),
     ):

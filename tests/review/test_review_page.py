@@ -241,7 +241,7 @@ def test_logged_out_visitor_is_sent_to_login(client, make_campaign, ann):
 def test_annotator_home_lists_only_their_campaigns(ann_client, ann, make_annotator, make_campaign):
     mine = make_campaign([ann], name="mine-campaign")
     make_campaign([make_annotator("other1")], name="someone-elses")
-    html = ann_client.get(reverse("home")).content.decode()
+    html = ann_client.get(reverse("home"), follow=True).content.decode()
     assert "mine-campaign" in html and page_url(mine) in html
     assert "someone-elses" not in html
 

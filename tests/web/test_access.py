@@ -89,7 +89,7 @@ def test_annotator_gets_403_on_curation_pages_and_no_admin(annotator_client, obj
 
 
 def test_annotator_home_shows_review_work_and_no_dataset_links(annotator_client):
-    response = annotator_client.get(reverse("home"))
+    response = annotator_client.get(reverse("home"), follow=True)
     assert response.status_code == 200
     assert b"Your review work appears here" in response.content
     assert reverse("curation:dataset_list").encode() not in response.content

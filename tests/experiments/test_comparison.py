@@ -9,17 +9,18 @@ from django.urls import reverse
 from core.errors import ApplicationError
 from curation.models import Candidate, CandidateRole, Decision, DecisionLabel, DecisionSource
 from evaluation import tasks as evaluation_tasks
-from evaluation.comparisons import policy_comparison_create, policy_comparison_execute
-from evaluation.models import EvaluationRun, PolicyComparison
+from evaluation.models import EvaluationRun
 from evaluation.selectors import experiments_get
 from evaluation.services import evaluation_run_execute
+from experiments import tasks as experiments_tasks
+from experiments.models import PolicyComparison
+from experiments.services import policy_comparison_create, policy_comparison_execute
 from tests.conftest import SHARED_DATA
+from tests.evaluation import TEST_MAX_SEQ_LENGTH, scifact_mini
 from tests.training import scifact_snapshots
 from training import tasks as training_tasks
 from training.models import TrainingRun
 from training.services import training_run_execute
-
-from . import TEST_MAX_SEQ_LENGTH, scifact_mini
 
 pytestmark = pytest.mark.django_db
 
@@ -49,7 +50,7 @@ def queued(monkeypatch):
     class Result:
         id = "captured"
 
-    for task in (evaluation_tasks.policy_comparison, evaluation_tasks.evaluation_run,
+    for task in (experiments_tasks.policy_comparison, evaluation_tasks.evaluation_run,
                  training_tasks.training_run):  # fmt: skip
         monkeypatch.setattr(
             task, "delay", lambda job_id, name=task.name: calls.append((name, job_id)) or Result()
@@ -95,7 +96,7 @@ def test_one_click_gives_three_fine_tunes_side_by_side(
             eval_config={"max_seq_length": TEST_MAX_SEQ_LENGTH, "precision": "fp32"},
             user=curator,
         )  # fmt: skip
-    assert queued == [("evaluation.tasks.policy_comparison", comparison.pk)]
+    assert queued == [("experiments.tasks.policy_comparison", comparison.pk)]
 
     # The comparison's worker: snapshots, then each training run queued with its evaluation.
     queued.clear()
@@ -138,7 +139,7 @@ def test_one_click_gives_three_fine_tunes_side_by_side(
     assert len(experiment.rows) == 4 and not experiment.rows[0].key.startswith("training:")
 
     client.force_login(curator)
-    page = client.get(reverse("evaluation:comparison_detail", args=[comparison.pk]))
+    page = client.get(reverse("experiments:comparison_detail", args=[comparison.pk]))
     html = page.content.decode()
     assert page.status_code == 200
     for pk in stats["training_runs"].values():
@@ -147,18 +148,18 @@ def test_one_click_gives_three_fine_tunes_side_by_side(
 
 
 def test_the_form_launches_for_curators_only(dataset, queued, client, curator, annotator):
-    url = reverse("evaluation:comparison_new", args=[dataset.pk])
+    url = reverse("experiments:comparison_new", args=[dataset.pk])
     client.force_login(annotator)
     assert client.get(url).status_code == 403
     client.force_login(curator)
     page = client.get(url)
     assert page.status_code == 200 and "Compare policies" in page.content.decode()
     assert (
-        reverse("evaluation:comparison_new", args=[dataset.pk])
+        reverse("experiments:comparison_new", args=[dataset.pk])
         in client.get(reverse("curation:dataset_detail", args=[dataset.pk])).content.decode()
     )
 
-    launch = reverse("evaluation:comparison_launch", args=[dataset.pk])
+    launch = reverse("experiments:comparison_launch", args=[dataset.pk])
     form = {
         "policies": ["default", "remove_hn", "relabel"], "max_false_negatives": 7,
         "tasks": [TASK], "mode": "full",
@@ -175,7 +176,7 @@ def test_the_form_launches_for_curators_only(dataset, queued, client, curator, a
     response = client.post(launch, form)
     comparison = PolicyComparison.objects.get()
     assert response.status_code == 302
-    assert response["Location"] == reverse("evaluation:comparison_detail", args=[comparison.pk])
+    assert response["Location"] == reverse("experiments:comparison_detail", args=[comparison.pk])
     assert comparison.train_config["max_steps"] == 3 and comparison.eval_tasks == [TASK]
     assert comparison.created_by == curator
 

@@ -1,4 +1,6 @@
-"""RLHN's policy comparison in one click: one dataset frozen under several false-negative
+"""Experiments: RLHN's policy comparison in one click, and train → evaluate chains.
+
+RLHN's policy comparison in one click: one dataset frozen under several false-negative
 policies (default, remove_hn, relabel), the same fine-tune on each snapshot, each fine-tune
 and the base model evaluated on the same tasks — then the experiments page shows them side
 by side.
@@ -6,7 +8,8 @@ by side.
     PolicyComparison (default queue)
       for each policy: snapshot_create (an identical earlier snapshot is reused)
                        training_run_create(evaluate_after=plan)  ──► gpu queue
-                                 on success: evaluation_run_create(training_run) ──► gpu queue
+                                 on success (core.jobs.job_finished ─► training_run_finished):
+                                 evaluation_run_create(training_run) ──► gpu queue
       the base model: evaluation_run_create, unless a finished one covers the tasks
 
 Everything is checked before anything is queued (policies, k, the training config, the base
@@ -26,10 +29,16 @@ from core.models import JobStatus
 from curation.export import Policy
 from curation.models import Dataset, ExportFormat
 from curation.services.snapshots import snapshot_create
+from evaluation.models import EvaluationRun
+from evaluation.services import (
+    evaluation_model_resolve,
+    evaluation_plan_check,
+    evaluation_run_create,
+)
+from training.models import TrainingRun
 from training.services import training_config_check, training_run_create
 
-from .models import EvaluationRun, PolicyComparison
-from .services import _model_resolve, evaluation_plan_check, evaluation_run_create
+from .models import PolicyComparison
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +156,7 @@ def _start_everything(comparison: PolicyComparison) -> dict:
 def _base_evaluation(base_model: str, plan: dict, user) -> EvaluationRun:
     """The base model's row for Δ: a finished (or queued) evaluation of it in this mode that
     covers the tasks is reused; otherwise one is queued."""
-    model_key, _ = _model_resolve(base_model)
+    model_key, _ = evaluation_model_resolve(base_model)
     wanted = set(plan["tasks"])
     earlier = EvaluationRun.objects.filter(
         model_key=model_key,
@@ -162,3 +171,37 @@ def _base_evaluation(base_model: str, plan: dict, user) -> EvaluationRun:
         model_ref=base_model, tasks=plan["tasks"], mode=plan["mode"], config=plan["config"],
         user=user,
     )  # fmt: skip
+
+
+# --- train → evaluate ------------------------------------------------------------------------
+
+
+def training_run_finished(sender, *, job, **kwargs) -> None:
+    """``core.jobs.job_finished`` receiver: a training run that succeeded and asked for an
+    evaluation (``evaluate_after``: ``tasks``, ``mode``, ``config``) gets it queued."""
+    if sender is TrainingRun and job.status == JobStatus.SUCCEEDED and job.evaluate_after:
+        evaluation_follow(run=job)
+
+
+def evaluation_follow(*, run: TrainingRun) -> None:
+    """Queue the evaluation the run asked for. Once per run: a redelivered task finds the
+    run finished and never gets here, and an evaluation already made for it is not repeated.
+    A refusal is logged and kept on the run's metrics, not raised: the training succeeded."""
+    if EvaluationRun.objects.filter(training_run=run).exists():
+        return
+    plan = run.evaluate_after
+    try:
+        evaluation = evaluation_run_create(
+            training_run=run,
+            tasks=list(plan.get("tasks") or []),
+            mode=plan.get("mode") or "full",
+            config=plan.get("config") or None,
+            user=run.created_by,
+        )
+    except ApplicationError as error:
+        logger.warning("training run #%s: evaluation not queued: %s", run.pk, error.message)
+        TrainingRun.objects.filter(pk=run.pk).update(
+            metrics={**(run.metrics or {}), "evaluate_after_error": error.message}
+        )
+        return
+    logger.info("training run #%s: evaluation #%s queued", run.pk, evaluation.pk)

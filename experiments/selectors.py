@@ -1,0 +1,52 @@
+"""Reads for the experiment pages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from curation.models import Snapshot
+from evaluation.models import EvaluationRun
+from training.models import TrainingRun
+
+from .models import PolicyComparison
+
+# --- policy comparisons ---------------------------------------------------------------------
+
+
+@dataclass
+class ComparisonStep:
+    policy: str
+    snapshot: Snapshot | None
+    training_run: TrainingRun | None
+    evaluation_runs: list[EvaluationRun]
+
+
+def policy_comparisons_recent(*, limit: int = 10) -> list[PolicyComparison]:
+    return list(PolicyComparison.objects.select_related("dataset").order_by("-id")[:limit])
+
+
+def policy_comparison_get(*, comparison_id: int) -> PolicyComparison:
+    return PolicyComparison.objects.select_related("dataset", "created_by").get(pk=comparison_id)
+
+
+def comparison_steps(*, comparison: PolicyComparison) -> list[ComparisonStep]:
+    """What the comparison started so far, one line per policy (a few rows: one query each
+    kind)."""
+    stats = comparison.stats or {}
+    snapshots = Snapshot.objects.in_bulk(list((stats.get("snapshots") or {}).values()))
+    runs = TrainingRun.objects.in_bulk(list((stats.get("training_runs") or {}).values()))
+    evaluations: dict[int, list[EvaluationRun]] = {}
+    for run in EvaluationRun.objects.filter(training_run_id__in=list(runs)).order_by("id"):
+        evaluations.setdefault(run.training_run_id, []).append(run)
+    steps = []
+    for policy in comparison.policies:
+        run = runs.get((stats.get("training_runs") or {}).get(policy))
+        steps.append(
+            ComparisonStep(
+                policy=policy,
+                snapshot=snapshots.get((stats.get("snapshots") or {}).get(policy)),
+                training_run=run,
+                evaluation_runs=evaluations.get(run.pk, []) if run else [],
+            )
+        )
+    return steps
