@@ -23,7 +23,7 @@ import numpy as np
 from django.conf import settings as django_settings
 
 from core.errors import ApplicationError
-from core.ml.embedding_cache import VectorStore, text_key
+from core.ml.embedding_cache import VectorStore, text_key, text_keys
 from core.ml.encoder import (
     EncoderSettings,
     encoder_get,
@@ -44,6 +44,7 @@ CACHE_FORMAT = 2
 ENCODE_BLOCK = 16_384
 ENCODE_BLOCK_CHARS = 32_000_000
 ENCODE_SLICE = 1_024
+TEXT_PAGE = 5_000  # passages whose texts are read in one statement
 
 
 @dataclass
@@ -210,16 +211,17 @@ def _encode_missing(
 
     first_rows = missing[first]  # one passage per distinct text, in id order
     order = np.argsort(first_rows)
-    for start in range(0, len(order), 5_000):
-        chunk = order[start : start + 5_000]
+    for start in range(0, len(order), TEXT_PAGE):
+        chunk = order[start : start + TEXT_PAGE]
         ids = passage_ids[first_rows[chunk]].tolist()
         texts = passage_texts(passage_ids=ids)
         if len(texts) != len(ids):
             raise _corpus_changed(corpus)
-        for unique_index, pk in zip(chunk.tolist(), ids, strict=True):
-            text = passage_text(*texts[pk])
-            if text_key(text) != unique_keys[unique_index]:
-                raise _corpus_changed(corpus)  # edited since its key was read
+        chunk_texts = [passage_text(*texts[pk]) for pk in ids]
+        # Compared as arrays: numpy drops a key's trailing zero bytes when it hands one out.
+        if (text_keys(chunk_texts) != unique_keys[chunk]).any():
+            raise _corpus_changed(corpus)  # edited since its key was read
+        for unique_index, text in zip(chunk.tolist(), chunk_texts, strict=True):
             pending.append((unique_index, text))
             pending_chars += len(text)
             if len(pending) >= ENCODE_BLOCK or pending_chars >= ENCODE_BLOCK_CHARS:

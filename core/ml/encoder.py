@@ -59,8 +59,8 @@ def default_prefixes(model: str) -> tuple[str, str]:
 
 
 def passage_text(title: str, text: str) -> str:
-    """What is encoded for a passage: ``title + " " + text`` (BEIR / MTEB's convention, so
-    evaluation can reuse mining's cache)."""
+    """What is encoded for a passage: ``title + " " + text`` (BEIR / MTEB's convention; the
+    embedding cache files each vector under a digest of this text)."""
     return f"{title} {text}" if title else text
 
 

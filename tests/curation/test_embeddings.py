@@ -88,3 +88,16 @@ def test_corpus_cache_is_reused_and_follows_the_corpus(
     # A deleted cache folder is simply rebuilt.
     shutil.rmtree(tmp_path / "embeddings")
     assert corpus_embeddings_get(**options).built
+
+
+def test_a_text_whose_key_ends_in_a_zero_byte_is_encoded_and_found(db, settings, tmp_path):
+    from core.ml.embedding_cache import text_key
+
+    settings.SIEVE_EMBEDDING_CACHE_DIR = tmp_path / "embeddings"
+    text = "Passage number 525."
+    assert text_key(text)[-1] == 0  # numpy hands such a key out one byte shorter
+    corpus = CorpusFactory()
+    PassageFactory(corpus=corpus, title="", text=text)
+    options = dict(corpus=corpus, model=minilm_path(), settings=EncoderSettings(max_seq_length=32))
+    assert corpus_embeddings_get(**options).encoded == 1
+    assert not corpus_embeddings_get(**options).built
