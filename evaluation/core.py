@@ -1,15 +1,15 @@
 """Evaluation with mteb, and the adapter that caches corpus embeddings. No Django; torch,
 sentence-transformers and mteb are imported inside the functions that need them.
 
-    loaded = model_load(ModelSource(model="…"), settings=EncodeSettings(batch_size=32))
+    loaded = model_load(ModelSource(model="…"), settings=EncoderSettings(batch_size=32))
     encoder = EvalEncoder(loaded, settings=…, store_root=cache_dir / "eval")
     outcome = task_evaluate(task, encoder, split="test", results_dir=…)
 
 * ``EvalEncoder`` is an mteb encoder (``EncoderProtocol``) around mteb's own
   ``SentenceTransformerEncoderWrapper``: queries go straight through; documents are looked up
-  in a content-addressed store (``embedding_cache.py``) by the digest of the exact text the
-  model reads, and only the missing ones are encoded — through the same wrapper, in the same
-  call mteb would make, so a cold run's vectors are bit-for-bit what ``mteb.evaluate`` with
+  in the content-addressed store (``core/ml/embedding_cache.py``) by the digest of the exact
+  text the model reads, and only the missing ones are encoded — through the same wrapper, in
+  the same call mteb would make, so a cold run's vectors are bit-for-bit what ``mteb.evaluate`` with
   the plain model computes, and a warm run returns those very vectors.
 * Progress and cancellation come from a forward hook on the model: it fires after each
   batch inside sentence-transformers' own loop, so the encode call stays mteb's (splitting it
@@ -34,16 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
-from curation.mining.encode import (
-    PRECISIONS,
-    folder_digest,
-    model_identity,
-    resolve_device,
-    resolve_precision,
-)
+from core.ml.beir import BeirError
+from core.ml.embedding_cache import VectorStore, text_keys
+from core.ml.encoder import EncoderSettings, resolve_device, resolve_precision
+from core.ml.identity import folder_digest, model_identity
 
-from .beir import BeirError, corpus_subsample
-from .embedding_cache import VectorStore, text_keys
+from .beir import corpus_subsample
 
 logger = logging.getLogger(__name__)
 
@@ -74,25 +70,6 @@ class ModelSource:
     base_model: str = ""
     artifact_kind: str = ""
     name: str = ""
-
-
-@dataclass(frozen=True)
-class EncodeSettings:
-    batch_size: int = 32
-    query_prefix: str = ""
-    passage_prefix: str = ""
-    max_seq_length: int | None = None  # None: the model's own
-    precision: str = "auto"  # auto | fp32 | bf16 (auto: bf16 only where it is native)
-    quantize_4bit: bool = False  # streamlined mode: bitsandbytes 4-bit where CUDA has it
-    device: str | None = None  # None: cuda when available, else cpu
-
-    def __post_init__(self):
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
-        if self.batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
-        if self.max_seq_length is not None and self.max_seq_length < 1:
-            raise ValueError("max_seq_length must be at least 1")
 
 
 @dataclass
@@ -144,7 +121,7 @@ def four_bit_support(device: str) -> tuple[bool, str]:
     return True, ""
 
 
-def model_load(source: ModelSource, *, settings: EncodeSettings) -> LoadedModel:
+def model_load(source: ModelSource, *, settings: EncoderSettings) -> LoadedModel:
     """Load ``source`` as a SentenceTransformer with ``settings``' device, max length and
     quantization. A fine-tune's artifact is loaded by ``training.core.load_trained_model``
     from the base recorded in the database plus the artifact."""
@@ -234,7 +211,7 @@ class EvalEncoder:
         self,
         loaded: LoadedModel,
         *,
-        settings: EncodeSettings,
+        settings: EncoderSettings,
         store_root: Path | str | None = None,
         on_progress: ProgressCallback | None = None,
     ):

@@ -25,8 +25,9 @@ from django.db import transaction
 
 from core.errors import ApplicationError
 from core.jobs import JobOutcome, job_enqueue, job_run
+from core.ml.beir import BeirError, beir_folders_find
 
-from .beir import BeirError, beir_folders_find, beir_task_build
+from .beir import beir_task_build
 from .models import EvalResult, EvaluationMode, EvaluationRun
 
 logger = logging.getLogger(__name__)
@@ -191,8 +192,8 @@ def _task_splits_resolve(specs: list[str], split: str) -> dict[str, str]:
 def evaluation_model_resolve(model_ref: str) -> tuple[str, str]:
     """(model reference as stored, short label). A local folder becomes its absolute path;
     a hub id must resolve (online, or from the local cache when offline)."""
+    from core.ml.identity import model_identity
     from curation.embeddings import default_model_name
-    from curation.mining.encode import model_identity
 
     ref = (model_ref or "").strip() or default_model_name()
     path = Path(ref).expanduser()
@@ -241,7 +242,7 @@ def _config_normalize(config: dict | None, *, mode: str, prefixes: tuple[str, st
             raise _field_error(f"{name.replace('_', ' ')} must be at least {minimum}", name)
         return number
 
-    from curation.mining.encode import PRECISIONS
+    from core.ml.encoder import PRECISIONS
 
     precision = config.get("precision") or "auto"
     if precision not in PRECISIONS:
@@ -269,7 +270,7 @@ def evaluation_plan_check(*, tasks: list[str], mode: str, config: dict | None, m
     """An evaluation to run later (after a training run): checked now as
     ``evaluation_run_create`` will check it — mode, task names, settings for ``model``'s
     family — and returned as its arguments (``tasks``, ``mode``, ``config``)."""
-    from curation.mining.encode import default_prefixes
+    from core.ml.encoder import default_prefixes
 
     if mode not in EvaluationMode.values:
         raise _field_error(f"mode must be one of {', '.join(EvaluationMode.values)}", "mode")
@@ -298,7 +299,7 @@ def evaluation_run_create(
     (empty: the configured default model). ``config``: batch_size, query_prefix /
     passage_prefix (None: the model family's), max_seq_length, split (default "test"),
     precision, and for streamlined mode corpus_sample and seed."""
-    from curation.mining.encode import default_prefixes
+    from core.ml.encoder import default_prefixes
 
     if mode not in EvaluationMode.values:
         raise _field_error(f"mode must be one of {', '.join(EvaluationMode.values)}", "mode")
@@ -426,7 +427,9 @@ def _model_source(run: EvaluationRun):
 def evaluation_run_evaluate(*, run: EvaluationRun, progress: Callable[..., None]) -> dict:
     """Evaluate ``run`` task by task; returns the run's stats (also written to the row after
     each task, so a resumed run keeps what its earlier life measured)."""
-    from .core import EncodeSettings, EvalEncoder, model_load, task_evaluate
+    from core.ml.encoder import EncoderSettings
+
+    from .core import EvalEncoder, model_load, task_evaluate
 
     config = run.config
     task_splits: dict[str, str] = config.get("task_splits") or {
@@ -438,7 +441,7 @@ def evaluation_run_evaluate(*, run: EvaluationRun, progress: Callable[..., None]
     stats.setdefault("tasks", {})
     pending = [spec for spec in specs if (spec, task_splits[spec]) not in stored]
     streamlined = run.mode == EvaluationMode.STREAMLINED
-    settings_ = EncodeSettings(
+    settings_ = EncoderSettings(
         batch_size=config.get("batch_size", DEFAULT_BATCH_SIZE),
         query_prefix=config.get("query_prefix", ""),
         passage_prefix=config.get("passage_prefix", ""),

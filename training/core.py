@@ -244,7 +244,7 @@ class TrainConfig:
 
     def resolved(self) -> TrainConfig:
         """A copy whose None prefixes are the base model family's (``default_prefixes``)."""
-        from curation.mining.encode import default_prefixes
+        from core.ml.encoder import default_prefixes
 
         query, passage = default_prefixes(self.base_model)
         return dataclasses.replace(
@@ -430,14 +430,14 @@ def checkpoints_remove(output_dir: str | Path) -> None:
 
 
 def resolve_device(device: str | None = None) -> str:
-    from curation.mining.encode import resolve_device as resolve
+    from core.ml.encoder import resolve_device as resolve
 
     return resolve(device)
 
 
 def use_bf16(setting: str, device: str) -> bool:
     """bf16 mixed precision only on a CUDA GPU that has it: on CPU autocast emulates it
-    (slower than fp32 without native support, see curation/mining/encode.py)."""
+    (slower than fp32 without native support, see core/ml/encoder.py)."""
     if setting == "off" or not device.startswith("cuda"):
         if setting == "on":
             logger.warning("bf16 needs a CUDA GPU with bf16 support; training in fp32")

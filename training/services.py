@@ -73,7 +73,7 @@ def training_config_defaults() -> dict:
 def _base_model_check(base_model: str) -> str:
     """The base model's exact revision (hub commit, or a digest of a local folder); raises
     a field error when it does not resolve here (missing folder, unknown id, offline)."""
-    from curation.mining.encode import model_identity
+    from core.ml.identity import model_identity
 
     path = Path(base_model).expanduser()
     if path.is_dir():

@@ -1,6 +1,8 @@
-"""BEIR folders: ``corpus.jsonl`` (or ``.jsonl.gz``) of ``{"_id", "title", "text"}``,
-``queries.jsonl`` of ``{"_id", "text"}`` and ``qrels/<split>.tsv`` of
-``query-id <TAB> corpus-id <TAB> score`` with or without a header line.
+"""BEIR folders as import rows. The files are read by ``core/ml/beir.py``, the grammar
+evaluation reads them with too: ``corpus.jsonl`` (or ``.jsonl.gz``) of ``{"_id", "title",
+"text"}``, ``queries.jsonl`` of ``{"_id", "text"}`` and ``qrels/<split>.tsv`` of
+``query-id corpus-id score`` (or TREC's ``query-id iteration corpus-id score``), separated by
+tabs or spaces, with or without a header line.
 
 Every corpus document becomes a passage. Qrels with ``score >= min_relevance`` are positives,
 ``score <= 0`` are negatives (judged non-relevant); grades in between are skipped and
@@ -13,6 +15,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+
+from core.ml.beir import (
+    CORPUS_NAMES,
+    QUERIES_NAMES,
+    BeirError,
+    corpus_records,
+    first_file,
+    qrel_records,
+    qrels_splits,
+    query_records,
+)
 
 from .base import (
     NEGATIVE,
@@ -27,8 +40,6 @@ from .base import (
     check_id,
     check_text,
     empty_file_error,
-    json_object,
-    missing_field,
     text_hash,
 )
 
@@ -36,8 +47,8 @@ from .base import (
 def is_beir_folder(folder: Path) -> bool:
     return (
         folder.is_dir()
-        and any((folder / name).is_file() for name in ("corpus.jsonl", "corpus.jsonl.gz"))
-        and any((folder / name).is_file() for name in ("queries.jsonl", "queries.jsonl.gz"))
+        and first_file(folder, CORPUS_NAMES) is not None
+        and first_file(folder, QUERIES_NAMES) is not None
     )
 
 
@@ -70,8 +81,8 @@ class BeirReader:
                 field="min_relevance",
             )
         self.min_relevance = min_relevance
-        corpus = _one_of(folder, label, "corpus.jsonl", "corpus.jsonl.gz")
-        queries = _one_of(folder, label, "queries.jsonl", "queries.jsonl.gz")
+        corpus = _one_of(folder, label, CORPUS_NAMES)
+        queries = _one_of(folder, label, QUERIES_NAMES)
         self.split, qrels = _split_file(folder, label, split)
         self._corpus = LineFile(corpus, corpus.name)
         self._queries = LineFile(queries, queries.name)
@@ -97,19 +108,12 @@ class BeirReader:
     def _corpus_rows(self) -> Iterator[PassageRow]:
         name = self._corpus.name
         records = 0
-        for number, text in self._corpus.lines():
-            if text.isspace():
-                continue
-            where = Where(name, number)
-            record = json_object(text, where)
+        for doc in _format_errors(corpus_records(self._corpus.lines(), file=name)):
+            where = Where(name, doc.line)
             records += 1
-            for key in ("_id", "text"):
-                if key not in record:
-                    raise missing_field(where, key)
-            doc_id = check_id(record["_id"], where=where, field="_id")
-            body = check_text(record["text"], where=where, field="text")
-            title = record.get("title")
-            title = "" if title is None else check_text(title, where=where, field="title")
+            doc_id = check_id(doc.doc_id, where=where, field="_id")
+            body = check_text(doc.text, where=where, field="text")
+            title = check_text(doc.title, where=where, field="title")
             yield PassageRow(doc_id, title, body, text_hash(title, body), where, "text")
         if records == 0:
             raise empty_file_error(name)
@@ -117,18 +121,12 @@ class BeirReader:
     def _query_rows(self) -> Iterator[QueryRow]:
         name = self._queries.name
         records = 0
-        for number, text in self._queries.lines():
-            if text.isspace():
-                continue
-            where = Where(name, number)
-            record = json_object(text, where)
+        for query in _format_errors(query_records(self._queries.lines(), file=name)):
+            where = Where(name, query.line)
             records += 1
-            for key in ("_id", "text"):
-                if key not in record:
-                    raise missing_field(where, key)
-            query_id = check_id(record["_id"], where=where, field="_id")
+            query_id = check_id(query.query_id, where=where, field="_id")
             yield QueryRow(
-                query_id, check_text(record["text"], where=where, field="text"), where, "text"
+                query_id, check_text(query.text, where=where, field="text"), where, "text"
             )
         if records == 0:
             raise empty_file_error(name)
@@ -136,32 +134,14 @@ class BeirReader:
     def _qrel_rows(self) -> Iterator[CandidateRow]:
         name = self._qrels.name
         positives = negatives = skipped = 0
-        for number, text in self._qrels.lines():
-            line = text.rstrip("\r\n")
-            if not line.strip():
-                continue
-            where = Where(name, number)
-            columns = line.split("\t")
-            if len(columns) != 3:
-                raise FormatError(
-                    f"expected 3 tab-separated columns (query-id, corpus-id, score), "
-                    f"got {len(columns)}",
-                    file=name,
-                    line=number,
-                )
-            score = _number(columns[2])
-            if score is None:
-                if positives + negatives + skipped == 0 and number == 1:
-                    continue  # a header line: "query-id  corpus-id  score"
-                raise FormatError(
-                    f'expected a number, got "{columns[2]}"', file=name, line=number, field="score"
-                )
-            query_id = check_id(columns[0], where=where, field="query-id")
-            doc_id = check_id(columns[1], where=where, field="corpus-id")
-            if score >= self.min_relevance:
+        for qrel in _format_errors(qrel_records(self._qrels.lines(), file=name)):
+            where = Where(name, qrel.line)
+            query_id = check_id(qrel.query_id, where=where, field="query-id")
+            doc_id = check_id(qrel.doc_id, where=where, field="corpus-id")
+            if qrel.score >= self.min_relevance:
                 positives += 1
                 yield CandidateRow(query_id, doc_id, POSITIVE, None, None, where)
-            elif score <= 0:
+            elif qrel.score <= 0:
                 negatives += 1
                 yield CandidateRow(query_id, doc_id, NEGATIVE, None, None, where)
             else:
@@ -171,16 +151,26 @@ class BeirReader:
         self.notes["qrels_below_min_relevance"] = skipped
 
 
-def _one_of(folder: Path, label: str, *names: str) -> Path:
-    for name in names:
-        if (folder / name).is_file():
-            return folder / name
-    raise FormatError(f"{' or '.join(names)} is missing", file=label)
+def _format_errors(records: Iterator) -> Iterator:
+    """``records`` with the reader's ``BeirError`` given as the importer's ``FormatError``
+    (the same file, line and field)."""
+    try:
+        yield from records
+    except BeirError as error:
+        raise FormatError(
+            error.problem, file=error.file or "", line=error.line, field=error.field
+        ) from None
+
+
+def _one_of(folder: Path, label: str, names: tuple[str, ...]) -> Path:
+    found = first_file(folder, names)
+    if found is None:
+        raise FormatError(f"{' or '.join(names)} is missing", file=label)
+    return found
 
 
 def _split_file(folder: Path, label: str, split: str | None) -> tuple[str, Path]:
-    qrels = folder / "qrels"
-    available = sorted(path.stem for path in qrels.glob("*.tsv")) if qrels.is_dir() else []
+    available = list(qrels_splits(folder))
     if not available:
         raise FormatError("qrels/<split>.tsv is missing", file=label)
     if split:
@@ -195,15 +185,4 @@ def _split_file(folder: Path, label: str, split: str | None) -> tuple[str, Path]
         split = "train"
     else:
         raise OptionError(f"choose a split: {', '.join(available)}", field="split")
-    return split, qrels / f"{split}.tsv"
-
-
-def _number(text: str) -> float | None:
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        return float(text)
-    except ValueError:
-        return None
+    return split, folder / "qrels" / f"{split}.tsv"

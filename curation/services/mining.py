@@ -21,6 +21,7 @@ from django.db.models import F
 
 from core.errors import ApplicationError
 from core.jobs import JobOutcome, job_enqueue, job_run, no_progress
+from core.ml.encoder import EncoderSettings, default_prefixes, encoder_get
 
 from ..embeddings import corpus_embeddings_get, default_model_name, default_precision
 from ..mining.core import (
@@ -30,7 +31,6 @@ from ..mining.core import (
     search,
     select_negatives,
 )
-from ..mining.encode import EncoderSpec, default_prefixes, encoder_get
 from ..models import (
     Candidate,
     CandidateOrigin,
@@ -196,21 +196,19 @@ def dataset_negatives_mine(*, run: MiningRun, progress: Callable[..., None] | No
 
     started = time.monotonic()
     precision = default_precision()
-    spec = EncoderSpec(
-        model=run.model_name,
+    settings = EncoderSettings(
         max_seq_length=run.max_seq_length,
         batch_size=run.batch_size,
         precision=precision,
+        query_prefix=run.query_prefix,
+        passage_prefix=run.passage_prefix,
     )
-    encoder = encoder_get(spec)
+    encoder = encoder_get(run.model_name, settings)
     encode_before = encoder.encode_seconds
     embeddings = corpus_embeddings_get(
         corpus=dataset.corpus,
         model=run.model_name,
-        passage_prefix=run.passage_prefix,
-        max_seq_length=run.max_seq_length,
-        batch_size=run.batch_size,
-        precision=precision,
+        settings=settings,
         progress=lambda f, m="", force=False: report(f * ENCODE_SHARE, m, force=force),
     )
     timings["corpus_seconds"] = time.monotonic() - started

@@ -28,13 +28,13 @@ from django.db.models import F
 
 from core.errors import ApplicationError
 from core.jobs import JobOutcome, job_enqueue, job_run, no_progress
+from core.ml.encoder import EncoderSettings, default_prefixes, encoder_get, passage_text
 
 from ..embeddings import corpus_embeddings_get, default_model_name, default_precision
 from ..formats.base import text_hash, text_id
 from ..llm.engine import CallFailed, CallPool, JudgeClient, call_key
 from ..llm.stages import StageSettings, call_cost, stage_settings_from_env
 from ..mining.core import MiningConfig, build_index, search, select_negatives
-from ..mining.encode import EncoderSpec, default_prefixes, encoder_get, passage_text
 from ..mining.synthesis import (
     Prompt,
     generated_parse,
@@ -301,15 +301,16 @@ def dataset_triplets_synthesize(
     # The teacher: the same cached corpus embeddings mining uses.
     teacher = run.teacher_model or default_model_name()
     query_prefix, passage_prefix = default_prefixes(teacher)
-    precision = default_precision()
+    settings = EncoderSettings(
+        precision=default_precision(), query_prefix=query_prefix, passage_prefix=passage_prefix
+    )
     embeddings = corpus_embeddings_get(
         corpus=corpus,
         model=teacher,
-        passage_prefix=passage_prefix,
-        precision=precision,
+        settings=settings,
         progress=lambda f, m="", force=False: report(f * TEACHER_SHARE, m, force=force),
     )
-    encoder = encoder_get(EncoderSpec(model=teacher, precision=precision))
+    encoder = encoder_get(teacher, settings)
     index = build_index(np.asarray(embeddings.matrix))
     base = TEACHER_SHARE if embeddings.built else 0.05
     report(base, f"writing queries for {len(sample):,} passages", force=True)

@@ -165,6 +165,36 @@ def test_beir_score_zero_is_a_negative_and_header_is_skipped(tmp_path):
     assert of(rows, PassageRow)[0].text_hash == text_hash("T1", "one")
 
 
+@pytest.mark.parametrize(
+    "qrels",
+    [
+        "q1 0 d1 1\nq1 0 d2 0\nq2 Q0 d2 2\n",  # TREC's 4 columns, separated by spaces
+        "q1\td1\t1\nq1\td2\t0\nq2\td2\t2\n",  # BEIR's 3 columns, no header line
+    ],
+    ids=["trec-4-columns-spaces", "3-columns-no-header"],
+)
+def test_beir_qrels_read_the_same_by_the_importer_and_by_evaluation(tmp_path, qrels):
+    from core.ml.beir import beir_folder_open, beir_split_read
+
+    folder = make_beir(tmp_path / "b", qrels=qrels)
+    _, rows = read(folder)
+    candidates = of(rows, CandidateRow)
+    assert [(c.query_id, c.doc_id, c.role, c.where.line) for c in candidates] == [
+        ("q1", "d1", "positive", 1),
+        ("q1", "d2", "negative", 2),
+        ("q2", "d2", "positive", 3),
+    ]
+    evaluated = beir_split_read(beir_folder_open(folder), "test")
+    assert evaluated.qrels == {"q1": {"d1": 1, "d2": 0}, "q2": {"d2": 2}}
+    assert {(c.query_id, c.doc_id) for c in candidates} == {
+        (q, d) for q, docs in evaluated.qrels.items() for d in docs
+    }
+    passages = {p.doc_id: (p.title, p.text) for p in of(rows, PassageRow)}
+    assert passages == evaluated.corpus
+    queries = {q.query_id: q.text for q in of(rows, QueryRow)}
+    assert {q: queries[q] for q in evaluated.queries} == evaluated.queries
+
+
 def test_beir_split_must_exist(tmp_path):
     folder = make_beir(tmp_path / "b")
     with pytest.raises(OptionError, match=r"no qrels/dev\.tsv; splits here: test"):
@@ -377,11 +407,17 @@ def test_qrels_with_a_bad_score(tmp_path):
 
 
 def test_qrels_with_wrong_columns(tmp_path):
-    folder = make_beir(tmp_path / "b", qrels="q1 d1 1\n")
+    folder = make_beir(tmp_path / "b", qrels="q1\td1\n")
     assert error_of(folder).message == (
-        "qrels/test.tsv line 1: expected 3 tab-separated columns "
-        "(query-id, corpus-id, score), got 1"
+        "qrels/test.tsv line 1: expected 3 columns (query-id, corpus-id, score) or TREC's 4 "
+        "(query-id, iteration, corpus-id, score), separated by tabs or spaces; got 2"
     )
+
+
+def test_qrels_with_an_empty_id(tmp_path):
+    error = error_of(make_beir(tmp_path / "b", qrels="q1\td1\t1\n\td2\t0\n"))
+    assert (error.file, error.line, error.field) == ("qrels/test.tsv", 2, "query-id")
+    assert error.message == 'qrels/test.tsv line 2, field "query-id": the id is empty'
 
 
 def test_beir_corpus_record_without_id(tmp_path):

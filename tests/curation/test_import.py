@@ -282,6 +282,19 @@ def test_zip_of_a_beir_folder(tmp_path):
     assert dataset.source == "mini.zip"
 
 
+@pytest.mark.parametrize(
+    "qrels",
+    ["q1 0 d1 1\nq1 Q0 d2 0\n", "q1\td1\t1\nq1\td2\t0\n"],
+    ids=["trec-4-columns-spaces", "3-columns-no-header"],
+)
+def test_a_beir_folder_with_trec_or_headerless_qrels_imports(tmp_path, qrels):
+    dataset = dataset_import(
+        source=make_beir(tmp_path / "b", qrels=qrels), dataset_name="b"
+    ).dataset
+    assert (dataset.query_count, dataset.positive_count, dataset.negative_count) == (1, 1, 1)
+    assert dataset.format == "beir"
+
+
 def test_zip_without_a_beir_folder(tmp_path):
     archive = tmp_path / "x.zip"
     with zipfile.ZipFile(archive, "w") as packed:

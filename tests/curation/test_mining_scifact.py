@@ -6,8 +6,8 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
+from core.ml.encoder import Encoder, EncoderSettings, passage_text
 from core.models import JobStatus
-from curation.mining.encode import Encoder, passage_text
 from curation.models import (
     Candidate,
     CandidateOrigin,
@@ -129,7 +129,9 @@ def test_mining_scifact_end_to_end(scifact, count_passage_encodes):
     from curation.embeddings import corpus_embeddings_get
 
     ids, matrix = corpus_embeddings_get(
-        corpus=dataset.corpus, model=minilm_path(), max_seq_length=MAX_LEN, precision="fp32"
+        corpus=dataset.corpus,
+        model=minilm_path(),
+        settings=EncoderSettings(max_seq_length=MAX_LEN, precision="fp32"),
     )
     assert sum(count_passage_encodes) == n_passages  # that read came from the cache too
     doc_of = dict(dataset.corpus.passages.values_list("id", "doc_id"))

@@ -5,12 +5,12 @@ streamlined subsample served from the full run's vectors, progress and cancellat
 import dataclasses
 import json
 
-import numpy as np
 import pytest
 
-from evaluation.beir import beir_folder_open, beir_task_build
+from core.ml.beir import beir_folder_open
+from core.ml.encoder import EncoderSettings
+from evaluation.beir import beir_task_build
 from evaluation.core import (
-    EncodeSettings,
     EvalEncoder,
     ModelSource,
     TaskDataError,
@@ -19,36 +19,10 @@ from evaluation.core import (
     split_scores,
     task_evaluate,
 )
-from evaluation.embedding_cache import MAX_SHARDS, VectorStore, text_keys
 
 from . import TEST_MAX_SEQ_LENGTH, minilm_path, scifact_mini
 
-SETTINGS = EncodeSettings(batch_size=32, max_seq_length=TEST_MAX_SEQ_LENGTH, precision="fp32")
-
-
-# --- the store ----------------------------------------------------------------------------
-
-
-def test_the_store_finds_what_was_added_and_merges_its_shards(tmp_path):
-    store = VectorStore(tmp_path, {"model": "m@1", "document_prompt": ""})
-    texts = [f"document {i}" for i in range(40)]
-    vectors = np.random.default_rng(0).standard_normal((40, 8)).astype(np.float32)
-    found, got = store.lookup(text_keys(texts))
-    assert not found.any() and got is None
-    # One shard per add, duplicates within an add stored once.
-    for start in range(0, 40, 4):
-        part = slice(start, start + 4)
-        store.add(text_keys(texts[part] + texts[part]), np.concatenate([vectors[part]] * 2))
-    shards = [p for p in store.folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    assert len(shards) <= MAX_SHARDS  # ten adds, merged on the way
-    wanted = texts[::-1] + ["never added"]
-    found, got = store.lookup(text_keys(wanted))
-    assert found.tolist() == [True] * 40 + [False]
-    assert np.array_equal(got, vectors[::-1])  # bit for bit, in the order asked
-    assert json.loads((store.folder / "meta.json").read_text())["model"] == "m@1"
-    # Another family (another prompt) shares nothing.
-    other = VectorStore(tmp_path, {"model": "m@1", "document_prompt": "passage: "})
-    assert not other.lookup(text_keys(texts))[0].any()
+SETTINGS = EncoderSettings(batch_size=32, max_seq_length=TEST_MAX_SEQ_LENGTH, precision="fp32")
 
 
 def test_split_scores_average_several_subsets():

@@ -1,24 +1,29 @@
-"""A content-addressed store of document embeddings for evaluation. No Django.
+"""The one on-disk embedding cache of Sieve, content-addressed. No Django.
 
-Evaluation corpora live in files (a BEIR folder, an mteb dataset from the hub), not in the
-database, and a streamlined run encodes a subsample of the same corpus: so vectors are kept
-per *family* (a digest of everything that decides a vector besides the text: the model's exact
-identity, the document prompt, the max sequence length, precision, quantization, device type)
-and looked up by a digest of each document's text. A second evaluation of the same model finds
-every document; a subsample finds its documents in the full run's vectors; a corpus that
-changed re-encodes only the changed documents.
+Mining (a corpus in the database), synthesis's teacher and evaluation (a corpus in files,
+or a streamlined subsample of one) all file vectors the same way: per *family* — a digest of
+everything besides the text that decides a vector (the model's exact identity and revision,
+the prefix or prompt, the max sequence length, precision, ...) — and, inside a family, by a
+digest of the exact text the model reads (``title + " " + text``). So a second run of the
+same model finds every vector; a subsample finds its documents in the full run's vectors; a
+corpus that grew or changed encodes only its new or edited texts.
 
 Layout under ``root``::
 
     ab/<family>/meta.json                 the family's parts (what decides the vectors)
     ab/<family>/<shard>/keys.npy          S16 text digests, sorted ascending, unique
     ab/<family>/<shard>/vectors.npy       float32 (rows, dim), row i belongs to keys[i]
+    ab/<family>/.build.lock               held by a builder while it encodes (``building``)
+    ab/<family>/.lock                     held while shards are merged (``compact``)
 
-A shard is written in a private ``.partial-*`` folder and renamed into place in one step, so a
-reader never sees half a shard. Each evaluation that encoded something adds one shard; when a
-family holds more than ``MAX_SHARDS`` they are merged into one under a lock file. A shard
-that disappears under a reader (merged meanwhile) reads as a miss: the document is encoded
-again, which costs time, never a wrong vector.
+Crash safety: a shard is written in a private ``.partial-*`` folder, fsynced and renamed into
+place in one step, so a reader never sees half a shard and a crash leaves only a partial
+folder that a later writer removes. Concurrency: each ``add`` publishes its own shard (two
+writers never write the same file); when a family holds more than ``MAX_SHARDS`` they are
+merged into one under the family's lock. A shard that disappears under a reader (merged
+meanwhile) reads as a miss: the text is encoded again, which costs time, never a wrong
+vector. A builder that holds ``building()`` makes a second builder of the same family wait
+and then find the vectors instead of encoding them twice.
 """
 
 from __future__ import annotations
@@ -46,7 +51,8 @@ STALE_PARTIAL_SECONDS = 6 * 3600
 
 def text_key(text: str) -> bytes:
     """The 16-byte digest a document's vector is filed under: the exact text the model reads
-    (mteb's ``title + " " + text``), without the prompt, which is part of the family."""
+    (``title + " " + text``, as mteb and ``encoder.passage_text`` join them), without the
+    prefix or prompt, which is part of the family."""
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
 
 
@@ -98,9 +104,18 @@ class VectorStore:
     def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(found, vectors): ``found[i]`` says whether ``keys[i]`` is stored; ``vectors`` holds
         the found ones in the order of ``keys`` (None when nothing was found)."""
+        found, vectors = self.fill(keys)
+        return found, None if vectors is None else vectors[found]
+
+    def fill(
+        self, keys: np.ndarray, out: np.ndarray | None = None, *, found: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(found, out): the stored vector of each key written into ``out[i]``, one float32
+        row per key (allocated at the first hit when not given, so None when nothing was
+        found). Keys already marked in a given ``found`` are left alone. For a large corpus
+        this fills one matrix in place instead of copying it."""
         keys = np.asarray(keys, dtype=KEY_DTYPE)
-        found = np.zeros(len(keys), dtype=bool)
-        vectors = None
+        found = np.zeros(len(keys), dtype=bool) if found is None else found
         for shard in self._shards():
             pending = np.flatnonzero(~found)
             if not len(pending):
@@ -109,15 +124,13 @@ class VectorStore:
             hit = rows >= 0
             if not hit.any():
                 continue
-            if vectors is None:
-                vectors = np.zeros((len(keys), shard.vectors.shape[1]), dtype=np.float32)
+            if out is None:
+                out = np.zeros((len(keys), shard.vectors.shape[1]), dtype=np.float32)
             order = np.argsort(rows[hit])  # read the memory map in row order
             targets = pending[hit][order]
-            vectors[targets] = np.asarray(shard.vectors[rows[hit][order]], dtype=np.float32)
+            out[targets] = np.asarray(shard.vectors[rows[hit][order]], dtype=np.float32)
             found[targets] = True
-        if vectors is None:
-            return found, None
-        return found, vectors[found]
+        return found, out
 
     def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
         """Store ``vectors`` (float32, one row per key) as a new shard, then merge the family's
@@ -171,10 +184,15 @@ class VectorStore:
             for folder in folders:
                 shutil.rmtree(folder, ignore_errors=True)
 
+    def building(self) -> contextlib.AbstractContextManager[None]:
+        """Held by a builder from its lookup to its ``add``: a second builder of the family
+        waits, then finds the vectors. Not the merge lock: ``add`` may merge while it is held."""
+        return self._lock(".build.lock")
+
     @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
+    def _lock(self, name: str = ".lock") -> Iterator[None]:
         self.folder.mkdir(parents=True, exist_ok=True)
-        with (self.folder / ".lock").open("a") as handle:
+        with (self.folder / name).open("a") as handle:
             if fcntl is not None:
                 fcntl.flock(handle, fcntl.LOCK_EX)
             try:

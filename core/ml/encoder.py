@@ -1,6 +1,9 @@
-"""Text encoding for mining, synthesis filtering and (later) evaluation. No Django; torch and
+"""Text encoding for mining, synthesis's teacher and evaluation. No Django; torch and
 sentence-transformers are imported only when a model is loaded.
 
+* ``EncoderSettings`` is the one settings type of every caller that encodes: batch size,
+  max length, precision, device, prefixes (and, for evaluation's streamlined mode, 4-bit
+  loading). The model is named beside it: a hub id or a local folder.
 * Any sentence-transformers model, or any Hugging Face encoder (sentence-transformers wraps a
   plain transformers checkpoint with mean pooling), by hub id or local folder.
 * Per-model prefixes: E5 wants ``query: `` / ``passage: ``, BGE v1.5 an instruction on
@@ -12,14 +15,11 @@ sentence-transformers are imported only when a model is loaded.
   bf16, or a CPU with AVX512-BF16 / AMX). Measured: with native bf16 a CPU encodes SciFact
   2.3x faster at cosine >= 0.99997 to fp32; WITHOUT it (this project's AMD EPYC, AVX2 only)
   autocast emulates bf16 and is 6.7x SLOWER than fp32 — so "auto" is fp32 there. See
-  ``mining.md`` and ``docs/benchmarks.md``.
+  ``curation/mining/mining.md`` and ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import re
 import threading
 import time
@@ -27,6 +27,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+
+from .identity import ModelIdentity, model_identity
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -57,18 +59,23 @@ def default_prefixes(model: str) -> tuple[str, str]:
 
 
 def passage_text(title: str, text: str) -> str:
-    """What is encoded for a passage: ``title + " " + text`` (BEIR / MTEB's convention, so
-    evaluation can reuse mining's cache)."""
+    """What is encoded for a passage: ``title + " " + text`` (BEIR / MTEB's convention; the
+    embedding cache files each vector under a digest of this text)."""
     return f"{title} {text}" if title else text
 
 
 @dataclass(frozen=True)
-class EncoderSpec:
-    model: str  # hub id or local folder
-    max_seq_length: int | None = None  # None: the model's own
+class EncoderSettings:
+    """How a model encodes. Mining passes its prefixes to each ``encode_*`` call (they are
+    stored on its run row); evaluation hands them to mteb's wrapper as prompts."""
+
     batch_size: int = 64
-    precision: str = "auto"  # auto | fp32 | bf16
+    max_seq_length: int | None = None  # None: the model's own
+    precision: str = "auto"  # auto | fp32 | bf16 (auto: bf16 only where it is native)
     device: str | None = None  # None: cuda when available, else cpu
+    query_prefix: str = ""
+    passage_prefix: str = ""
+    quantize_4bit: bool = False  # evaluation's streamlined mode: bitsandbytes 4-bit on CUDA
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
@@ -77,91 +84,6 @@ class EncoderSpec:
             raise ValueError("batch_size must be at least 1")
         if self.max_seq_length is not None and self.max_seq_length < 1:
             raise ValueError("max_seq_length must be at least 1")
-
-
-# --- model identity -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ModelIdentity:
-    short_name: str  # for raters and pages: "all-minilm-l6-v2"
-    revision: str  # hub commit, or a digest of the local folder's files
-
-    @property
-    def key(self) -> str:
-        return f"{self.short_name}@{self.revision}"
-
-
-_SMALL_FILE = 1 << 20
-
-
-def folder_digest(folder: Path) -> str:
-    """A digest of a model folder that changes when any file changes: small files (configs,
-    tokenizer) by content; large ones (weights) by size plus their first and last MiB, which
-    never requires reading gigabytes of weights."""
-    digest = hashlib.blake2b(digest_size=16)
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        relative = path.relative_to(folder).as_posix()
-        if relative.startswith(".") or "/." in relative:
-            continue  # .cache, .git and other tool state
-        digest_file_sample(digest, path, relative)
-    return digest.hexdigest()
-
-
-def digest_file_sample(digest, path: Path, name: str) -> None:
-    """Feed ``digest`` with a file's name, size and content: whole when it is small, else its
-    first and last MiB (a changed weight file changes its size or its ends in practice, and a
-    multi-GB file is never read whole)."""
-    size = path.stat().st_size
-    digest.update(f"{name}\0{size}\0".encode())
-    with path.open("rb") as f:
-        if size <= 2 * _SMALL_FILE:
-            digest.update(f.read())
-        else:
-            digest.update(f.read(_SMALL_FILE))
-            f.seek(-_SMALL_FILE, os.SEEK_END)
-            digest.update(f.read(_SMALL_FILE))
-
-
-def _readme_title(folder: Path) -> str | None:
-    readme = folder / "README.md"
-    if not readme.is_file():
-        return None
-    with readme.open(encoding="utf-8", errors="replace") as f:
-        for _, line in zip(range(200), f, strict=False):
-            match = re.match(r"^#\s+(\S{1,80})\s*$", line)
-            if match:
-                return match.group(1)
-    return None
-
-
-_GENERIC_FOLDER_NAMES = {"model", "models", "checkpoint", "final", "output", "best"}
-
-
-def _short_name(name: str) -> str:
-    return re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-") or "model"
-
-
-def model_identity(model: str) -> ModelIdentity:
-    """Name and exact revision of ``model``: a local folder is identified by a digest of its
-    files; a hub id by the commit it resolves to (offline: the cached one)."""
-    path = Path(model).expanduser()
-    if path.is_dir():
-        name = path.resolve().name
-        if name.lower() in _GENERIC_FOLDER_NAMES or re.fullmatch(r"[0-9a-f]{40}", name):
-            # A package's "model/" folder or a hub cache snapshot: the README's title names it.
-            name = _readme_title(path) or path.resolve().parent.name
-        return ModelIdentity(_short_name(name), folder_digest(path))
-    from huggingface_hub import hf_hub_download
-
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-    repo, _, revision = str(model).partition("@")
-    config = hf_hub_download(
-        repo, "config.json", revision=revision or None, local_files_only=offline
-    )
-    # .../models--org--name/snapshots/<commit>/config.json
-    commit = Path(config).parent.name
-    return ModelIdentity(_short_name(repo.rsplit("/", 1)[-1]), commit)
 
 
 # --- encoding -----------------------------------------------------------------------------
@@ -205,16 +127,18 @@ class Encoder:
     """A loaded model with its settings. ``encode_queries`` / ``encode_passages`` return
     float32, L2-normalised rows in the order of the texts."""
 
-    def __init__(self, spec: EncoderSpec):
+    def __init__(self, model: str, settings: EncoderSettings | None = None):
         import torch
         from sentence_transformers import SentenceTransformer
 
-        self.spec = spec
-        self.device = resolve_device(spec.device)
-        self.precision = resolve_precision(spec.precision, self.device)
-        self.model = SentenceTransformer(spec.model, device=self.device)
-        if spec.max_seq_length:
-            self.model.max_seq_length = spec.max_seq_length
+        settings = settings or EncoderSettings()
+        self.model_name = model
+        self.settings = settings
+        self.device = resolve_device(settings.device)
+        self.precision = resolve_precision(settings.precision, self.device)
+        self.model = SentenceTransformer(model, device=self.device)
+        if settings.max_seq_length:
+            self.model.max_seq_length = settings.max_seq_length
         self.max_seq_length = int(self.model.max_seq_length or 0)
         get_dim = getattr(self.model, "get_embedding_dimension", None) or (
             self.model.get_sentence_embedding_dimension
@@ -228,11 +152,11 @@ class Encoder:
     @property
     def identity(self) -> ModelIdentity:
         if self._identity is None:
-            self._identity = model_identity(self.spec.model)
+            self._identity = model_identity(self.model_name)
         return self._identity
 
     def _encode(self, texts: list[str], prefix: str, batch_size: int | None) -> np.ndarray:
-        batch_size = batch_size or self.spec.batch_size
+        batch_size = batch_size or self.settings.batch_size
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         inputs = [prefix + t for t in texts] if prefix else list(texts)
@@ -264,26 +188,25 @@ class Encoder:
         return self._encode(texts, prefix, batch_size)
 
 
-_loaded: dict[EncoderSpec, Encoder] = {}
+_loaded: dict[tuple[str, EncoderSettings], Encoder] = {}
 _loaded_lock = threading.Lock()
 # A worker usually mines with one or two models; keep them, not every model ever asked for.
 _MAX_LOADED = 2
 
 
-def encoder_get(spec: EncoderSpec) -> Encoder:
-    """A loaded ``Encoder`` for ``spec``, reused within the process (loading costs seconds).
-    The batch size does not change the model, so callers pass theirs to ``encode_*``."""
-    key = replace(spec, batch_size=EncoderSpec.batch_size)
+def encoder_get(model: str, settings: EncoderSettings) -> Encoder:
+    """A loaded ``Encoder`` for ``model`` with ``settings``, reused within the process
+    (loading costs seconds). The batch size and the prefixes do not change the model, so
+    callers pass theirs to ``encode_*``."""
+    shared = replace(
+        settings, batch_size=EncoderSettings.batch_size, query_prefix="", passage_prefix=""
+    )
+    key = (model, shared)
     with _loaded_lock:
         encoder = _loaded.get(key)
         if encoder is None:
-            encoder = Encoder(key)
+            encoder = Encoder(model, shared)
             while len(_loaded) >= _MAX_LOADED:
                 _loaded.pop(next(iter(_loaded)))
             _loaded[key] = encoder
         return encoder
-
-
-def cache_key(parts: dict) -> str:
-    """A stable digest of the settings that decide an embedding matrix's values."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
