@@ -1,0 +1,1 @@
+"""The ML data layer shared by mining, training and evaluation (README.md here). Pure: no Django."""
