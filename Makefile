@@ -1,14 +1,16 @@
 # Two commands: `make run` (set up on first use, then web + workers) and `make test`.
-# Everything lives in .venv; requirements are installed again only when they change.
+# Everything lives in .venv; requirements are installed again only when their content changes
+# (a hash of both files names the stamp: a fresh clone's file times do not matter).
 
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.requirements-installed
+REQUIREMENTS_HASH := $(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.requirements-$(REQUIREMENTS_HASH)
 # `make run ADDR=0.0.0.0:8000` to listen elsewhere than 127.0.0.1:8000.
 ADDR ?= 127.0.0.1:8000
 
-.PHONY: run setup test test-embedded bench-import
+.PHONY: run setup test lint test-embedded bench-import
 
 run: setup
 	$(PY) manage.py runall --addr $(ADDR)
@@ -19,8 +21,15 @@ setup: $(STAMP)
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py setup_sieve
 
-test: $(STAMP)
+test: lint
 	$(VENV)/bin/pytest
+
+# The shape of the code: style, complexity (C901 ≤ 15) and formatting (ruff), and the layers
+# between apps (import-linter, contracts in pyproject.toml; docs/architecture.md).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 # The tests whose behaviour depends on the database and the broker (jobs, imports, review,
 # real worker processes), again on what `make run` uses: SQLite and the filesystem broker,
@@ -36,7 +45,7 @@ bench-import: $(STAMP)
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# The stamp is newer than both requirements files once they are installed.
-$(STAMP): requirements.txt requirements-dev.txt | $(PY)
+$(STAMP): | $(PY)
 	$(PY) -m pip install -r requirements-dev.txt
+	rm -f $(VENV)/.requirements-*
 	touch $@

@@ -131,6 +131,9 @@ class Candidate(models.Model):
         ]
         # The FK on passage already has its index (reverse lookups, PROTECT checks).
 
+    def __str__(self) -> str:
+        return f"candidate #{self.pk} ({self.role}, query #{self.query_id})"
+
 
 class Verdict(models.TextChoices):
     RELEVANT = "relevant"  # for a negative: a false negative
@@ -180,6 +183,9 @@ class Judgment(models.Model):
             models.Index(fields=["rater", "created_at"], name="judgment_rater_time_idx"),
         ]
 
+    def __str__(self) -> str:
+        return f"judgment #{self.pk} by {self.rater}: {self.verdict}"
+
 
 class DecisionLabel(models.TextChoices):
     RELEVANT = "relevant"  # a negative with this label is a confirmed false negative
@@ -208,6 +214,11 @@ class Decision(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["candidate", "-id"], name="decision_latest_idx")]
+
+    def __str__(self) -> str:
+        return (
+            f"decision #{self.pk}: {self.label} on candidate #{self.candidate_id} ({self.source})"
+        )
 
 
 class ImportJob(Job):
@@ -391,6 +402,9 @@ class CascadeItem(models.Model):
             models.Index(fields=["run", "stage", "status"], name="cascade_item_progress_idx")
         ]
 
+    def __str__(self) -> str:
+        return f"cascade #{self.run_id} stage {self.stage} query #{self.query_id}: {self.status}"
+
 
 class LLMCall(models.Model):
     """Response cache and cost ledger. ``key`` = sha256 of (endpoint, model, messages,
@@ -416,6 +430,9 @@ class LLMCall(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["cascade_run", "stage"], name="llmcall_run_stage_idx")]
+
+    def __str__(self) -> str:
+        return f"LLM call #{self.pk} {self.model} ({self.key[:12]})"
 
 
 class SynthesisNegativeMode(models.TextChoices):

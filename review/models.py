@@ -88,6 +88,9 @@ class ReviewItem(models.Model):
             models.Index(fields=["campaign", "agreed", "id"], name="review_item_agreed_idx"),
         ]
 
+    def __str__(self) -> str:
+        return f"review item #{self.pk} of campaign #{self.campaign_id} ({self.stratum})"
+
 
 class ReviewLock(models.Model):
     """A short-lived claim of an item by an annotator, so two people never hold the same item
@@ -102,6 +105,9 @@ class ReviewLock(models.Model):
             models.UniqueConstraint(fields=["item", "user"], name="review_lock_unique"),
         ]
         indexes = [models.Index(fields=["item", "expires_at"], name="review_lock_item_idx")]
+
+    def __str__(self) -> str:
+        return f"hold on review item #{self.item_id} by user #{self.user_id}"
 
 
 class ReviewSubmission(models.Model):
@@ -122,6 +128,9 @@ class ReviewSubmission(models.Model):
             ),
         ]
         indexes = [models.Index(fields=["user", "-created_at"], name="review_submission_user_idx")]
+
+    def __str__(self) -> str:
+        return f"answer #{self.pk} to review item #{self.item_id} by user #{self.user_id}"
 
 
 class AgreementReport(Job):
