@@ -10,7 +10,7 @@ STAMP := $(VENV)/.requirements-$(REQUIREMENTS_HASH)
 # `make run ADDR=0.0.0.0:8000` to listen elsewhere than 127.0.0.1:8000.
 ADDR ?= 127.0.0.1:8000
 
-.PHONY: run setup test lint test-embedded bench-import
+.PHONY: run setup test lint test-embedded screenshots bench-import
 
 run: setup
 	$(PY) manage.py runall --addr $(ADDR)
@@ -38,6 +38,10 @@ EMBEDDED_TESTS := tests/core tests/curation/test_import*.py tests/curation/test_
 	tests/curation/test_cascade_worker.py tests/review tests/web/test_imports.py
 test-embedded: $(STAMP)
 	SIEVE_TEST_EMBEDDED=1 $(VENV)/bin/pytest $(EMBEDDED_TESTS)
+
+# The README's pictures: the browser tests, writing their screenshots into docs/screenshots.
+screenshots: $(STAMP)
+	SIEVE_SCREENSHOTS_DIR=docs/screenshots $(VENV)/bin/pytest tests/browser
 
 bench-import: $(STAMP)
 	$(PY) bench/import_bench.py

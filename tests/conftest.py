@@ -4,6 +4,8 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import Group
 
+from tests.support.environment import missing
+
 SHARED_DATA = Path(
     os.environ.get("SIEVE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
 )
@@ -23,7 +25,7 @@ def pytest_report_header(config) -> str:
 def shared_data() -> Path:
     """The real data in ../shared/data; tests that need it skip with a reason without it."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data folder {SHARED_DATA} is not present")
+        missing(f"real data folder {SHARED_DATA} is not present")
     return SHARED_DATA
 
 
@@ -91,7 +93,7 @@ def _database_url_for_subprocess() -> str:
         return f"postgres://{auth}@{host}:{port}/{db['NAME']}"
     if connection.vendor == "sqlite" and not connection.is_in_memory_db():
         return f"sqlite:///{db['NAME']}"
-    pytest.skip("a worker process needs a test database it can open: run with PostgreSQL")
+    missing("a worker process needs a test database it can open: run with PostgreSQL")
 
 
 class CeleryWorkerProcess:
@@ -198,7 +200,7 @@ def celery_worker_process(transactional_db, tmp_path):
     from config.celery import app
 
     if settings.CELERY_BROKER_URL.startswith("memory"):
-        pytest.skip("a worker process needs a real broker (Redis or the filesystem transport)")
+        missing("a worker process needs a real broker (Redis or the filesystem transport)")
     env = dict(os.environ)
     env.update(
         DATABASE_URL=_database_url_for_subprocess(),

@@ -19,6 +19,7 @@ from evaluation.core import (
     split_scores,
     task_evaluate,
 )
+from tests.support.environment import missing
 
 from . import TEST_MAX_SEQ_LENGTH, minilm_path, scifact_mini
 
@@ -45,7 +46,7 @@ def mini(tmp_path_factory):
     from tests.conftest import SHARED_DATA
 
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data folder {SHARED_DATA} is not present")
+        missing(f"real data folder {SHARED_DATA} is not present")
     folder = tmp_path_factory.mktemp("beir") / "mini"
     info = scifact_mini(SHARED_DATA, folder, queries=30, distractors=70)
     return beir_folder_open(folder), info

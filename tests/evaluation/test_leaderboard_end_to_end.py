@@ -10,6 +10,7 @@ from evaluation.models import EvalResult
 from evaluation.selectors import leaderboard_get
 from evaluation.services import evaluation_run_create, evaluation_run_execute
 from tests.conftest import SHARED_DATA
+from tests.support.environment import missing
 from tests.training import minilm_path, scifact_snapshots
 from training.services import training_run_create, training_run_execute
 
@@ -23,7 +24,7 @@ SMALL = {"max_seq_length": TEST_MAX_SEQ_LENGTH, "precision": "fp32"}
 @pytest.fixture
 def folders(settings, tmp_path):
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data folder {SHARED_DATA} is not present")
+        missing(f"real data folder {SHARED_DATA} is not present")
     settings.SIEVE_SNAPSHOT_DIR = tmp_path / "snapshots"
     settings.SIEVE_MODEL_DIR = tmp_path / "models"
     settings.SIEVE_EVAL_DATA_DIRS = [tmp_path / "eval-data"]

@@ -1,6 +1,7 @@
 """all-MiniLM-L6-v2 on the full SciFact test split (5,183 abstracts, 300 claims) from the shared
 BEIR folder, through the evaluation service: the published MTEB figure, nDCG@10 = 0.6451.
-About five minutes on a 2-core CPU; the second run reads the corpus from the cache."""
+Encoding 5,183 abstracts on a 2-core CPU took ~14 minutes on a quiet machine and ~49 under load
+(2026-12-04); the second run reads the corpus from the cache and takes seconds."""
 
 import pytest
 
@@ -14,6 +15,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 PUBLISHED_NDCG_AT_10 = 0.6451
 
 
+@pytest.mark.timeout(3600)  # past the suite's default: the one full-corpus check
 def test_minilm_on_the_full_scifact_test_split_matches_mteb(shared_data, settings, tmp_path):
     settings.SIEVE_EVAL_DATA_DIRS = [shared_data / "beir"]
     settings.SIEVE_EMBEDDING_CACHE_DIR = tmp_path / "embeddings"

@@ -21,6 +21,7 @@ from evaluation.services import (
 )
 from tests.conftest import SHARED_DATA
 from tests.factories import EvalResultFactory, TrainingRunFactory
+from tests.support.environment import missing
 
 from . import TEST_MAX_SEQ_LENGTH, minilm_path, scifact_mini
 
@@ -32,7 +33,7 @@ SMALL = {"max_seq_length": TEST_MAX_SEQ_LENGTH, "precision": "fp32"}
 def data_dir(tmp_path_factory):
     """Two small SciFact folders: ``mini`` (30 claims) and ``mini2`` (10 other claims)."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data folder {SHARED_DATA} is not present")
+        missing(f"real data folder {SHARED_DATA} is not present")
     root = tmp_path_factory.mktemp("eval-data")
     info = scifact_mini(SHARED_DATA, root / "mini", queries=30, distractors=70)
     scifact_mini(SHARED_DATA, root / "mini2", queries=10, distractors=20, skip_queries=30)

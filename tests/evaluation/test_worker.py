@@ -10,6 +10,7 @@ from core.models import JobStatus
 from evaluation.models import EvaluationRun
 from evaluation.services import evaluation_run_create
 from tests.conftest import SHARED_DATA
+from tests.support.environment import missing
 
 from . import TEST_MAX_SEQ_LENGTH, minilm_path, scifact_mini
 
@@ -24,7 +25,7 @@ def eval_env(monkeypatch, settings, tmp_path):
     """Data, cache and results folders for this test, set in the environment before the
     worker starts (so that it sees them too) and in this process's settings."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data folder {SHARED_DATA} is not present")
+        missing(f"real data folder {SHARED_DATA} is not present")
     data = tmp_path / "eval-data"
     scifact_mini(SHARED_DATA, data / "mini", queries=10, distractors=20)
     # Big enough that the worker is still encoding it when the test kills the worker.

@@ -17,6 +17,7 @@ from experiments.models import PolicyComparison
 from experiments.services import policy_comparison_create, policy_comparison_execute
 from tests.conftest import SHARED_DATA
 from tests.evaluation import TEST_MAX_SEQ_LENGTH, scifact_mini
+from tests.support.environment import missing
 from tests.training import scifact_snapshots
 from training import tasks as training_tasks
 from training.models import TrainingRun
@@ -32,7 +33,7 @@ TASK = "beir:scifact-mini"
 @pytest.fixture
 def folders(settings, tmp_path):
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data folder {SHARED_DATA} is not present")
+        missing(f"real data folder {SHARED_DATA} is not present")
     settings.SIEVE_SNAPSHOT_DIR = tmp_path / "snapshots"
     settings.SIEVE_MODEL_DIR = tmp_path / "models"
     settings.SIEVE_EVAL_DATA_DIRS = [tmp_path / "eval-data"]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from core.errors import ApplicationError
+from tests.support.environment import missing
 from training.core import (
     COMPLETE_MARKER,
     ConfigError,
@@ -170,7 +171,7 @@ def scifact_rows(tmp_path_factory):
     from tests.conftest import SHARED_DATA
 
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data folder {SHARED_DATA} is not present")
+        missing(f"real data folder {SHARED_DATA} is not present")
     path = tmp_path_factory.mktemp("scifact") / "train.jsonl"
     scifact_train_bge(SHARED_DATA, path, queries=32)
     return build_rows(read_examples(path, "bge"), num_negatives=2, seed=0)
