@@ -11,6 +11,38 @@ SHARED_DATA = Path(
 )
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _record_requested_routes(django_db_setup):
+    from tests.support import routes
+
+    routes.start_recording()
+
+
+def _whole_suite(config) -> bool:
+    """A run of every test (what `make test` and CI run), not a file, -k or -m selection."""
+    args = [a for a in config.args if a.rstrip("/") not in ("tests", str(Path(__file__).parent))]
+    return not args and not config.option.keyword and not config.option.markexpr
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Every URL route the project serves must be requested by some test (a regression in a
+    page or endpoint no test opens would pass CI)."""
+    forced = os.environ.get("SIEVE_CHECK_ROUTES") == "1"  # for a partial run, on purpose
+    if exitstatus != 0 or not (forced or _whole_suite(session.config)):
+        return
+    from tests.support import routes
+
+    unrequested = routes.unrequested()
+    if unrequested:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        reporter.write_line(
+            f"FAILED: {len(unrequested)} URL routes were requested by no test:", red=True
+        )
+        for name, path in sorted(unrequested.items()):
+            reporter.write_line(f"  {name}  /{path}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def pytest_report_header(config) -> str:
     """Which database and broker this run tests (CI runs the suite on two)."""
     from django.conf import settings
@@ -61,6 +93,12 @@ def admin_user(db, django_user_model):
 @pytest.fixture
 def curator_client(client, curator):
     client.force_login(curator)
+    return client
+
+
+@pytest.fixture
+def viewer_client(client, viewer):
+    client.force_login(viewer)
     return client
 
 

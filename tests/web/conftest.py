@@ -5,12 +5,6 @@ from tests.factories import CandidateFactory, DatasetFactory, PassageFactory, Qu
 
 
 @pytest.fixture
-def viewer_client(client, viewer):
-    client.force_login(viewer)
-    return client
-
-
-@pytest.fixture
 def tiny_dataset(db):
     """Two queries, each with one positive and two ranked negatives; counts denormalized the
     way the importer keeps them."""

@@ -1,0 +1,72 @@
+"""The training REST API (list, create, detail, cancel) with its roles, and the training runs
+panel of a snapshot page. Runs are queued, not trained: the task is captured (``sent``)."""
+
+import pytest
+from django.urls import reverse
+from rest_framework.test import APIClient
+
+from core.models import JobStatus
+from tests.factories import SnapshotFactory, TrainingRunFactory
+from training.models import TrainingRun
+
+pytestmark = pytest.mark.django_db
+
+
+def _api(user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def test_the_api_lists_creates_shows_and_cancels_runs(
+    curator, viewer, snapshot, sent, django_capture_on_commit_callbacks
+):
+    api = _api(curator)
+    with django_capture_on_commit_callbacks(execute=True):
+        created = api.post(
+            reverse("api:training-list"),
+            {"snapshot": snapshot.pk, "name": "api run", "config": {"max_steps": 3}},
+            format="json",
+        )
+    assert created.status_code == 202, created.json()
+    body = created.json()
+    assert body["status"] == "queued" and body["config"]["max_steps"] == 3 and sent == [body["id"]]
+    listed = _api(viewer).get(reverse("api:training-list")).json()
+    assert [row["id"] for row in listed["results"]] == [body["id"]]
+    detail = _api(viewer).get(reverse("api:training-detail", args=[body["id"]])).json()
+    assert detail["name"] == "api run" and detail["snapshot"] == snapshot.pk
+    assert _api(viewer).post(reverse("api:training-cancel", args=[body["id"]])).status_code == 403
+    cancelled = api.post(reverse("api:training-cancel", args=[body["id"]]))
+    assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled"
+    assert TrainingRun.objects.get().status == JobStatus.CANCELLED
+
+
+def test_the_api_names_the_field_of_a_bad_config(curator, snapshot, sent):
+    response = _api(curator).post(
+        reverse("api:training-list"),
+        {"snapshot": snapshot.pk, "config": {"learning_rate": -1}},
+        format="json",
+    )
+    assert response.status_code == 400 and response.json()["field"] == "learning_rate"
+    assert sent == [] and not TrainingRun.objects.exists()
+
+
+def test_viewers_cannot_launch_and_annotators_see_nothing(viewer, annotator, snapshot, sent):
+    refused = _api(viewer).post(
+        reverse("api:training-list"), {"snapshot": snapshot.pk}, format="json"
+    )
+    assert refused.status_code == 403
+    assert _api(annotator).get(reverse("api:training-list")).status_code == 403
+
+
+def test_a_snapshots_page_loads_its_training_runs_panel(viewer_client):
+    snapshot = SnapshotFactory()
+    run = TrainingRunFactory(snapshot=snapshot, name="on this snapshot")
+    TrainingRunFactory(name="on another snapshot")
+    page = viewer_client.get(reverse("curation:snapshot_detail", args=[snapshot.pk])).content
+    panel_url = reverse("training:snapshot_runs", args=[snapshot.pk])
+    assert f'hx-get="{panel_url}"'.encode() in page
+    panel = viewer_client.get(panel_url, headers={"HX-Request": "true"}).content.decode()
+    assert "on this snapshot" in panel and "on another snapshot" not in panel
+    assert reverse("training:run_detail", args=[run.pk]) in panel and "<html" not in panel
+    assert "<html" in viewer_client.get(panel_url).content.decode()
