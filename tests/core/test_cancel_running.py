@@ -1,0 +1,132 @@
+"""Stopping a job while a real worker is running it (not before it starts): the user's cancel
+reaches the job at its next progress write, the row ends "cancelled", and what the job was
+writing is not left half done. Import (all or nothing: no dataset appears) and export (no
+snapshot appears), both started and cancelled through the REST API as a client would."""
+
+import io
+import json
+import time
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+from rest_framework.test import APIClient
+
+from core.models import FINISHED_STATUSES, JobStatus
+from curation.models import Candidate, CandidateRole, Corpus, Dataset, Passage, Query, Snapshot
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+# Safety limits for a loaded machine; nothing here asserts a duration.
+START_TIMEOUT = 120
+STOP_TIMEOUT = 120
+
+
+def _api(user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def _wait(api, detail_url: str, done, *, timeout: float, worker) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = api.get(detail_url).json()
+        if done(job):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"timed out; last state {job}\n{worker.log_text()}")
+
+
+def _running_with_progress(job: dict) -> bool:
+    return job["status"] in FINISHED_STATUSES or (
+        job["status"] == "running" and job["progress"] > 0
+    )
+
+
+def _cancel_and_wait(api, job: dict, *, detail: str, cancel: str, worker) -> dict:
+    assert job["status"] == JobStatus.RUNNING, job  # it must still be running to be stopped
+    assert api.post(reverse(cancel, args=[job["id"]])).status_code == 202
+    return _wait(
+        api,
+        reverse(detail, args=[job["id"]]),
+        lambda j: j["status"] in FINISHED_STATUSES,
+        timeout=STOP_TIMEOUT,
+        worker=worker,
+    )
+
+
+def _big_bge_file(queries: int) -> bytes:
+    out = io.StringIO()
+    for i in range(queries):
+        record = {
+            "query": f"question number {i} about topic {i % 97}",
+            "pos": [f"the answer to question {i}, written out at some length " * 3],
+            "neg": [f"an unrelated passage {i}-{j} of moderate length " * 3 for j in range(5)],
+        }
+        out.write(json.dumps(record) + "\n")
+    return out.getvalue().encode()
+
+
+def test_cancelling_a_running_import_leaves_no_dataset(celery_worker_process, curator):
+    api = _api(curator)
+    response = api.post(
+        reverse("api:import-list"),
+        {
+            "file": SimpleUploadedFile("big.jsonl", _big_bge_file(60_000)),
+            "dataset_name": "cancel-me",
+            "format": "bge",
+        },
+        format="multipart",
+    )
+    assert response.status_code == 202, response.content
+    detail = reverse("api:import-detail", args=[response.json()["id"]])
+    job = _wait(
+        api, detail, _running_with_progress, timeout=START_TIMEOUT, worker=celery_worker_process
+    )
+    ended = _cancel_and_wait(
+        api,
+        job,
+        detail="api:import-detail",
+        cancel="api:import-cancel",
+        worker=celery_worker_process,
+    )
+    assert ended["status"] == JobStatus.CANCELLED and ended["error"] == "cancelled by a user"
+    assert not Dataset.objects.filter(name="cancel-me").exists()
+    assert not Query.objects.exists() and not Candidate.objects.exists()
+
+
+def test_cancelling_a_running_export_leaves_no_snapshot(celery_worker_process, curator, settings):
+    corpus = Corpus.objects.create(name="big")
+    dataset = Dataset.objects.create(name="big", corpus=corpus)
+    queries = Query.objects.bulk_create(
+        Query(dataset=dataset, query_id=f"q{i}", text=f"question {i}") for i in range(40_000)
+    )
+    passages = Passage.objects.bulk_create(
+        Passage(corpus=corpus, doc_id=f"d{i}", text=f"passage {i} " * 20) for i in range(80_000)
+    )
+    Candidate.objects.bulk_create(
+        Candidate(query=query, passage=passages[2 * i + k], role=role, rank=k or None)
+        for i, query in enumerate(queries)
+        for k, role in enumerate((CandidateRole.POSITIVE, CandidateRole.NEGATIVE))
+    )
+    api = _api(curator)
+    response = api.post(
+        reverse("api:snapshot-list"),
+        {"dataset": dataset.pk, "policy": "default", "format": "bge"},
+        format="json",
+    )
+    assert response.status_code == 202, response.content
+    detail = reverse("api:export-detail", args=[response.json()["id"]])
+    job = _wait(
+        api, detail, _running_with_progress, timeout=START_TIMEOUT, worker=celery_worker_process
+    )
+    ended = _cancel_and_wait(
+        api,
+        job,
+        detail="api:export-detail",
+        cancel="api:export-cancel",
+        worker=celery_worker_process,
+    )
+    assert ended["status"] == JobStatus.CANCELLED and ended["snapshot"] is None
+    assert not Snapshot.objects.exists()
