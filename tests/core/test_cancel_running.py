@@ -9,6 +9,7 @@ import time
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
@@ -130,3 +131,45 @@ def test_cancelling_a_running_export_leaves_no_snapshot(celery_worker_process, c
     )
     assert ended["status"] == JobStatus.CANCELLED and ended["snapshot"] is None
     assert not Snapshot.objects.exists()
+
+
+def test_cancelling_a_running_mining_run_adds_no_negatives(
+    celery_worker_process, curator, shared_data
+):
+    """Mining encodes the corpus first, reporting after each slice of 1,024 passages: the
+    cancel is seen at the next report and nothing is mined. 1,100 shortened SciFact
+    abstracts: one slice to wait for, then the cancel."""
+    import gzip
+
+    from curation.models import CandidateOrigin, MiningRun
+    from curation.services.mining import mining_run_create
+    from tests.curation.mining_support import minilm_path
+    from tests.factories import CandidateFactory, DatasetFactory, PassageFactory, QueryFactory
+
+    dataset = DatasetFactory(name="mine-then-stop", query_count=1, positive_count=1)
+    query = QueryFactory(dataset=dataset, query_id="q1", text="what do bees make")
+    CandidateFactory(query=query, role=CandidateRole.POSITIVE, passage__text="Bees make honey.")
+    with gzip.open(shared_data / "beir" / "scifact" / "corpus.jsonl.gz", "rt") as corpus:
+        for _, line in zip(range(1100), corpus, strict=False):
+            PassageFactory(corpus=dataset.corpus, text=json.loads(line)["text"][:300])
+    run = mining_run_create(dataset=dataset, model_name=minilm_path(), user=curator)
+
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        run.refresh_from_db()
+        if run.status in FINISHED_STATUSES or (run.status == "running" and run.progress > 0):
+            break
+        time.sleep(0.1)
+    assert run.status == JobStatus.RUNNING, (run.status, celery_worker_process.log_text())
+    page = Client()  # the run page's Cancel button, as a curator presses it
+    page.force_login(curator)
+    assert page.post(reverse("curation:mining_run_cancel", args=[run.pk])).status_code == 302
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while time.monotonic() < deadline:
+        run.refresh_from_db()
+        if run.status in FINISHED_STATUSES:
+            break
+        time.sleep(0.1)
+    assert run.status == JobStatus.CANCELLED, (run.status, run.error)
+    assert isinstance(run, MiningRun) and run.progress < 1.0
+    assert not Candidate.objects.filter(origin=CandidateOrigin.MINED).exists()
