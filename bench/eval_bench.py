@@ -121,7 +121,15 @@ def _warm_imports(model: str) -> None:
     import mteb  # noqa: F401
     from sentence_transformers import SentenceTransformer
 
-    SentenceTransformer(model, device="cpu")
+    SentenceTransformer(model, device=_device())
+
+
+def _device() -> str:
+    """The device our evaluation runs on (a GPU where there is one): both sides use it, so
+    the comparison is of the same hardware."""
+    from core.ml.encoder import resolve_device
+
+    return resolve_device(None)
 
 
 def _direct(model: str, folder: Path, args, results: Path) -> dict:
@@ -133,7 +141,7 @@ def _direct(model: str, folder: Path, args, results: Path) -> dict:
     from evaluation.beir import beir_task_build
 
     started = time.perf_counter()
-    plain = SentenceTransformer(model, device="cpu")
+    plain = SentenceTransformer(model, device=_device())
     if args.max_seq_length:
         plain.max_seq_length = args.max_seq_length
     loaded = time.perf_counter()
