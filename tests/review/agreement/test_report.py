@@ -1,4 +1,4 @@
-"""The pure report builder (curation/agreement/report.py) and the confusion-matrix bootstrap,
+"""The pure report builder (review/agreement/report.py) and the confusion-matrix bootstrap,
 on plain arrays: against scikit-learn, statsmodels, krippendorff and scipy's bootstrap, and
 on the edge cases (latest rating wins, ties, one class only, no humans)."""
 
@@ -13,9 +13,9 @@ import pytest
 from scipy.stats import bootstrap
 from sklearn.metrics import cohen_kappa_score, f1_score, precision_score, recall_score
 
-from curation.agreement import report as rep
-from curation.agreement import stats
-from curation.agreement.report import (
+from review.agreement import report as rep
+from review.agreement import stats
+from review.agreement.report import (
     CASCADE_FINAL,
     HUMAN,
     MACHINE,
@@ -25,6 +25,7 @@ from curation.agreement.report import (
     Slicing,
     agreement_report,
 )
+from review.agreement.report_csv import csv_rows
 
 M = stats.MISSING
 HUMANS = (Rater("user:a", "a", HUMAN), Rater("user:b", "b", HUMAN), Rater("user:c", "c", HUMAN))
@@ -261,7 +262,7 @@ def test_csv_has_every_section_and_neutralises_formulas():
     slicing = Slicing("dataset", ("=HYPERLINK(1)",), np.zeros(200, dtype=int))
     result = agreement_report(long_format(matrix, raters, slicings=(slicing,))).to_json()
     text = io.StringIO()
-    csv.writer(text).writerows(rep.csv_rows(result))
+    csv.writer(text).writerows(csv_rows(result))
     rows = list(csv.DictReader(io.StringIO(text.getvalue())))
     assert {r["section"] for r in rows} == {
         "humans", "human_pairs", "flag_pairs", "machine_vs_majority", "slice_humans",

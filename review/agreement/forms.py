@@ -2,7 +2,7 @@ from django import forms
 
 from curation.models import Dataset
 
-from .models import ReviewCampaign
+from ..models import ReviewCampaign
 
 
 class AgreementReportForm(forms.Form):

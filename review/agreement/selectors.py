@@ -35,11 +35,11 @@ from django.db.models.functions import Cast
 
 from core.models import JobStatus
 from core.pagination import KeysetPage, keyset_paginate
-from curation.agreement.report import HUMAN, MACHINE, VERDICTS, Rater, Ratings, Slicing
-from curation.agreement.stats import MISSING
 from curation.models import Dataset, Judgment, RaterKind
 
-from .models import AgreementReport, ReviewCampaign, ReviewItem, ReviewSubmission, Stratum
+from ..models import AgreementReport, ReviewCampaign, ReviewItem, ReviewSubmission, Stratum
+from .report import HUMAN, MACHINE, VERDICTS, Rater, Ratings, Slicing
+from .stats import MISSING
 
 ITEM_BATCH = 200_000
 STRATA = tuple(Stratum.values)
@@ -220,7 +220,7 @@ def agreement_ratings_fetch(
     batch_size: int = ITEM_BATCH,
     progress: Callable[[int], None] | None = None,
 ) -> Ratings:
-    """The scope's ratings in force, as ``curation.agreement.report.Ratings``.
+    """The scope's ratings in force, as ``review.agreement.report.Ratings``.
 
     Items are the distinct candidates of the scope's review items; a candidate sampled into
     two campaigns counts once, under its first review item (campaign, stratum). Humans: the

@@ -11,8 +11,8 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from core.models import JobStatus
+from review.agreement.services import agreement_report_create, agreement_report_run
 from review.models import AgreementReport
-from review.services.agreement import agreement_report_create, agreement_report_run
 
 from .conftest import STAGE1, STAGE2, build_reviewed, machine_judge
 from .reference import Reference

@@ -15,18 +15,19 @@ from core.http import query_int
 from core.job_pages import job_cancel, job_context, job_status_response
 from core.models import JobStatus
 from core.roles import CAN_CURATE, CAN_READ_DATA, has_role, role_required
-from curation.agreement import plots
-from curation.agreement.report import SCHEME_FLAG, SCHEME_VERDICT, csv_rows
 
-from .forms_agreement import AgreementReportForm
-from .models import AgreementReport
-from .selectors_agreement import (
+from ..models import AgreementReport
+from . import plots
+from .forms import AgreementReportForm
+from .report import SCHEME_FLAG, SCHEME_VERDICT
+from .report_csv import csv_rows
+from .selectors import (
     agreement_report_get,
     agreement_report_list_page,
     agreement_report_staleness,
     agreement_scope_label,
 )
-from .services.agreement import agreement_report_create
+from .services import agreement_report_create
 
 
 def _index(request, form, *, status: int = 200):

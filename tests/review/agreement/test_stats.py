@@ -10,13 +10,15 @@ import pytest
 from sklearn.metrics import cohen_kappa_score, f1_score, precision_score, recall_score
 from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss_kappa
 
-from curation.agreement import stats
+from review.agreement import stats
 
 K = 4  # relevant, not relevant, partly, unsure
 
 
 def _same(ours: float, reference: float) -> bool:
-    return (math.isnan(ours) and math.isnan(reference)) or math.isclose(ours, reference, abs_tol=1e-9)
+    return (math.isnan(ours) and math.isnan(reference)) or math.isclose(
+        ours, reference, abs_tol=1e-9
+    )
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -44,7 +46,9 @@ def test_cohen_kappa_edge_cases():
         reference = cohen_kappa_score([1, 1, 1], [1, 1, 1])
     assert _same(stats.cohen_kappa([1, 1, 1], [1, 1, 1], n_categories=K), reference)
     assert stats.cohen_kappa([0, 1, 0, 1], [0, 1, 0, 1], n_categories=K) == 1.0
-    assert _same(stats.cohen_kappa([0, 1], [1, 0], n_categories=2), cohen_kappa_score([0, 1], [1, 0]))
+    assert _same(
+        stats.cohen_kappa([0, 1], [1, 0], n_categories=2), cohen_kappa_score([0, 1], [1, 0])
+    )
 
 
 def test_bootstrap_ci_brackets_kappa_and_is_seeded():
@@ -64,9 +68,13 @@ def test_bootstrap_ci_brackets_kappa_and_is_seeded():
 def test_fleiss_matches_statsmodels(seed):
     rng = np.random.default_rng(seed)
     truth = rng.integers(0, 3, 200)
-    ratings = np.stack([np.where(rng.random(200) < 0.7, truth, rng.integers(0, 3, 200)) for _ in range(4)], axis=1)
+    ratings = np.stack(
+        [np.where(rng.random(200) < 0.7, truth, rng.integers(0, 3, 200)) for _ in range(4)], axis=1
+    )
     table = stats.category_counts(ratings, n_categories=3)
-    assert _same(stats.fleiss_kappa(ratings, n_categories=3), sm_fleiss_kappa(table, method="fleiss"))
+    assert _same(
+        stats.fleiss_kappa(ratings, n_categories=3), sm_fleiss_kappa(table, method="fleiss")
+    )
 
 
 def test_fleiss_all_agree_on_one_class_is_undefined_like_statsmodels():
@@ -81,11 +89,15 @@ def test_fleiss_all_agree_on_one_class_is_undefined_like_statsmodels():
 def test_krippendorff_matches_package_with_missing(seed):
     rng = np.random.default_rng(seed)
     truth = rng.integers(0, K, 300)
-    ratings = np.stack([np.where(rng.random(300) < 0.6, truth, rng.integers(0, K, 300)) for _ in range(4)], axis=1)
+    ratings = np.stack(
+        [np.where(rng.random(300) < 0.6, truth, rng.integers(0, K, 300)) for _ in range(4)], axis=1
+    )
     ratings[rng.random(ratings.shape) < 0.3] = stats.MISSING
     reliability = np.where(ratings == stats.MISSING, np.nan, ratings).T.astype(float)
     reference = krippendorff.alpha(reliability_data=reliability, level_of_measurement="nominal")
-    assert math.isclose(stats.krippendorff_alpha_nominal(ratings, n_categories=K), reference, abs_tol=1e-9)
+    assert math.isclose(
+        stats.krippendorff_alpha_nominal(ratings, n_categories=K), reference, abs_tol=1e-9
+    )
 
 
 def test_krippendorff_perfect_agreement_and_one_class():

@@ -12,11 +12,11 @@ from django.db import transaction
 
 from core.errors import ApplicationError
 from core.jobs import JobOutcome, job_enqueue, job_run
-from curation.agreement.report import ReportOptions, agreement_report
 from curation.models import Dataset
 
 from ..models import AgreementReport, ReviewCampaign
-from ..selectors_agreement import (
+from .report import ReportOptions, agreement_report
+from .selectors import (
     AgreementScope,
     agreement_ratings_fetch,
     agreement_report_reusable,

@@ -15,9 +15,9 @@ from core.api import CanCurate, JobOutputSerializer, NewestFirstPagination, pagi
 from core.models import JobStatus
 from curation.models import Dataset
 
-from .models import AgreementReport, ReviewCampaign
-from .selectors_agreement import agreement_report_get, agreement_report_staleness
-from .services.agreement import agreement_report_create
+from ..models import AgreementReport, ReviewCampaign
+from .selectors import agreement_report_get, agreement_report_staleness
+from .services import agreement_report_create
 
 
 class AgreementReportOutputSerializer(JobOutputSerializer):

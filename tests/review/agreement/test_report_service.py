@@ -8,11 +8,11 @@ import pytest
 from django.utils import timezone
 
 from core.models import JobStatus
-from curation.agreement import stats
 from curation.models import Verdict
+from review.agreement import stats
+from review.agreement.selectors import agreement_report_staleness
+from review.agreement.services import agreement_report_create, agreement_report_run
 from review.models import AgreementReport, ReviewSubmission
-from review.selectors_agreement import agreement_report_staleness
-from review.services.agreement import agreement_report_create, agreement_report_run
 
 from .conftest import STAGE1, STAGE2, TEACHER, machine_judge
 from .reference import Reference
@@ -232,7 +232,7 @@ def _rows(ratings) -> list[tuple]:
 def test_every_way_of_reading_gives_the_same_ratings(reviewed, monkeypatch):
     """Small keyset batches (a candidate of both campaigns falls in two batches) and the plain
     values_list read (SQLite's) give exactly what one packed read gives."""
-    from review import selectors_agreement as reads
+    from review.agreement import selectors as reads
 
     scope = reads.AgreementScope(dataset_id=reviewed.dataset.pk)
     cutoff = reads.judgment_cutoff_now()
