@@ -73,9 +73,9 @@ def main() -> None:
     call_command("migrate", verbosity=0)
 
     from core.ml.encoder import EncoderSettings, encoder_get
+    from curation.datasets.imports import dataset_import
     from curation.embeddings import default_model_name, default_precision
     from curation.models import Dataset
-    from curation.services.imports import dataset_import
 
     dataset = Dataset.objects.filter(name="scifact-bench").first()
     if dataset is None:

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from curation import api
+from curation.datasets import api
 from evaluation import api as evaluation_api
 from experiments import api as experiments_api
 from review import api as review_api

@@ -6,14 +6,14 @@ from celery import shared_task
 
 @shared_task(name="curation.tasks.import_job_run")
 def import_job_run(job_id: int) -> None:
-    from .services.imports import import_job_run as run
+    from .datasets.imports import import_job_run as run
 
     run(job_id=job_id)
 
 
 @shared_task(name="curation.tasks.export_job_run")
 def export_job_run(job_id: int) -> None:
-    from .services.snapshots import export_job_run as run
+    from .datasets.snapshots import export_job_run as run
 
     run(job_id=job_id)
 

@@ -14,8 +14,8 @@ from core.errors import ApplicationError
 from core.job_pages import job_cancel, job_page
 from core.roles import CAN_CURATE, CAN_READ_DATA, role_required
 
-from . import selectors as reads
 from . import selectors_cascade as cascade_reads
+from .datasets import selectors as reads
 from .forms_cascade import CascadeLaunchForm
 from .models import CascadeRun, Dataset
 from .services.cascade import cascade_estimate, cascade_run_create

@@ -14,8 +14,8 @@ from core.errors import ApplicationError
 from core.job_pages import job_cancel, job_page
 from core.roles import CAN_CURATE, CAN_READ_DATA, role_required
 
-from . import selectors as reads
 from . import selectors_mining as mining_reads
+from .datasets import selectors as reads
 from .forms_mining import MiningLaunchForm, SynthesisLaunchForm
 from .models import Dataset, MiningRun, SynthesisRun
 from .services.mining import mining_run_create

@@ -30,8 +30,9 @@ from core.errors import ApplicationError
 from core.jobs import JobOutcome, job_enqueue, job_run, no_progress
 from core.ml.encoder import EncoderSettings, default_prefixes, encoder_get, passage_text
 
+from ..datasets.corpus import corpus_generated_negative_ids, corpus_version, passages_by_ids
+from ..datasets.formats.base import text_hash, text_id
 from ..embeddings import corpus_embeddings_get, default_model_name, default_precision
-from ..formats.base import text_hash, text_id
 from ..llm.engine import CallFailed, CallPool, JudgeClient, call_key
 from ..llm.stages import StageSettings, call_cost, stage_settings_from_env
 from ..mining.core import MiningConfig, build_index, search, select_negatives
@@ -55,7 +56,6 @@ from ..models import (
     SynthesisNegativeMode,
     SynthesisRun,
 )
-from ..selectors_mining import corpus_generated_negative_ids, corpus_version, passages_by_ids
 from .mining import rows_insert_ignoring_conflicts
 
 logger = logging.getLogger(__name__)

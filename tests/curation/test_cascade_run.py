@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from core.models import JobStatus
+from curation.datasets.imports import dataset_import
 from curation.models import (
     Candidate,
     CascadeItem,
@@ -18,7 +19,6 @@ from curation.models import (
     Verdict,
 )
 from curation.services.cascade import cascade_run_create, cascade_run_execute
-from curation.services.imports import dataset_import
 from tests.llm.cascade_support import (
     CountingResponder,
     chat_requests,

@@ -8,6 +8,7 @@ import pytest
 
 from core.ml.encoder import Encoder, EncoderSettings, passage_text
 from core.models import JobStatus
+from curation.datasets.imports import dataset_import
 from curation.models import (
     Candidate,
     CandidateOrigin,
@@ -17,7 +18,6 @@ from curation.models import (
     MiningRun,
     Verdict,
 )
-from curation.services.imports import dataset_import
 from curation.services.mining import mining_run_create, mining_run_execute
 
 from .mining_support import minilm_path, scifact_subset

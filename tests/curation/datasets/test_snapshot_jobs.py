@@ -5,8 +5,8 @@ import pytest
 
 from core.errors import ApplicationError
 from core.models import JobStatus
+from curation.datasets.snapshots import export_job_create, export_job_run, snapshot_file_path
 from curation.models import CandidateRole, DecisionLabel, ExportJob, Snapshot
-from curation.services.snapshots import export_job_create, export_job_run, snapshot_file_path
 from tests.factories import CandidateFactory, DatasetFactory, DecisionFactory, QueryFactory
 
 pytestmark = pytest.mark.django_db

@@ -8,9 +8,9 @@ import threading
 import pytest
 from django.db import OperationalError, connection, connections, transaction
 
+from curation.datasets import import_staging, imports
+from curation.datasets.imports import dataset_import
 from curation.models import Candidate, Passage
-from curation.services import import_staging, imports
-from curation.services.imports import dataset_import
 
 pytestmark = pytest.mark.django_db
 
@@ -27,7 +27,11 @@ def write_jsonl(path, records):
 
 
 RECORDS = [
-    {"query": f"query {i}", "pos": [f"positive {i}"], "neg": [f"negative {j}" for j in range(i, i + 5)]}
+    {
+        "query": f"query {i}",
+        "pos": [f"positive {i}"],
+        "neg": [f"negative {j}" for j in range(i, i + 5)],
+    }
     for i in range(20)
 ]
 

@@ -9,9 +9,9 @@ import zipfile
 import pytest
 
 from core.errors import ApplicationError
-from curation.formats import text_id
+from curation.datasets.formats import text_id
+from curation.datasets.imports import dataset_import
 from curation.models import Candidate, Corpus, Dataset, Passage, Query
-from curation.services.imports import dataset_import
 
 pytestmark = pytest.mark.django_db
 

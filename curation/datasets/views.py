@@ -16,12 +16,12 @@ from core.http import query_int
 from core.job_pages import job_cancel, job_page
 from core.roles import CAN_CURATE, CAN_READ_DATA, has_role, role_required
 
+from ..models import CandidateRole, Dataset, ExportJob, ImportJob, Query, Snapshot
 from . import selectors as reads
 from .forms import ImportUploadForm, SnapshotFreezeForm
-from .models import CandidateRole, Dataset, ExportJob, ImportJob, Query, Snapshot
-from .services.imports import import_job_create
-from .services.snapshots import export_job_create, snapshot_file_path
-from .services.uploads import upload_store
+from .imports import import_job_create
+from .snapshots import export_job_create, snapshot_file_path
+from .uploads import upload_store
 
 
 def _str_param(request, name: str) -> str | None:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from curation.export import Candidate, Outcome, PolicyCounts, QueryData, policy_apply
+from curation.datasets.export import Candidate, Outcome, PolicyCounts, QueryData, policy_apply
 
 
 def pos(doc_id, order=0, **kw):

@@ -1,8 +1,8 @@
 from django import forms
 from django.core.exceptions import ValidationError
 
-from .models import DatasetFormat, ExportFormat, SnapshotPolicy
-from .services.uploads import ACCEPTED_SUFFIXES, upload_suffix
+from ..models import DatasetFormat, ExportFormat, SnapshotPolicy
+from .uploads import ACCEPTED_SUFFIXES, upload_suffix
 
 
 class ImportUploadForm(forms.Form):

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from curation.services.imports import dataset_import
-from curation.services.snapshots import snapshot_create, snapshot_file_path
+from curation.datasets.imports import dataset_import
+from curation.datasets.snapshots import snapshot_create, snapshot_file_path
 
 pytestmark = pytest.mark.django_db
 

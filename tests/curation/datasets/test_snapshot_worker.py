@@ -6,8 +6,8 @@ import time
 import pytest
 
 from core.models import JobStatus
+from curation.datasets.snapshots import export_job_create, snapshot_file_path
 from curation.models import CandidateRole, DecisionLabel, Snapshot
-from curation.services.snapshots import export_job_create, snapshot_file_path
 from tests.factories import CandidateFactory, DatasetFactory, DecisionFactory, QueryFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]

@@ -13,9 +13,7 @@ from django.db.models import CharField, Count, Max, OuterRef, Q, Subquery, Value
 from core.models import JobStatus
 from core.pagination import KeysetPage, keyset_paginate
 
-from .export import Candidate as ExportCandidate
-from .export import QueryData
-from .models import (
+from ..models import (
     Candidate,
     CandidateRole,
     Dataset,
@@ -26,6 +24,8 @@ from .models import (
     Query,
     Snapshot,
 )
+from .export import Candidate as ExportCandidate
+from .export import QueryData
 
 
 def dataset_get_by_name(*, name: str) -> Dataset:
@@ -58,7 +58,7 @@ def dataset_candidates_stream(
     *, dataset: Dataset, decision_cutoff: int, batch_size: int = 1000
 ) -> Iterator[QueryData]:
     """Every query of ``dataset`` in ``query_id`` order with its candidates, as plain data for
-    ``curation.export``. A negative is marked ``false_negative`` when its latest decision with
+    ``export``. A negative is marked ``false_negative`` when its latest decision with
     id <= ``decision_cutoff`` is ``relevant``, a positive ``not_relevant`` when it is
     ``not_relevant``. Queries without candidates are yielded too (with
     empty lists) so callers can count them.

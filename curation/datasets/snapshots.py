@@ -21,9 +21,9 @@ from django.db import transaction
 from core.errors import ApplicationError
 from core.jobs import JobOutcome, job_enqueue, job_run
 
-from ..export import EXPORT_VERSION, PolicyCounts, policy_apply, writer_for
 from ..models import Dataset, ExportFormat, ExportJob, Query, Snapshot, SnapshotPolicy
-from ..selectors import (
+from .export import EXPORT_VERSION, PolicyCounts, policy_apply, writer_for
+from .selectors import (
     dataset_candidates_stream,
     dataset_has_negatives,
     decision_cutoff,

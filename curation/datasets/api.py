@@ -27,8 +27,7 @@ from core.api import (
 )
 from core.errors import ApplicationError
 
-from . import selectors as reads
-from .models import (
+from ..models import (
     Dataset,
     DatasetFormat,
     ExportFormat,
@@ -38,9 +37,10 @@ from .models import (
     Snapshot,
     SnapshotPolicy,
 )
-from .services.imports import import_job_create
-from .services.snapshots import export_job_create
-from .services.uploads import ACCEPTED_SUFFIXES, upload_store, upload_suffix
+from . import selectors as reads
+from .imports import import_job_create
+from .snapshots import export_job_create
+from .uploads import ACCEPTED_SUFFIXES, upload_store, upload_suffix
 from .views import snapshot_file_response
 
 

@@ -10,8 +10,8 @@ from django.core.management import CommandError, call_command
 from core.errors import ApplicationError
 from core.models import JobStatus
 from curation import tasks
+from curation.datasets.imports import import_job_create, import_job_run
 from curation.models import Candidate, Dataset, ImportJob, Passage, Query
-from curation.services.imports import import_job_create, import_job_run
 
 
 def write_jsonl(path, records):

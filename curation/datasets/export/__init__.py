@@ -1,8 +1,8 @@
 """Freezing a dataset into a training file: policy application and format writers.
 
-Pure code: no Django. ``curation.services.snapshots`` feeds it one query at a time as plain
+Pure code: no Django. ``curation.datasets.snapshots`` feeds it one query at a time as plain
 dataclasses read from the database; here we decide what each query becomes under a policy
-and how it is written. ``README.md`` beside this file shows the whole flow.
+and how it is written. ``curation/datasets/snapshots.md`` shows the whole flow.
 """
 
 from .policy import (

@@ -23,7 +23,7 @@ from django.db.models import Count, Q
 
 from core.errors import ApplicationError
 from core.jobs import JobOutcome, job_enqueue, job_run
-from curation.formats import (
+from curation.datasets.formats import (
     NEGATIVE,
     POSITIVE,
     CandidateRow,
@@ -32,7 +32,7 @@ from curation.formats import (
     PassageRow,
     open_dataset,
 )
-from curation.formats.beir import is_beir_folder
+from curation.datasets.formats.beir import is_beir_folder
 from curation.models import Candidate, Corpus, Dataset, DatasetFormat, ImportJob, Passage, Query
 
 from .import_staging import (

@@ -8,9 +8,9 @@ import pytest
 from django.core.management import call_command
 
 from core.errors import ApplicationError
+from curation.datasets.selectors import dataset_candidates_stream, decision_cutoff
+from curation.datasets.snapshots import snapshot_create, snapshot_file_path
 from curation.models import CandidateRole, Decision, DecisionLabel, Snapshot
-from curation.selectors import dataset_candidates_stream, decision_cutoff
-from curation.services.snapshots import snapshot_create, snapshot_file_path
 from tests.factories import CandidateFactory, DatasetFactory, DecisionFactory, QueryFactory
 
 pytestmark = pytest.mark.django_db

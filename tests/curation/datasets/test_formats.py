@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from curation.formats import (
+from curation.datasets.formats import (
     CandidateRow,
     FormatError,
     OptionError,
@@ -20,7 +20,7 @@ from curation.formats import (
     text_hash,
     text_id,
 )
-from curation.formats.base import RecentKeys
+from curation.datasets.formats.base import RecentKeys
 
 
 def read(path, **kwargs):

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from curation.export import Candidate, QueryData, writer_for
+from curation.datasets.export import Candidate, QueryData, writer_for
 
 
 def c(doc_id, text, title="", score=None, rank=None):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 
-from curation.formats import NEGATIVE, POSITIVE
+from curation.datasets.formats import NEGATIVE, POSITIVE
 from curation.models import Candidate, CandidateOrigin, Passage, Query
 
 PASSAGES = "sieve_stage_passage"
