@@ -20,7 +20,7 @@ def export_job_run(job_id: int) -> None:
 
 @shared_task(name="curation.tasks.mining_run")
 def mining_run(job_id: int) -> None:
-    from .services.mining import mining_run_execute
+    from .mining.services import mining_run_execute
 
     mining_run_execute(run_id=job_id)
 
@@ -35,6 +35,6 @@ def cascade_run(job_id: int) -> None:
 
 @shared_task(name="curation.tasks.synthesis_run")
 def synthesis_run(job_id: int) -> None:
-    from .services.synthesis import synthesis_run_execute
+    from .synthesis.services import synthesis_run_execute
 
     synthesis_run_execute(run_id=job_id)

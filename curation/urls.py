@@ -5,6 +5,7 @@ from django.urls import include, path
 app_name = "curation"
 urlpatterns = [
     path("", include("curation.datasets.urls")),
-    path("", include("curation.urls_mining")),
+    path("", include("curation.mining.urls")),
+    path("", include("curation.synthesis.urls")),
     path("", include("curation.urls_cascade")),
 ]

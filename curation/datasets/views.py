@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from core.errors import ApplicationError
-from core.http import query_int
+from core.http import form_error_add, query_int
 from core.job_pages import job_cancel, job_page
 from core.roles import CAN_CURATE, CAN_READ_DATA, has_role, role_required
 
@@ -30,6 +30,14 @@ def _str_param(request, name: str) -> str | None:
 
 
 # --- datasets and queries --------------------------------------------------------------------
+
+
+def dataset_or_404(pk: int) -> Dataset:
+    """The dataset of a page's URL (the mining, cascade and synthesis pages use it too)."""
+    try:
+        return reads.dataset_get(dataset_id=pk)
+    except Dataset.DoesNotExist:
+        raise Http404("no such dataset") from None
 
 
 @require_GET
@@ -62,10 +70,7 @@ def _dataset_detail_context(request, dataset: Dataset, freeze_form=None) -> dict
 @require_GET
 @role_required(*CAN_READ_DATA)
 def dataset_detail(request, pk: int):
-    try:
-        dataset = reads.dataset_get(dataset_id=pk)
-    except Dataset.DoesNotExist:
-        raise Http404("no such dataset") from None
+    dataset = dataset_or_404(pk)
     if request.htmx and not request.htmx.history_restore_request:
         # Paging through queries swaps only the table (a history restore wants the page).
         return render(
@@ -167,8 +172,7 @@ def import_upload(request):
         )
     except ApplicationError as exc:
         stored.path.unlink(missing_ok=True)  # no job will ever read it
-        field = exc.detail.get("field")
-        form.add_error(field if field in form.fields else None, exc.message)
+        form_error_add(form, exc)
         return _import_page(request, form, status=400)
     messages.success(request, f"Importing {stored.original_name} into {job.dataset_name}.")
     return redirect("curation:import_job_detail", pk=job.pk)

@@ -1,7 +1,6 @@
-"""Reads for mining and synthesis: corpus content in keyset batches, queries and candidates
-by chunk, runs for the pages. Nothing here loads a whole table into Python objects: batches
-walk the primary key (``WHERE id > last ORDER BY id LIMIT n``) and bulk columns come back as
-numpy arrays."""
+"""Reads for mining: queries and candidates by chunk (keyset batches, ``WHERE id > last ORDER
+BY id LIMIT n``; nothing loads a whole table into Python objects), runs for the pages.
+Corpus content: ``curation/datasets/corpus.py``."""
 
 from __future__ import annotations
 
@@ -9,13 +8,12 @@ from collections.abc import Iterator
 
 from django.db.models import QuerySet
 
-from .models import (
+from ..models import (
     Candidate,
     CandidateRole,
     Dataset,
     MiningRun,
     Query,
-    SynthesisRun,
 )
 
 
@@ -59,24 +57,9 @@ def mining_run_get(*, run_id: int) -> MiningRun:
     )
 
 
-def synthesis_run_get(*, run_id: int) -> SynthesisRun:
-    """Raises ``SynthesisRun.DoesNotExist``."""
-    return SynthesisRun.objects.select_related("dataset", "dataset__corpus", "created_by").get(
-        pk=run_id
-    )
-
-
 def dataset_mining_runs(*, dataset: Dataset, limit: int = 10) -> QuerySet[MiningRun]:
     return (
         MiningRun.objects.filter(dataset=dataset)
-        .select_related("created_by")
-        .order_by("-id")[:limit]
-    )
-
-
-def dataset_synthesis_runs(*, dataset: Dataset, limit: int = 10) -> QuerySet[SynthesisRun]:
-    return (
-        SynthesisRun.objects.filter(dataset=dataset)
         .select_related("created_by")
         .order_by("-id")[:limit]
     )

@@ -9,6 +9,7 @@ from django.urls import reverse
 
 from core.jobs import job_request_cancel
 from core.models import JobStatus
+from curation.mining.services import mining_run_create, mining_run_execute
 from curation.models import (
     Candidate,
     CandidateOrigin,
@@ -17,11 +18,9 @@ from curation.models import (
     MiningRun,
     SynthesisRun,
 )
-from curation.services.mining import mining_run_create, mining_run_execute
+from tests.curation.mining_support import minilm_path
 from tests.factories import CandidateFactory, DatasetFactory, PassageFactory, QueryFactory
 from tests.support.openai_server import FakeOpenAIServer, Reply
-
-from .mining_support import minilm_path
 
 TOPICS = [
     ("how do bees make honey", "Bees make honey by regurgitating and evaporating flower nectar."),

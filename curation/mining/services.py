@@ -16,21 +16,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
 
 from core.errors import ApplicationError
 from core.jobs import JobOutcome, job_enqueue, job_run, no_progress
 from core.ml.encoder import EncoderSettings, default_prefixes, encoder_get
 
+from ..bulk import rows_insert_ignoring_conflicts
 from ..embeddings import corpus_embeddings_get, default_model_name, default_precision
-from ..mining.core import (
-    MiningConfig,
-    build_index,
-    retrieval_depth,
-    search,
-    select_negatives,
-)
 from ..models import (
     Candidate,
     CandidateOrigin,
@@ -43,7 +37,14 @@ from ..models import (
     RaterKind,
     Verdict,
 )
-from ..selectors_mining import dataset_queries_stream, query_candidates_for
+from .core import (
+    MiningConfig,
+    build_index,
+    retrieval_depth,
+    search,
+    select_negatives,
+)
+from .selectors import dataset_queries_stream, query_candidates_for
 
 logger = logging.getLogger(__name__)
 
@@ -344,36 +345,6 @@ def mined_candidates_insert(*, rows: list[tuple[int, int, int, float]]) -> list[
         conflict=["query_id", "passage_id"],
         returning=["query_id", "passage_id"],
     )
-
-
-def rows_insert_ignoring_conflicts(
-    *, table: str, columns: list[str], rows: list[tuple], conflict: list[str], returning: list[str]
-) -> list[tuple]:
-    """Multi-row ``INSERT … ON CONFLICT (conflict) DO NOTHING RETURNING …`` (PostgreSQL and
-    SQLite >= 3.35): the ``returning`` columns of the rows actually inserted, so callers
-    keep exact counts without a second query. Batches stay under both databases' limits on
-    parameters per statement."""
-    if not rows:
-        return []
-    quote = connection.ops.quote_name
-    limit = 30_000 if connection.vendor == "postgresql" else 900
-    batch = max(1, limit // len(columns))
-    placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    sql = (
-        f"INSERT INTO {quote(table)} ({', '.join(quote(c) for c in columns)}) VALUES {{values}} "
-        f"ON CONFLICT ({', '.join(quote(c) for c in conflict)}) DO NOTHING "
-        f"RETURNING {', '.join(quote(c) for c in returning)}"
-    )
-    inserted: list[tuple] = []
-    with connection.cursor() as cursor:
-        for start in range(0, len(rows), batch):
-            part = rows[start : start + batch]
-            cursor.execute(
-                sql.format(values=", ".join([placeholders] * len(part))),
-                [value for row in part for value in row],
-            )
-            inserted += [tuple(r) for r in cursor.fetchall()]
-    return inserted
 
 
 def _teacher_judge(

@@ -7,13 +7,12 @@ import time
 import pytest
 
 from core.models import JobStatus
+from curation.mining.services import mining_run_create
 from curation.models import Candidate, CandidateOrigin, CandidateRole, Judgment
-from curation.services.mining import mining_run_create
-from curation.services.synthesis import synthesis_run_create
+from curation.synthesis.services import synthesis_run_create
+from tests.curation.mining_support import minilm_path
 from tests.factories import CandidateFactory, DatasetFactory, PassageFactory, QueryFactory
 from tests.support.openai_server import FakeOpenAIServer, Reply
-
-from .mining_support import minilm_path
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

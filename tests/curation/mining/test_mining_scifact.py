@@ -9,6 +9,7 @@ import pytest
 from core.ml.encoder import Encoder, EncoderSettings, passage_text
 from core.models import JobStatus
 from curation.datasets.imports import dataset_import
+from curation.mining.services import mining_run_create, mining_run_execute
 from curation.models import (
     Candidate,
     CandidateOrigin,
@@ -18,9 +19,7 @@ from curation.models import (
     MiningRun,
     Verdict,
 )
-from curation.services.mining import mining_run_create, mining_run_execute
-
-from .mining_support import minilm_path, scifact_subset
+from tests.curation.mining_support import minilm_path, scifact_subset
 
 MAX_LEN = 128
 
