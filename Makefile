@@ -27,7 +27,7 @@ test: $(STAMP)
 # even where PostgreSQL and Redis answer (SIEVE_TEST_EMBEDDED, config/settings/test.py).
 EMBEDDED_TESTS := tests/core tests/curation/datasets/test_import*.py \
 	tests/curation/datasets/test_snapshot_*.py \
-	tests/curation/test_cascade_worker.py tests/review tests/web/test_imports.py
+	tests/curation/cascade/test_cascade_worker.py tests/review tests/web/test_imports.py
 test-embedded: $(STAMP)
 	SIEVE_TEST_EMBEDDED=1 $(VENV)/bin/pytest $(EMBEDDED_TESTS)
 

@@ -28,7 +28,7 @@ def mining_run(job_id: int) -> None:
 # Routed to the `llm` queue (config/settings/base.py): many concurrent I/O-bound calls.
 @shared_task(name="curation.tasks.cascade_run")
 def cascade_run(job_id: int) -> None:
-    from .services.cascade import cascade_run_execute
+    from .cascade.execute import cascade_run_execute
 
     cascade_run_execute(run_id=job_id)
 

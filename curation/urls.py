@@ -7,5 +7,5 @@ urlpatterns = [
     path("", include("curation.datasets.urls")),
     path("", include("curation.mining.urls")),
     path("", include("curation.synthesis.urls")),
-    path("", include("curation.urls_cascade")),
+    path("", include("curation.cascade.urls")),
 ]

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from core.errors import ApplicationError
+from curation.cascade.verdict import verdict_parse
 from curation.datasets.imports import dataset_import
-from curation.llm.verdict import verdict_parse
 from curation.models import CandidateOrigin, CandidateRole, CascadeRun, Verdict
 from review.models import ReviewItem, Stratum
 from review.services.campaigns import review_campaign_create

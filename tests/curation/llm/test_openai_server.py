@@ -7,7 +7,9 @@ from tests.support.openai_server import FakeOpenAIServer, Reply
 
 
 def test_real_client_reads_a_reply_and_usage():
-    with FakeOpenAIServer(lambda body: Reply(content="<verdict>ok</verdict>", completion_tokens=7)) as server:
+    with FakeOpenAIServer(
+        lambda body: Reply(content="<verdict>ok</verdict>", completion_tokens=7)
+    ) as server:
         client = openai.OpenAI(base_url=server.base_url, api_key="test-key", max_retries=0)
         answer = client.chat.completions.create(
             model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}]

@@ -4,9 +4,9 @@ from decimal import Decimal
 
 from django import forms
 
-from .llm.stages import StageSettings
-from .models import CascadeMode
-from .services.cascade import TAGS, cascade_defaults
+from ..llm.stages import StageSettings
+from ..models import CascadeMode
+from .create import TAGS, cascade_defaults
 
 TAG_CHOICES = [(tag, tag) for tag in TAGS]
 # Per-stage fields shown on the form; the others (timeouts, attempts, temperature …) keep

@@ -8,10 +8,11 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from core.models import JobStatus
+from curation.cascade.create import cascade_run_create
+from curation.cascade.execute import cascade_run_execute
 from curation.llm.tokens import token_counter_for
 from curation.models import CascadeRun
-from curation.services.cascade import cascade_run_create, cascade_run_execute
-from tests.llm.cascade_support import small_dataset, sound_judge, stage
+from tests.curation.cascade.cascade_support import small_dataset, sound_judge, stage
 from tests.support.openai_server import FakeOpenAIServer
 
 pytestmark = pytest.mark.django_db

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from curation.llm.prompts import judge_prompt_build
-from curation.llm.verdict import ParseStatus, verdict_parse
+from curation.cascade.prompts import judge_prompt_build
+from curation.cascade.verdict import ParseStatus, verdict_parse
 
 
 def _records(shared_data, name):
@@ -37,7 +37,9 @@ def test_stage1_forwards_exactly_the_published_flagged_queries(shared_data):
 
 def test_stage2_better_lists(shared_data):
     records = _records(shared_data, "msmarco_passage.stage_2.gpt-4o.jsonl")
-    verdicts = [verdict_parse(r["response"], n_negatives=len(r["negative_passages"])) for r in records]
+    verdicts = [
+        verdict_parse(r["response"], n_negatives=len(r["negative_passages"])) for r in records
+    ]
     assert all(v.ok for v in verdicts)
     assert sum(1 for v in verdicts if v.better) == 12  # 12 of the 19 (shared data README)
 
@@ -54,7 +56,7 @@ def test_doc_numbers_map_to_the_right_passages(shared_data):
         user = prompt.messages[1]["content"]
         verdict = verdict_parse(record["response"], n_negatives=len(negatives))
         for index in verdict.flagged():
-            line = next(l for l in user.splitlines() if l.startswith(f"Doc ({index}): "))
+            line = next(row for row in user.splitlines() if row.startswith(f"Doc ({index}): "))
             assert negatives[index - 1]["text"].replace("<", "‹").replace(">", "›") in line
             assert negatives[index - 1]["docid"] == record["negative_passage_ids"][index - 1]
 
@@ -81,7 +83,11 @@ def test_first_record_reads_as_published():
         ("no wrapper <better>[Doc (7)]</better> <worse>[]</worse>", (7,), ()),
         ('{"reasoning": "r", "better": [1, "Doc (2)"], "worse": []}', (1, 2), ()),
         ('```json\n{"better": [], "worse": [4]}\n```', (), (4,)),
-        ("<verdict><better>[Doc (2)]</better><worse>[Doc (2), Doc (3)]</worse></verdict>", (2,), (3,)),
+        (
+            "<verdict><better>[Doc (2)]</better><worse>[Doc (2), Doc (3)]</worse></verdict>",
+            (2,),
+            (3,),
+        ),
     ],
 )
 def test_formatting_drift_is_tolerated(text, better, worse):
@@ -95,7 +101,11 @@ def test_formatting_drift_is_tolerated(text, better, worse):
     [
         ("", "stop", ParseStatus.UNPARSEABLE),
         ("I think Doc (2) is relevant.", "stop", ParseStatus.UNPARSEABLE),
-        ("<verdict><better>[Doc (9)]</better><worse>[]</worse></verdict>", "stop", ParseStatus.UNPARSEABLE),
+        (
+            "<verdict><better>[Doc (9)]</better><worse>[]</worse></verdict>",
+            "stop",
+            ParseStatus.UNPARSEABLE,
+        ),
         ("<verdict><better>the second one</better></verdict>", "stop", ParseStatus.UNPARSEABLE),
         ('{"better": "2", "worse": []}', "stop", ParseStatus.UNPARSEABLE),
         ("<thinking>Doc (1) answers it, Doc (2) ", "length", ParseStatus.TRUNCATED),

@@ -8,6 +8,8 @@ from decimal import Decimal
 import pytest
 
 from core.models import JobStatus
+from curation.cascade.create import cascade_run_create
+from curation.cascade.execute import cascade_run_execute
 from curation.datasets.imports import dataset_import
 from curation.models import (
     Candidate,
@@ -18,8 +20,7 @@ from curation.models import (
     LLMCall,
     Verdict,
 )
-from curation.services.cascade import cascade_run_create, cascade_run_execute
-from tests.llm.cascade_support import (
+from tests.curation.cascade.cascade_support import (
     CountingResponder,
     chat_requests,
     judge_answer,
@@ -99,7 +100,7 @@ def test_rlhn_replay_forwards_the_published_queries_and_judges_the_right_passage
     )
 
     # Doc (i) of each recorded answer lands on the passage that was i-th in its list.
-    from curation.llm.verdict import verdict_parse
+    from curation.cascade.verdict import verdict_parse
 
     for _number, records, rater in (
         (1, stage1, "llm:gpt-4o-mini:stage1"),
@@ -380,7 +381,7 @@ def test_cancel_stops_between_batches():
 
 
 def test_batch_mode_splits_files_checks_every_id_and_asks_the_missing_online(monkeypatch):
-    monkeypatch.setattr("curation.services.cascade.BATCH_POLL_SECONDS", 0.05)
+    monkeypatch.setattr("curation.cascade.batch.BATCH_POLL_SECONDS", 0.05)
     dataset = small_dataset(queries=7)
     lost = "question number 4"
     with FakeOpenAIServer(
@@ -406,7 +407,7 @@ def test_a_batch_run_that_dies_while_waiting_polls_its_batches_again_instead_of_
 ):
     from curation.llm.batch import BatchClient
 
-    monkeypatch.setattr("curation.services.cascade.BATCH_POLL_SECONDS", 0.05)
+    monkeypatch.setattr("curation.cascade.batch.BATCH_POLL_SECONDS", 0.05)
     dataset = small_dataset(queries=5)
     real_retrieve = BatchClient.retrieve
     crash = {"left": 1}

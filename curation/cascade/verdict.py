@@ -58,7 +58,9 @@ class _Lists:
 
 _VERDICT_RE = re.compile(r"<\s*verdict\s*>(?P<body>.*?)(?:<\s*/\s*verdict\s*>|\Z)", re.S | re.I)
 _TAG_RE = {
-    name: re.compile(rf"<\s*{name}\s*>(?P<body>.*?)(?:<\s*/\s*{name}\s*>|(?=<\s*\w+\s*>)|\Z)", re.S | re.I)
+    name: re.compile(
+        rf"<\s*{name}\s*>(?P<body>.*?)(?:<\s*/\s*{name}\s*>|(?=<\s*\w+\s*>)|\Z)", re.S | re.I
+    )
     for name in ("better", "worse")
 }
 _DOC_RE = re.compile(r"\bdoc(?:ument)?\s*\(?\s*#?(\d+)\s*\)?", re.I)
@@ -67,7 +69,9 @@ _NONE_RE = re.compile(r"^\W*(none|no documents?|n/?a|empty|nothing)?\W*$", re.I)
 _FENCE_RE = re.compile(r"^```(?:json)?\s*|\s*```$", re.I)
 
 
-def verdict_parse(text: str | None, *, n_negatives: int, finish_reason: str | None = "stop") -> ParsedVerdict:
+def verdict_parse(
+    text: str | None, *, n_negatives: int, finish_reason: str | None = "stop"
+) -> ParsedVerdict:
     """Parse one judge answer about ``n_negatives`` numbered negatives."""
     if finish_reason == "length":
         return ParsedVerdict(ParseStatus.TRUNCATED, error="the answer was cut at the token limit")

@@ -6,11 +6,11 @@ from decimal import Decimal
 
 import pytest
 
+from curation.cascade import create as cascade
+from curation.cascade.create import cascade_estimate
 from curation.llm import tokens
 from curation.llm.stages import StageSettings, call_cost, stage_settings_from_env, stages_from_env
-from curation.services import cascade
-from curation.services.cascade import cascade_estimate
-from tests.llm.cascade_support import small_dataset
+from tests.curation.cascade.cascade_support import small_dataset
 
 pytestmark = pytest.mark.django_db
 

@@ -1,6 +1,8 @@
+"""Cascade pages (included by curation/urls.py, namespace ``curation``)."""
+
 from django.urls import path
 
-from . import views_cascade as views
+from . import views
 
 urlpatterns = [
     path("datasets/<int:pk>/cascade/", views.cascade_new, name="cascade_new"),

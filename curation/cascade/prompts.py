@@ -63,7 +63,7 @@ def judge_prompt_build(
     answer_format = JSON_FORMAT if json_mode else TAGGED_FORMAT
     parts = [f"<query>{_neutralise(query)}</query>", ""]
     for number, text in enumerate(positives, start=1):
-        parts.append(f"<ground_truth n=\"{number}\">{_neutralise(text)}</ground_truth>")
+        parts.append(f'<ground_truth n="{number}">{_neutralise(text)}</ground_truth>')
     parts.append("")
     for number, text in enumerate(negatives, start=1):
         parts.append(f"Doc ({number}): <doc>{_neutralise(text)}</doc>")

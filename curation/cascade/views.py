@@ -11,25 +11,19 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from core.errors import ApplicationError
+from core.http import form_error_add
 from core.job_pages import job_cancel, job_page
 from core.roles import CAN_CURATE, CAN_READ_DATA, role_required
 
-from . import selectors_cascade as cascade_reads
-from .datasets import selectors as reads
-from .forms_cascade import CascadeLaunchForm
-from .models import CascadeRun, Dataset
-from .services.cascade import cascade_estimate, cascade_run_create
+from ..datasets.views import dataset_or_404
+from ..models import CascadeRun
+from . import selectors as reads
+from .create import cascade_estimate, cascade_run_create
+from .forms import CascadeLaunchForm
 
 # The web estimate counts tokens on at most this many queries (spread over the dataset) so
 # that the request stays short; `manage.py run_cascade --estimate-only` counts them all.
 WEB_ESTIMATE_SAMPLE = 2000
-
-
-def _dataset(pk: int) -> Dataset:
-    try:
-        return reads.dataset_get(dataset_id=pk)
-    except Dataset.DoesNotExist:
-        raise Http404("no such dataset") from None
 
 
 def _form_page(request, dataset, form, *, estimate=None, status=200):
@@ -41,7 +35,7 @@ def _form_page(request, dataset, form, *, estimate=None, status=200):
             "dataset": dataset,
             "form": form,
             "estimate": estimate,
-            "runs": cascade_reads.dataset_cascade_runs(dataset=dataset),
+            "runs": reads.dataset_cascade_runs(dataset=dataset),
         },
         status=status,
     )
@@ -63,14 +57,14 @@ def _estimate(dataset, form) -> dict:
 @require_GET
 @role_required(*CAN_CURATE)
 def cascade_new(request, pk: int):
-    dataset = _dataset(pk)
+    dataset = dataset_or_404(pk)
     return _form_page(request, dataset, CascadeLaunchForm())
 
 
 @require_POST
 @role_required(*CAN_CURATE)
 def cascade_estimate_view(request, pk: int):
-    dataset = _dataset(pk)
+    dataset = dataset_or_404(pk)
     form = CascadeLaunchForm(request.POST)
     if not form.is_valid():
         return _form_page(request, dataset, form, status=400)
@@ -80,7 +74,7 @@ def cascade_estimate_view(request, pk: int):
 @require_POST
 @role_required(*CAN_CURATE)
 def cascade_launch(request, pk: int):
-    dataset = _dataset(pk)
+    dataset = dataset_or_404(pk)
     form = CascadeLaunchForm(request.POST)
     if not form.is_valid():
         return _form_page(request, dataset, form, status=400)
@@ -98,8 +92,7 @@ def cascade_launch(request, pk: int):
             user=request.user,
         )
     except ApplicationError as exc:
-        field = exc.detail.get("field")
-        form.add_error(field if field in form.fields else None, exc.message)
+        form_error_add(form, exc)
         return _form_page(request, dataset, form, status=400)
     messages.success(request, f"Cascade #{run.pk} on {dataset.name} is queued.")
     return redirect("curation:cascade_run_detail", pk=run.pk)
@@ -109,7 +102,7 @@ def _run_context(run: CascadeRun) -> dict:
     return {
         "section": "datasets",
         "run": run,
-        "stage_rows": cascade_reads.cascade_run_stage_rows(run=run),
+        "stage_rows": reads.cascade_run_stage_rows(run=run),
         "status_url": reverse("curation:cascade_run_detail", args=[run.pk]),
         "cancel_url": reverse("curation:cascade_run_cancel", args=[run.pk]),
         "details": "curation/_cascade_details.html",
@@ -119,7 +112,7 @@ def _run_context(run: CascadeRun) -> dict:
 
 def _run(pk: int) -> CascadeRun:
     try:
-        return cascade_reads.cascade_run_get(run_id=pk)
+        return reads.cascade_run_get(run_id=pk)
     except CascadeRun.DoesNotExist:
         raise Http404("no such cascade run") from None
 

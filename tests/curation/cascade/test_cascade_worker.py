@@ -9,9 +9,10 @@ from collections import Counter
 import pytest
 
 from core.models import JobStatus
+from curation.cascade.create import cascade_run_create
+from curation.cascade.execute import cascade_run_execute
 from curation.models import CascadeItem, CascadeItemStatus, Judgment, LLMCall
-from curation.services.cascade import cascade_run_create, cascade_run_execute
-from tests.llm.cascade_support import judge_answer, query_of, small_dataset, stage
+from tests.curation.cascade.cascade_support import judge_answer, query_of, small_dataset, stage
 from tests.support.openai_server import FakeOpenAIServer, Reply
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
