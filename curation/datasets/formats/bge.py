@@ -65,35 +65,7 @@ class BgeReader:
             query_id = text_id(query)
             yield QueryRow(query_id, query, where, "query")
 
-            for role, key, scores_key in _LISTS:
-                passages = record.get(key)
-                if passages is None:
-                    if key == "pos":
-                        raise missing_field(where, "pos")
-                    continue
-                if type(passages) is not list:
-                    raise FormatError(
-                        f"expected a list of strings, got {type_name(passages)}",
-                        file=name,
-                        line=number,
-                        field=key,
-                    )
-                scores = _scores(record.get(scores_key), len(passages), where, scores_key)
-                negative = role == NEGATIVE
-                for index, passage in enumerate(passages):
-                    doc_id, row = text_passage(
-                        passage, where=where, field=f"{key}[{index}]", recent=recent
-                    )
-                    if row is not None:
-                        yield row
-                    yield CandidateRow(
-                        query_id,
-                        doc_id,
-                        role,
-                        index + 1 if negative else None,
-                        scores[index] if scores is not None else None,
-                        where,
-                    )
+            yield from _candidate_rows(record, query_id, where, recent)
 
             record_prompt = record.get("prompt")
             if record_prompt is not None:
@@ -107,6 +79,38 @@ class BgeReader:
             self.notes["prompt"] = prompt
             if other_prompts:
                 self.notes["records_with_another_prompt"] = other_prompts
+
+
+def _candidate_rows(record: dict, query_id: str, where: Where, recent: RecentKeys) -> Iterator:
+    """The record's positives and negatives: a passage row where the passage is new to the
+    file, then its candidate row (negatives ranked by their place in ``neg``)."""
+    for role, key, scores_key in _LISTS:
+        passages = record.get(key)
+        if passages is None:
+            if key == "pos":
+                raise missing_field(where, "pos")
+            continue
+        if type(passages) is not list:
+            raise FormatError(
+                f"expected a list of strings, got {type_name(passages)}",
+                file=where.file,
+                line=where.line,
+                field=key,
+            )
+        scores = _scores(record.get(scores_key), len(passages), where, scores_key)
+        negative = role == NEGATIVE
+        for index, passage in enumerate(passages):
+            doc_id, row = text_passage(passage, where=where, field=f"{key}[{index}]", recent=recent)
+            if row is not None:
+                yield row
+            yield CandidateRow(
+                query_id,
+                doc_id,
+                role,
+                index + 1 if negative else None,
+                scores[index] if scores is not None else None,
+                where,
+            )
 
 
 def _scores(value, count: int, where: Where, field: str) -> list[float] | None:

@@ -93,13 +93,28 @@ def machine_judge(*, candidate_id, rater, verdict):
 
 def build_reviewed(django_user_model, *, seed: int = 3) -> Reviewed:
     rng = np.random.default_rng(seed)
-    group = Group.objects.get_or_create(name="annotator")[0]
+    annotators = _annotators(django_user_model)
+    dataset, negatives = _dataset_with_negatives()
+    candidates, outside = negatives[:80], negatives[80]
+
+    # Each candidate's hidden truth: a false negative about a third of the time.
+    truth = {c.pk: rng.random() < 0.35 for c in negatives}
+    full, partial = _human_reviews(rng, truth, dataset, annotators, candidates, seed=seed)
+    _machine_judgments(rng, truth, negatives, candidates)
+    return Reviewed(dataset, full, partial, annotators, outside)
+
+
+def _annotators(django_user_model) -> list:
     annotators = []
+    group = Group.objects.get_or_create(name="annotator")[0]
     for name in ("alice", "bob", "carol"):
         user = django_user_model.objects.create_user(username=name, password="pw-" + name)
         user.groups.add(group)
         annotators.append(user)
+    return annotators
 
+
+def _dataset_with_negatives():
     dataset = DatasetFactory(name="reviewed")
     queries = Query.objects.bulk_create(
         [Query(dataset=dataset, query_id=f"q{q}", text=f"question {q}") for q in range(17)]
@@ -120,10 +135,11 @@ def build_reviewed(django_user_model, *, seed: int = 3) -> Reviewed:
             for r in range(1, 6)
         ]
     negatives = [c for c in Candidate.objects.bulk_create(rows) if c.role == CandidateRole.NEGATIVE]
-    candidates, outside = negatives[:80], negatives[80]
+    return dataset, negatives
 
-    # Each candidate's hidden truth: a false negative about a third of the time.
-    truth = {c.pk: rng.random() < 0.35 for c in negatives}
+
+def _human_reviews(rng, truth, dataset, annotators, candidates, *, seed):
+    """Two campaigns (4 candidates in both) and the annotators' answers, undos included."""
 
     def judge(candidate_id):
         if rng.random() < 0.12:
@@ -170,6 +186,12 @@ def build_reviewed(django_user_model, *, seed: int = 3) -> Reviewed:
         candidate_id=candidates[0].pk, rater="user:alice", rater_kind=RaterKind.HUMAN,
         user=annotators[0], verdict=Verdict.UNSURE,
     )  # fmt: skip
+    return full, partial
+
+
+def _machine_judgments(rng, truth, negatives, candidates) -> None:
+    """The teacher and stage 1 on every negative, stage 2 on the queries stage 1 flagged."""
+    writes = _Writes()
 
     def flag(candidate_id, accuracy):
         hit = truth[candidate_id] if rng.random() < accuracy else not truth[candidate_id]
@@ -193,7 +215,6 @@ def build_reviewed(django_user_model, *, seed: int = 3) -> Reviewed:
         candidate_id=candidates[1].pk, rater="mystery:judge", verdict=Verdict.RELEVANT
     )
     writes.flush()
-    return Reviewed(dataset, full, partial, annotators, outside)
 
 
 @pytest.fixture
