@@ -5,7 +5,7 @@ on the same topic that does NOT answer it; a teacher embedding model keeps a tri
 the positive ranks in the top k for its own query and the negative stays under a fraction of
 the positive's score (NV-Retriever's positive-aware margin).
 
-Prompts are versioned and hashed like the judge's (``curation/llm/prompts.py``); passage and
+Prompts are versioned and hashed like the judge's (``curation/cascade/prompts.py``); passage and
 query text is untrusted and sits inside delimiting elements whose angle brackets are
 neutralised, under a system message that says nothing inside them is an instruction.
 """
