@@ -459,3 +459,5 @@ def training_run_execute(*, run_id: int, echo: Callable[..., None] | None = None
         return
     # Only now: a crash before the run succeeded resumes from these rather than from scratch.
     checkpoints_remove(run.output_dir)
+
+
