@@ -34,8 +34,9 @@ lint: $(STAMP)
 # The tests whose behaviour depends on the database and the broker (jobs, imports, review,
 # real worker processes), again on what `make run` uses: SQLite and the filesystem broker,
 # even where PostgreSQL and Redis answer (SIEVE_TEST_EMBEDDED, config/settings/test.py).
-EMBEDDED_TESTS := tests/core tests/curation/test_import*.py tests/curation/test_snapshot_*.py \
-	tests/curation/test_cascade_worker.py tests/review tests/web/test_imports.py
+EMBEDDED_TESTS := tests/core tests/curation/datasets/test_import*.py \
+	tests/curation/datasets/test_snapshot_*.py \
+	tests/curation/cascade/test_cascade_worker.py tests/review tests/web/test_imports.py
 test-embedded: $(STAMP)
 	SIEVE_TEST_EMBEDDED=1 $(VENV)/bin/pytest $(EMBEDDED_TESTS)
 

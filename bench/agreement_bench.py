@@ -304,9 +304,9 @@ def generate(*, items: int, others: int, seed: int) -> int:
 
 
 def bench_ours(campaign_id: int) -> list[float]:
+    from review.agreement.selectors import AgreementScope, agreement_report_staleness
+    from review.agreement.services import agreement_report_create, agreement_report_run
     from review.models import AgreementReport, ReviewCampaign
-    from review.selectors_agreement import AgreementScope, agreement_report_staleness
-    from review.services.agreement import agreement_report_create, agreement_report_run
 
     campaign = ReviewCampaign.objects.get(pk=campaign_id)
     scope = AgreementScope(campaign_id=campaign_id)
@@ -383,9 +383,9 @@ def bench_orm_objects(campaign_id: int) -> None:
 
 
 def bench_bootstrap(campaign_id: int) -> None:
-    from curation.agreement import report as rep
-    from curation.agreement import stats
-    from review.selectors_agreement import (
+    from review.agreement import report as rep
+    from review.agreement import stats
+    from review.agreement.selectors import (
         AgreementScope,
         agreement_ratings_fetch,
         judgment_cutoff_now,

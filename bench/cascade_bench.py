@@ -214,9 +214,10 @@ def make_dataset(name: str, *, queries: int, seed: int = 7):
 
 
 def bench_service(base_url: str, concurrency: int, queries: int) -> dict:
+    from curation.cascade.create import cascade_run_create
+    from curation.cascade.execute import cascade_run_execute
     from curation.llm.stages import StageSettings
     from curation.models import CascadeItem, CascadeRun
-    from curation.services.cascade import cascade_run_create, cascade_run_execute
 
     dataset = make_dataset(f"bench-c{concurrency}", queries=queries)
     stage = StageSettings(number=1, model=f"bench-c{concurrency}", base_url=base_url,

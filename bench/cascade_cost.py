@@ -47,11 +47,12 @@ def main() -> None:
     django_setup(args.database_url, fresh=True)
     from django.db.models import Avg, Count, Sum
 
+    from curation.cascade.create import cascade_run_create
+    from curation.cascade.execute import cascade_run_execute
+    from curation.datasets.imports import dataset_import
     from curation.llm.stages import StageSettings, call_cost
     from curation.llm.tokens import token_counter_for
     from curation.models import LLMCall
-    from curation.services.cascade import cascade_run_create, cascade_run_execute
-    from curation.services.imports import dataset_import
     from tests.support.openai_server import FakeOpenAIServer, Reply
 
     def records(name):

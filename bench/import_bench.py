@@ -177,7 +177,7 @@ def _normalize(path: Path, folder: Path) -> None:
     """The file as rows of Sieve's tables (ids assigned here, passages deduplicated by text,
     candidate pairs by first occurrence, which keeps the positive), in COPY text format;
     prepared before the clock starts. Corpus and dataset get id 1."""
-    from curation.formats import text_hash, text_id
+    from curation.datasets.formats import text_hash, text_id
 
     NULL = "\\N"  # noqa: N806 - COPY's null
     passage_ids: dict[str, int] = {}
@@ -271,7 +271,7 @@ def bench_schema_copy(folder: Path) -> float:
 def bench_orm(path: Path) -> float:
     from django.db import transaction
 
-    from curation.formats import text_hash, text_id
+    from curation.datasets.formats import text_hash, text_id
     from curation.models import Candidate, Corpus, Dataset, Passage, Query
 
     _checkpoint()
@@ -347,7 +347,7 @@ def _run_child(path: Path, url: str) -> dict:
 
 def _child(path: Path, url: str) -> None:
     _django(url)
-    from curation.services.imports import dataset_import
+    from curation.datasets.imports import dataset_import
 
     _checkpoint()
     started = time.perf_counter()

@@ -73,9 +73,9 @@ def main() -> None:
     call_command("migrate", verbosity=0)
 
     from core.ml.encoder import EncoderSettings, encoder_get
+    from curation.datasets.imports import dataset_import
     from curation.embeddings import default_model_name, default_precision
     from curation.models import Dataset
-    from curation.services.imports import dataset_import
 
     dataset = Dataset.objects.filter(name="scifact-bench").first()
     if dataset is None:
@@ -237,8 +237,8 @@ def _bare(encoder, passages: list[str], queries: list[str], args) -> float:
 
 def _ours(dataset, model: str, args) -> tuple[float, dict]:
     from core.models import JobStatus
+    from curation.mining.services import mining_run_create, mining_run_execute
     from curation.models import Candidate, CandidateOrigin, Judgment, MiningRun
-    from curation.services.mining import mining_run_create, mining_run_execute
 
     # Start from the imported dataset alone, so every round writes the same rows.
     Judgment.objects.filter(candidate__query__dataset=dataset).delete()

@@ -2,11 +2,11 @@
 
 from django.urls import path
 
-from curation import api
+from curation.datasets import api
 from evaluation import api as evaluation_api
 from experiments import api as experiments_api
 from review import api as review_api
-from review import api_agreement
+from review.agreement import api as agreement_api
 from training import api as training_api
 
 app_name = "api"
@@ -71,10 +71,10 @@ urlpatterns = [
         review_api.CampaignAnswersApi.as_view(),
         name="campaign-answers",
     ),
-    path("agreement/", api_agreement.AgreementReportListCreateApi.as_view(), name="agreement-list"),
+    path("agreement/", agreement_api.AgreementReportListCreateApi.as_view(), name="agreement-list"),
     path(
         "agreement/<int:pk>/",
-        api_agreement.AgreementReportDetailApi.as_view(),
+        agreement_api.AgreementReportDetailApi.as_view(),
         name="agreement-detail",
     ),
 ]

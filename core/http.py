@@ -12,3 +12,10 @@ def query_int(request, name: str) -> int | None:
         return int(value)
     except ValueError:
         raise BadRequest(f"{name} must be a whole number") from None
+
+
+def form_error_add(form, error) -> None:
+    """Show a service's ``ApplicationError`` on the form: on the field its detail names when
+    the form has that field, else above the form."""
+    field = error.detail.get("field")
+    form.add_error(field if field in form.fields else None, error.message)

@@ -453,8 +453,8 @@ def demo_dataset_load(*, user=None) -> DemoLoadResult:
     """Import the demo dataset as ``demo`` through the real importer, unless it is there."""
     from django.conf import settings
 
+    from curation.datasets.imports import dataset_import
     from curation.models import Dataset, DatasetFormat
-    from curation.services.imports import dataset_import
 
     existing = Dataset.objects.filter(name=DEMO_DATASET_NAME).first()
     if existing is not None:

@@ -33,8 +33,8 @@ from core.ml.encoder import (
 )
 from core.ml.identity import model_identity
 
+from .datasets.corpus import corpus_doc_ids_stream, corpus_version, passage_texts
 from .models import Corpus
-from .selectors_mining import corpus_doc_ids_stream, corpus_version, passage_texts
 
 # Bump when what is encoded for a passage changes (e.g. passage_text), so old vectors miss.
 CACHE_FORMAT = 2

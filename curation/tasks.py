@@ -6,21 +6,21 @@ from celery import shared_task
 
 @shared_task(name="curation.tasks.import_job_run")
 def import_job_run(job_id: int) -> None:
-    from .services.imports import import_job_run as run
+    from .datasets.imports import import_job_run as run
 
     run(job_id=job_id)
 
 
 @shared_task(name="curation.tasks.export_job_run")
 def export_job_run(job_id: int) -> None:
-    from .services.snapshots import export_job_run as run
+    from .datasets.snapshots import export_job_run as run
 
     run(job_id=job_id)
 
 
 @shared_task(name="curation.tasks.mining_run")
 def mining_run(job_id: int) -> None:
-    from .services.mining import mining_run_execute
+    from .mining.services import mining_run_execute
 
     mining_run_execute(run_id=job_id)
 
@@ -28,13 +28,13 @@ def mining_run(job_id: int) -> None:
 # Routed to the `llm` queue (config/settings/base.py): many concurrent I/O-bound calls.
 @shared_task(name="curation.tasks.cascade_run")
 def cascade_run(job_id: int) -> None:
-    from .services.cascade import cascade_run_execute
+    from .cascade.execute import cascade_run_execute
 
     cascade_run_execute(run_id=job_id)
 
 
 @shared_task(name="curation.tasks.synthesis_run")
 def synthesis_run(job_id: int) -> None:
-    from .services.synthesis import synthesis_run_execute
+    from .synthesis.services import synthesis_run_execute
 
     synthesis_run_execute(run_id=job_id)

@@ -26,9 +26,9 @@ from django.db import transaction
 from core.errors import ApplicationError
 from core.jobs import JobOutcome, job_enqueue, job_run
 from core.models import JobStatus
-from curation.export import Policy
+from curation.datasets.export import Policy
+from curation.datasets.snapshots import snapshot_create
 from curation.models import Dataset, ExportFormat
-from curation.services.snapshots import snapshot_create
 from evaluation.models import EvaluationRun
 from evaluation.services import (
     evaluation_model_resolve,

@@ -6,6 +6,6 @@ from celery import shared_task
 
 @shared_task(name="review.tasks.agreement_report_run")
 def agreement_report_run(job_id: int) -> None:
-    from .services.agreement import agreement_report_run as run
+    from .agreement.services import agreement_report_run as run
 
     run(report_id=job_id)

@@ -16,5 +16,5 @@ urlpatterns: list = [
     path("<int:pk>/adjudicate/decide", views.adjudication_submit, name="adjudication_submit"),
     path("<int:pk>/consensus", views.consensus_decide, name="consensus_decide"),
     # The agreement report (built beside this module).
-    path("", include("review.urls_agreement")),
+    path("", include("review.agreement.urls")),
 ]

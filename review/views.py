@@ -14,6 +14,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from core.errors import ApplicationError
+from core.http import form_error_add
 from core.roles import CAN_CURATE, CAN_READ_DATA, Role, has_role, role_required
 from curation.models import Verdict
 from review import selectors as reads
@@ -95,8 +96,7 @@ def campaign_create(request):
                 created_by=request.user,
             )
         except ApplicationError as exc:
-            field = exc.detail.get("field")
-            form.add_error(field if field in form.fields else None, exc.message)
+            form_error_add(form, exc)
         else:
             messages.success(
                 request, f"Campaign {campaign.name} created with {campaign.item_count} items."

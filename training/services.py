@@ -28,9 +28,9 @@ from django.utils import timezone
 from core.errors import ApplicationError
 from core.jobs import JobCancelled, JobOutcome, job_enqueue, job_run
 from core.models import JobStatus
+from curation.datasets.snapshots import snapshot_file_path
 from curation.embeddings import default_model_name
 from curation.models import Snapshot
-from curation.services.snapshots import snapshot_file_path
 
 from .core import (
     TrainConfig,

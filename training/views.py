@@ -14,8 +14,8 @@ from core.errors import ApplicationError
 from core.http import query_int
 from core.job_pages import job_cancel, job_page
 from core.roles import CAN_CURATE, CAN_READ_DATA, role_required
+from curation.datasets.selectors import snapshot_get
 from curation.models import Snapshot
-from curation.selectors import snapshot_get
 
 from . import selectors as reads
 from .charts import loss_curve

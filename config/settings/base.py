@@ -201,7 +201,7 @@ SIEVE_EMBEDDING_CACHE_DIR = Path(
 )
 SIEVE_REVIEW_LOCK_SECONDS = env.int("SIEVE_REVIEW_LOCK_SECONDS", default=600)
 # PostgreSQL imports: check foreign keys set-based instead of one trigger query per row, when
-# the database role may set session_replication_role (curation/services/imports.md).
+# the database role may set session_replication_role (curation/datasets/imports.md).
 SIEVE_IMPORT_SET_BASED_FK = env.bool("SIEVE_IMPORT_SET_BASED_FK", default=True)
 SIEVE_UPLOAD_DIR = MEDIA_ROOT / "uploads"
 SIEVE_SNAPSHOT_DIR = MEDIA_ROOT / "snapshots"

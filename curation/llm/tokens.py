@@ -7,7 +7,7 @@ machine behind a silent firewall it could hang a web request. So tiktoken is use
 its vocabulary file is already in the cache (or ``SIEVE_TIKTOKEN_DOWNLOAD=true`` allows the
 download). Otherwise the count comes from ``bpe-openai`` (GitHub's Rust BPE with the same
 OpenAI vocabularies compiled in, tiktoken-compatible: it reproduces tiktoken's documented
-examples, see tests/llm/test_tokens.py), which needs no network. Only if neither can load
+examples, see tests/curation/llm/test_tokens.py), which needs no network. Only if neither can load
 does the count fall back to characters / 4 and say so (``exact=False``).
 """
 

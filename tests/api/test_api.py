@@ -13,9 +13,9 @@ from drf_spectacular.validation import validate_schema
 from rest_framework.authtoken.models import Token
 
 from core.models import JobStatus
+from curation.datasets.imports import import_job_run
+from curation.datasets.snapshots import export_job_run, snapshot_create
 from curation.models import ExportJob, ImportJob, Snapshot
-from curation.services.imports import import_job_run
-from curation.services.snapshots import export_job_run, snapshot_create
 from tests.factories import DatasetFactory, QueryFactory
 
 BGE = (

@@ -5,11 +5,11 @@ scikit-learn and the krippendorff package. Saves docs/screenshots/agreement.png.
 import pytest
 from django.contrib.auth.models import Group
 
+from review.agreement.services import agreement_report_run
 from review.models import AgreementReport
-from review.services.agreement import agreement_report_run
-from tests.agreement.conftest import STAGE1, STAGE2, TEACHER, build_reviewed
-from tests.agreement.reference import Reference
 from tests.browser.conftest import log_in, screenshot
+from tests.review.agreement.conftest import STAGE1, STAGE2, TEACHER, build_reviewed
+from tests.review.agreement.reference import Reference
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -35,7 +35,7 @@ def _wait_for(job, predicate, *, worker, timeout=JOB_TIMEOUT):
 
 
 def test_a_real_worker_runs_an_import_job_end_to_end(celery_worker_process, tmp_path, curator):
-    from curation.services.imports import import_job_create
+    from curation.datasets.imports import import_job_create
 
     source = tmp_path / "small.jsonl"
     records = [

@@ -4,8 +4,8 @@ the Decisions are what snapshots read."""
 import pytest
 from django.urls import reverse
 
+from curation.datasets.selectors import dataset_candidates_stream, decision_cutoff
 from curation.models import Decision, DecisionSource, Verdict
-from curation.selectors import dataset_candidates_stream, decision_cutoff
 from review.models import ReviewItem
 from review.selectors import items_in_consensus, items_to_adjudicate
 from review.services.decisions import campaign_consensus_decide

@@ -5,9 +5,9 @@ import json
 import pytest
 
 from core.errors import ApplicationError
-from curation.llm.verdict import verdict_parse
+from curation.cascade.verdict import verdict_parse
+from curation.datasets.imports import dataset_import
 from curation.models import CandidateOrigin, CandidateRole, CascadeRun, Verdict
-from curation.services.imports import dataset_import
 from review.models import ReviewItem, Stratum
 from review.services.campaigns import review_campaign_create
 from tests.review.conftest import judge

@@ -62,8 +62,8 @@ def scifact_snapshots(shared_data: Path, folder: Path, *, formats=("bge",), name
                       queries: int = 32) -> dict:  # fmt: skip
     """Imports the SciFact-train BGE file as dataset ``name`` and freezes it in each format
     (policy default). Returns {"records": [...], "dataset": ..., format: Snapshot}."""
-    from curation.services.imports import dataset_import
-    from curation.services.snapshots import snapshot_create
+    from curation.datasets.imports import dataset_import
+    from curation.datasets.snapshots import snapshot_create
 
     folder.mkdir(parents=True, exist_ok=True)
     records = scifact_train_bge(shared_data, folder / f"{name}.jsonl", queries=queries)

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from curation.services.snapshots import snapshot_file_path
+from curation.datasets.snapshots import snapshot_file_path
 from training.data import (
     Example,
     SnapshotFormatError,

@@ -13,8 +13,8 @@ from django.core.management import CommandError, call_command
 from core.errors import ApplicationError
 from core.jobs import job_request_cancel
 from core.models import JobStatus
+from curation.datasets.snapshots import snapshot_file_path
 from curation.models import Snapshot
-from curation.services.snapshots import snapshot_file_path
 from tests.factories import DatasetFactory
 from training.core import COMPLETE_MARKER, TrainConfig, load_trained_model
 from training.models import TrainingRun

@@ -12,8 +12,8 @@ from django.urls import reverse
 from core.errors import ApplicationError
 from core.jobs import job_fail
 from core.models import JobStatus
+from curation.datasets.imports import import_job_run
 from curation.models import Candidate, Dataset, ImportJob
-from curation.services.imports import import_job_run
 
 BGE_LINES = [
     {

@@ -8,8 +8,8 @@ import pytest
 from django.urls import reverse
 
 from core.models import JobStatus
+from curation.datasets.snapshots import export_job_run, snapshot_create, snapshot_file_path
 from curation.models import ExportJob, Snapshot
-from curation.services.snapshots import export_job_run, snapshot_create, snapshot_file_path
 from tests.factories import DatasetFactory
 
 

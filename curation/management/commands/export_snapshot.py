@@ -10,9 +10,9 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 
 from core.errors import ApplicationError
+from curation.datasets.selectors import dataset_get_by_name
+from curation.datasets.snapshots import snapshot_create, snapshot_file_path
 from curation.models import Dataset, ExportFormat, SnapshotPolicy
-from curation.selectors import dataset_get_by_name
-from curation.services.snapshots import snapshot_create, snapshot_file_path
 
 
 class Command(BaseCommand):

@@ -13,8 +13,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from core.commands import ProgressLine
 from core.errors import ApplicationError
+from curation.datasets.imports import dataset_import, import_job_create, import_summary
 from curation.models import DatasetFormat
-from curation.services.imports import dataset_import, import_job_create, import_summary
 
 
 class Command(BaseCommand):

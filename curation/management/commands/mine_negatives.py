@@ -14,9 +14,9 @@ from django.core.management.base import BaseCommand, CommandError
 
 from core.commands import command_job_run
 from core.errors import ApplicationError
+from curation.datasets.selectors import dataset_get_by_name
+from curation.mining.services import mining_run_create, mining_run_execute
 from curation.models import Dataset, MiningRun, MiningSampling
-from curation.selectors import dataset_get_by_name
-from curation.services.mining import mining_run_create, mining_run_execute
 
 
 class Command(BaseCommand):

@@ -14,17 +14,17 @@ from django.core.management.base import BaseCommand, CommandError
 
 from core.commands import command_job_run
 from core.errors import ApplicationError
-from curation.llm.stages import stages_from_env
-from curation.models import CascadeMode, Dataset
-from curation.services.cascade import (
+from curation.cascade.create import (
     DEFAULT_FALSE_NEGATIVE_TAGS,
     DEFAULT_FLAG_RATE,
     DEFAULT_FORWARD_TAGS,
     DEFAULT_OUTPUT_TOKENS_PER_CALL,
     cascade_estimate,
     cascade_run_create,
-    cascade_run_execute,
 )
+from curation.cascade.execute import cascade_run_execute
+from curation.llm.stages import stages_from_env
+from curation.models import CascadeMode, Dataset
 
 
 def _tags(value: str) -> list[str]:

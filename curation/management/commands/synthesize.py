@@ -15,9 +15,9 @@ from django.core.management.base import BaseCommand, CommandError
 
 from core.commands import command_job_run
 from core.errors import ApplicationError
+from curation.datasets.selectors import dataset_get_by_name
 from curation.models import Dataset, SynthesisNegativeMode, SynthesisRun
-from curation.selectors import dataset_get_by_name
-from curation.services.synthesis import synthesis_run_create, synthesis_run_execute
+from curation.synthesis.services import synthesis_run_create, synthesis_run_execute
 
 GENERATOR_OPTIONS = {
     "model": "model",

@@ -1,0 +1,112 @@
+"""Synthesis pages: the launch form and the live run page.
+
+Curators launch and cancel; viewers read. The run page follows the job page pattern of
+``core/job_pages.py``.
+"""
+
+from django.contrib import messages
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from core.errors import ApplicationError
+from core.http import form_error_add
+from core.job_pages import job_cancel, job_page
+from core.roles import CAN_CURATE, CAN_READ_DATA, role_required
+
+from ..datasets.views import dataset_or_404
+from ..models import SynthesisRun
+from . import selectors as reads
+from .forms import SynthesisLaunchForm
+from .services import synthesis_run_create
+
+
+def _synthesis_form_page(request, dataset, form, *, status=200):
+    return render(
+        request,
+        "curation/synthesis_new.html",
+        {
+            "section": "datasets",
+            "dataset": dataset,
+            "form": form,
+            "runs": reads.dataset_synthesis_runs(dataset=dataset),
+        },
+        status=status,
+    )
+
+
+@require_GET
+@role_required(*CAN_CURATE)
+def synthesis_new(request, pk: int):
+    return _synthesis_form_page(request, dataset_or_404(pk), SynthesisLaunchForm())
+
+
+@require_POST
+@role_required(*CAN_CURATE)
+def synthesis_launch(request, pk: int):
+    dataset = dataset_or_404(pk)
+    form = SynthesisLaunchForm(request.POST)
+    if not form.is_valid():
+        return _synthesis_form_page(request, dataset, form, status=400)
+    data = form.cleaned_data
+    try:
+        run = synthesis_run_create(
+            dataset=dataset,
+            sample_size=data["sample_size"],
+            seed=data["seed"],
+            generator=form.generator(),
+            negative_mode=data["negative_mode"],
+            teacher_model=data["teacher_model"],
+            top_k=data["top_k"],
+            negative_max_ratio=data["negative_max_ratio"],
+            budget_usd=data.get("budget_usd"),
+            user=request.user,
+        )
+    except ApplicationError as error:
+        form_error_add(form, error)
+        return _synthesis_form_page(request, dataset, form, status=400)
+    messages.success(request, f"Synthesis run #{run.pk} on {dataset.name} is queued.")
+    return redirect("curation:synthesis_run_detail", pk=run.pk)
+
+
+def _synthesis_context(run: SynthesisRun) -> dict:
+    return {
+        "section": "datasets",
+        "run": run,
+        "status_url": reverse("curation:synthesis_run_detail", args=[run.pk]),
+        "cancel_url": reverse("curation:synthesis_run_cancel", args=[run.pk]),
+        "result_url": reverse("curation:dataset_detail", args=[run.dataset_id]),
+        "result_label": "Open the dataset",
+    }
+
+
+def _synthesis_run(pk: int) -> SynthesisRun:
+    try:
+        return reads.synthesis_run_get(run_id=pk)
+    except SynthesisRun.DoesNotExist:
+        raise Http404("no such synthesis run") from None
+
+
+@require_GET
+@role_required(*CAN_READ_DATA)
+def synthesis_run_detail(request, pk: int):
+    run = _synthesis_run(pk)
+    return job_page(
+        request, run, template="curation/synthesis_run.html", context=_synthesis_context(run)
+    )
+
+
+@require_POST
+@role_required(*CAN_CURATE)
+def synthesis_run_cancel(request, pk: int):
+    def reload():
+        run = _synthesis_run(pk)
+        return run, _synthesis_context(run)
+
+    return job_cancel(
+        request,
+        get_object_or_404(SynthesisRun, pk=pk),
+        reload=reload,
+        page_url=reverse("curation:synthesis_run_detail", args=[pk]),
+    )

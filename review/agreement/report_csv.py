@@ -1,0 +1,83 @@
+"""The stored agreement report as CSV rows (the download of the report page). Pure: no
+Django, no I/O; cells a spreadsheet would run as formulas are neutralised."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from .report import MAJORITY_KEY, SCHEME_FLAG
+
+CSV_HEADER = (
+    "section",
+    "dimension",
+    "slice",
+    "rater_a",
+    "rater_b",
+    "scheme",
+    "n",
+    "percent_agreement",
+    "kappa",
+    "ci_low",
+    "ci_high",
+    "fleiss_kappa",
+    "krippendorff_alpha",
+    "precision",
+    "recall",
+    "f1",
+    "true_positive",
+    "false_positive",
+    "false_negative",
+    "paper_kappa",
+)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6f}"
+    text = str(value)
+    # A spreadsheet runs a cell that starts with one of these as a formula; names (dataset,
+    # user, model) come from users, so neutralise them.
+    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        text = "'" + text
+    return text
+
+
+def csv_rows(result: dict) -> Iterator[list[str]]:
+    """The stored report (``AgreementReportData.to_json()``) as CSV rows, header first."""
+    yield list(CSV_HEADER)
+
+    def row(**values) -> list[str]:
+        return [_cell(values.get(column)) for column in CSV_HEADER]
+
+    for group in result.get("humans", []):
+        yield row(
+            section="humans",
+            scheme=group["scheme"],
+            n=group["items"],
+            fleiss_kappa=group["fleiss_kappa"],
+            krippendorff_alpha=group["krippendorff_alpha"],
+        )
+    for section in ("human_pairs", "flag_pairs"):
+        for pair in result.get(section, []):
+            yield row(section=section, **pair)
+    for machine in result.get("machines", []):
+        yield row(section="machine_vs_majority", rater_a=machine["rater"], rater_b=MAJORITY_KEY,
+                  scheme=SCHEME_FLAG, **machine)  # fmt: skip
+    for dimension, slice_rows in result.get("slices", {}).items():
+        for slice_row in slice_rows:
+            humans = slice_row["humans"]
+            yield row(
+                section="slice_humans",
+                dimension=dimension,
+                slice=slice_row["value"],
+                scheme=humans["scheme"],
+                n=humans["items"],
+                fleiss_kappa=humans["fleiss_kappa"],
+                krippendorff_alpha=humans["krippendorff_alpha"],
+            )
+            for machine in slice_row["machines"]:
+                yield row(section="slice_machine_vs_majority", dimension=dimension,
+                          slice=slice_row["value"], rater_a=machine["rater"],
+                          rater_b=MAJORITY_KEY, scheme=SCHEME_FLAG, **machine)  # fmt: skip

@@ -1,0 +1,123 @@
+"""Agreement statistics against the reference implementations: scikit-learn, statsmodels
+and the krippendorff package, on random data and on the edge cases."""
+
+import math
+import warnings
+
+import krippendorff
+import numpy as np
+import pytest
+from sklearn.metrics import cohen_kappa_score, f1_score, precision_score, recall_score
+from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss_kappa
+
+from review.agreement import stats
+
+K = 4  # relevant, not relevant, partly, unsure
+
+
+def _same(ours: float, reference: float) -> bool:
+    return (math.isnan(ours) and math.isnan(reference)) or math.isclose(
+        ours, reference, abs_tol=1e-9
+    )
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_cohen_kappa_matches_sklearn_on_random_data(seed):
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, K, 500)
+    b = np.where(rng.random(500) < 0.6, a, rng.integers(0, K, 500))
+    assert _same(stats.cohen_kappa(a, b, n_categories=K), cohen_kappa_score(a, b))
+
+
+def test_cohen_kappa_skips_missing_like_sklearn_on_the_overlap():
+    rng = np.random.default_rng(7)
+    a = rng.integers(0, 3, 300)
+    b = rng.integers(0, 3, 300)
+    a[:40] = stats.MISSING
+    b[20:70] = stats.MISSING
+    both = (a != -1) & (b != -1)
+    assert _same(stats.cohen_kappa(a, b, n_categories=3), cohen_kappa_score(a[both], b[both]))
+
+
+def test_cohen_kappa_edge_cases():
+    assert stats.cohen_kappa([1, 1, 1], [1, 1, 1], n_categories=K) != 1.0  # undefined, not 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = cohen_kappa_score([1, 1, 1], [1, 1, 1])
+    assert _same(stats.cohen_kappa([1, 1, 1], [1, 1, 1], n_categories=K), reference)
+    assert stats.cohen_kappa([0, 1, 0, 1], [0, 1, 0, 1], n_categories=K) == 1.0
+    assert _same(
+        stats.cohen_kappa([0, 1], [1, 0], n_categories=2), cohen_kappa_score([0, 1], [1, 0])
+    )
+
+
+def test_bootstrap_ci_brackets_kappa_and_is_seeded():
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 2, 400)
+    b = np.where(rng.random(400) < 0.7, a, 1 - a)
+    first = stats.cohen_kappa_ci(a, b, n_categories=2, n_boot=500, seed=3)
+    again = stats.cohen_kappa_ci(a, b, n_categories=2, n_boot=500, seed=3)
+    assert first == again
+    assert first.ci_low < first.kappa < first.ci_high
+    assert first.n == 400
+    # With 400 items, κ ≈ 0.4 has a standard error around 0.045: the 95% CI is ~0.18 wide.
+    assert 0.08 < first.ci_high - first.ci_low < 0.35
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_fleiss_matches_statsmodels(seed):
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, 3, 200)
+    ratings = np.stack(
+        [np.where(rng.random(200) < 0.7, truth, rng.integers(0, 3, 200)) for _ in range(4)], axis=1
+    )
+    table = stats.category_counts(ratings, n_categories=3)
+    assert _same(
+        stats.fleiss_kappa(ratings, n_categories=3), sm_fleiss_kappa(table, method="fleiss")
+    )
+
+
+def test_fleiss_all_agree_on_one_class_is_undefined_like_statsmodels():
+    ratings = np.ones((10, 3), dtype=int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = sm_fleiss_kappa(stats.category_counts(ratings, n_categories=2), method="fleiss")
+    assert _same(stats.fleiss_kappa(ratings, n_categories=2), reference)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_krippendorff_matches_package_with_missing(seed):
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, K, 300)
+    ratings = np.stack(
+        [np.where(rng.random(300) < 0.6, truth, rng.integers(0, K, 300)) for _ in range(4)], axis=1
+    )
+    ratings[rng.random(ratings.shape) < 0.3] = stats.MISSING
+    reliability = np.where(ratings == stats.MISSING, np.nan, ratings).T.astype(float)
+    reference = krippendorff.alpha(reliability_data=reliability, level_of_measurement="nominal")
+    assert math.isclose(
+        stats.krippendorff_alpha_nominal(ratings, n_categories=K), reference, abs_tol=1e-9
+    )
+
+
+def test_krippendorff_perfect_agreement_and_one_class():
+    ratings = np.array([[0, 0, -1], [1, 1, 1], [2, -1, 2]])
+    assert stats.krippendorff_alpha_nominal(ratings, n_categories=3) == 1.0
+    assert math.isnan(stats.krippendorff_alpha_nominal(np.ones((5, 2), dtype=int), n_categories=2))
+
+
+def test_majority_and_flag_scores_match_sklearn():
+    ratings = np.array([[0, 0, 1], [1, 1, 0], [0, 1, -1], [1, -1, -1]])
+    assert stats.majority(ratings, n_categories=2).tolist() == [0, 1, -1, 1]
+    rng = np.random.default_rng(4)
+    truth = rng.integers(0, 2, 300)
+    flags = np.where(rng.random(300) < 0.8, truth, 1 - truth)
+    scores = stats.flag_scores(flags, truth)
+    assert math.isclose(scores.precision, precision_score(truth, flags))
+    assert math.isclose(scores.recall, recall_score(truth, flags))
+    assert math.isclose(scores.f1, f1_score(truth, flags))
+
+
+def test_confusion_matrix_counts_only_items_both_judged():
+    matrix = stats.confusion_matrix([0, 1, 1, -1], [0, 1, 0, 1], n_categories=2)
+    assert matrix.tolist() == [[1, 0], [1, 1]]
