@@ -110,7 +110,9 @@ class CascadeItemAdmin(admin.ModelAdmin):
 
 @admin.register(models.LLMCall)
 class LLMCallAdmin(AppendOnlyAdmin):
-    list_display = ["id", "model", "stage", "input_tokens", "output_tokens", "cost_usd", "created_at"]
+    list_display = [
+        "id", "model", "stage", "input_tokens", "output_tokens", "cost_usd", "created_at",
+    ]  # fmt: skip
     list_filter = ["model", "batch"]
     raw_id_fields = ["cascade_run"]
     show_full_result_count = False

@@ -1,6 +1,6 @@
 """Training rows from a snapshot file. Pure: no Django, no torch.
 
-A snapshot file (``curation/export/writers.py``) is the immutable input of a training run.
+A snapshot file (``curation/datasets/export/writers.py``) is the immutable input of a training run.
 It is read into ``Example``s — a query, its positive passages, its negative passages — the
 same way for the three formats:
 

@@ -141,8 +141,8 @@ def test_cancelling_a_running_mining_run_adds_no_negatives(
     abstracts: one slice to wait for, then the cancel."""
     import gzip
 
+    from curation.mining.services import mining_run_create
     from curation.models import CandidateOrigin, MiningRun
-    from curation.services.mining import mining_run_create
     from tests.curation.mining_support import minilm_path
     from tests.factories import CandidateFactory, DatasetFactory, PassageFactory, QueryFactory
 
