@@ -1,5 +1,5 @@
 """The shape of the code, checked like behaviour (docs/architecture.md): no app reaches into
-another app's private names. The layering itself is import-linter's (`lint-imports`, run by
+another app's private names, and no file grows past 600 lines. The layering itself is import-linter's (`lint-imports`, run by
 `make test`), with its contracts in pyproject.toml."""
 
 import ast
@@ -31,3 +31,18 @@ def test_no_app_imports_another_apps_private_names():
                 where = f"{path.relative_to(ROOT)}:{node.lineno}"
                 offences.append(f"{where} imports {node.module}: {private or private_modules}")
     assert offences == []
+
+
+MAX_LINES = 600
+
+
+def test_no_python_file_outside_migrations_is_longer_than_600_lines():
+    roots = [*APPS, "tests", "bench"]
+    long_files = {
+        str(path.relative_to(ROOT)): n
+        for root in roots
+        for path in (ROOT / root).rglob("*.py")
+        if "migrations" not in path.parts
+        and (n := len(path.read_text().splitlines())) > MAX_LINES
+    }
+    assert long_files == {}
