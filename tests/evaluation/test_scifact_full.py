@@ -5,7 +5,8 @@ About five minutes on a 2-core CPU; the second run reads the corpus from the cac
 import pytest
 
 from core.models import JobStatus
-from evaluation.services import evaluation_run_create, evaluation_run_execute
+from evaluation.services.execution import evaluation_run_execute
+from evaluation.services.runs import evaluation_run_create
 
 from . import minilm_path
 
