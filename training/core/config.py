@@ -288,7 +288,7 @@ class ConfigField:
     def limits_text(self) -> str:
         """The limits in words ("at least 1, at most 1024"), for help texts."""
         parts = [
-            f"{word} {limit:g}"
+            f"{word} {limit:g}" if isinstance(limit, float) else f"{word} {limit}"
             for word, limit in (
                 ("at least", self.minimum),
                 ("above", self.above),
