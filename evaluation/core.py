@@ -123,7 +123,7 @@ def four_bit_support(device: str) -> tuple[bool, str]:
 
 def model_load(source: ModelSource, *, settings: EncoderSettings) -> LoadedModel:
     """Load ``source`` as a SentenceTransformer with ``settings``' device, max length and
-    quantization. A fine-tune's artifact is loaded by ``training.core.load_trained_model``
+    quantization. A fine-tune's artifact is loaded by ``training.core.artifacts.load_trained_model``
     from the base recorded in the database plus the artifact."""
     started = time.monotonic()
     device = resolve_device(settings.device)
@@ -147,7 +147,7 @@ def model_load(source: ModelSource, *, settings: EncoderSettings) -> LoadedModel
             four_bit["reason"] = reason
             logger.warning("4-bit loading not available: %s; loading normally", reason)
     if source.artifact_kind:
-        from training.core import load_trained_model
+        from training.core.artifacts import load_trained_model
 
         model = load_trained_model(
             source.base_model,

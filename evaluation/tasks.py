@@ -6,6 +6,6 @@ from celery import shared_task
 
 @shared_task(name="evaluation.tasks.evaluation_run")
 def evaluation_run(job_id: int) -> None:
-    from .services import evaluation_run_execute
+    from .services.execution import evaluation_run_execute
 
     evaluation_run_execute(run_id=job_id)

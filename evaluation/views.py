@@ -18,7 +18,8 @@ from training.models import TrainingRun
 from . import selectors as reads
 from .forms import EvaluationLaunchForm
 from .models import EvaluationMode, EvaluationRun
-from .services import evaluation_run_create, evaluation_tasks_available
+from .services.runs import evaluation_run_create
+from .services.task_specs import evaluation_tasks_available
 
 
 def _form_page(request, form, *, status=200):

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from core.api import CanCurate, JobOutputSerializer, NewestFirstPagination, SieveApi, paginated
 from curation.models import Dataset
 from evaluation.models import EvaluationMode
+from training.api import TrainConfigSerializer
 
 from .models import PolicyComparison
 from .services import policy_comparison_create
@@ -41,7 +42,7 @@ class PolicyComparisonListCreateApi(SieveApi):
             default=["default", "remove_hn", "relabel"],
         )  # fmt: skip
         max_false_negatives = serializers.IntegerField(required=False, default=7)
-        train_config = serializers.JSONField(required=False, default=dict)
+        train_config = TrainConfigSerializer(required=False, default=dict)
         eval_tasks = serializers.ListField(child=serializers.CharField())
         eval_mode = serializers.ChoiceField(choices=EvaluationMode.values, default="full")
         eval_config = serializers.JSONField(required=False, default=dict)

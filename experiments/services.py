@@ -30,7 +30,7 @@ from curation.datasets.export import Policy
 from curation.datasets.snapshots import snapshot_create
 from curation.models import Dataset, ExportFormat
 from evaluation.models import EvaluationRun
-from evaluation.services import (
+from evaluation.services.runs import (
     evaluation_model_resolve,
     evaluation_plan_check,
     evaluation_run_create,

@@ -12,7 +12,7 @@ from core.roles import CAN_CURATE, CAN_READ_DATA, role_required
 from curation.models import Dataset
 from evaluation import selectors as evaluation_reads
 from evaluation.models import EvaluationMode
-from evaluation.services import evaluation_tasks_available
+from evaluation.services.task_specs import evaluation_tasks_available
 from training.forms import TrainingLaunchForm
 from training.services import training_config_defaults
 

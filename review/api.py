@@ -48,8 +48,12 @@ class CampaignDetailApi(SieveApi):
 
         def get_strata_counts(self, campaign) -> list[dict]:
             return [
-                {"stratum": row.stratum, "requested": row.requested, "items": row.items,
-                 "done": row.done}  # fmt: skip
+                {
+                    "stratum": row.stratum,
+                    "requested": row.requested,
+                    "items": row.items,
+                    "done": row.done,
+                }  # fmt: skip
                 for row in reads.campaign_strata_counts(campaign=campaign)
             ]
 

@@ -1,6 +1,6 @@
 """The shape of the code, checked like behaviour (docs/architecture.md): no app reaches into
-another app's private names, and no file grows past 600 lines. The layering itself is import-linter's (`lint-imports`, run by
-`make test`), with its contracts in pyproject.toml."""
+another app's private names, and no file grows past 600 lines. The layering itself is
+import-linter's (`lint-imports`, run by `make test`), with its contracts in pyproject.toml."""
 
 import ast
 from pathlib import Path
@@ -42,7 +42,6 @@ def test_no_python_file_outside_migrations_is_longer_than_600_lines():
         str(path.relative_to(ROOT)): n
         for root in roots
         for path in (ROOT / root).rglob("*.py")
-        if "migrations" not in path.parts
-        and (n := len(path.read_text().splitlines())) > MAX_LINES
+        if "migrations" not in path.parts and (n := len(path.read_text().splitlines())) > MAX_LINES
     }
     assert long_files == {}

@@ -1,7 +1,10 @@
 """REST API for training runs: the same services as the HTML pages (``training/services.py``)."""
 
+import json
+
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
+from rest_framework.fields import empty
 from rest_framework.parsers import FormParser, JSONParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
@@ -16,8 +19,59 @@ from core.api import (
 )
 from curation.models import Snapshot
 
+from .core.config import ConfigField, TrainConfig, config_fields
 from .models import TrainingRun
 from .services import training_run_create
+
+# --- the training config ---------------------------------------------------------------------
+
+
+def _api_field(config_field: ConfigField) -> serializers.Field:
+    """How the OpenAPI schema shows one hyper-parameter (type, limits, choices, default)."""
+    common = {
+        "required": False,
+        "label": config_field.label,
+        "help_text": config_field.help or None,
+    }
+    if config_field.choices:
+        return serializers.ChoiceField(choices=config_field.choices, **common)
+    if config_field.kind in ("int", "float"):
+        field = serializers.IntegerField if config_field.kind == "int" else serializers.FloatField
+        return field(min_value=config_field.minimum, max_value=config_field.maximum, **common)
+    if config_field.kind == "bool":
+        return serializers.BooleanField(**common)
+    if config_field.kind == "list":
+        return serializers.ListField(child=serializers.CharField(), **common)
+    return serializers.CharField(
+        max_length=config_field.max_length,
+        allow_blank=True,
+        allow_null=config_field.kind == "optional_str",
+        **common,
+    )
+
+
+class TrainConfigSerializer(serializers.Serializer):
+    """Hyper-parameters (``TrainConfig``); missing ones take the defaults. The fields are made
+    from TrainConfig's schema for the OpenAPI description; a value is checked by the schema
+    itself (``TrainConfig.from_dict``), so the API refuses exactly what the form and the
+    command line refuse, with the same 400 ``{"message", "field"}`` as the service."""
+
+    def get_fields(self):
+        return {config_field.name: _api_field(config_field) for config_field in config_fields()}
+
+    def get_value(self, dictionary):
+        # A form-encoded request sends the config as one JSON text.
+        return dictionary.get(self.field_name, empty)
+
+    def to_internal_value(self, data):
+        if isinstance(data, str):
+            try:
+                data = json.loads(data)
+            except ValueError:
+                data = None
+        TrainConfig.from_dict(data)  # raises ConfigError (an ApplicationError) naming the field
+        return TrainConfig.parse_partial(data)
+
 
 # --- training --------------------------------------------------------------------------------
 
@@ -47,10 +101,7 @@ class TrainingRunListCreateApi(SieveApi):
     class TrainingRunInputSerializer(serializers.Serializer):
         snapshot = serializers.PrimaryKeyRelatedField(queryset=Snapshot.objects.all())
         name = serializers.CharField(required=False, allow_blank=True, default="")
-        config = serializers.JSONField(
-            required=False, default=dict,
-            help_text="Hyper-parameters (training.core.TrainConfig); missing ones take defaults.",
-        )  # fmt: skip
+        config = TrainConfigSerializer(required=False, default=dict)
 
     @extend_schema(responses=TrainingRunOutputSerializer(many=True))
     def get(self, request):

@@ -16,7 +16,7 @@ class ArtifactKind(models.TextChoices):
 
 class TrainingRun(Job):
     """One fine-tune of ``base_model`` on a frozen snapshot. ``config`` holds every
-    hyper-parameter as launched (``training.core.TrainConfig``); ``history`` the loss curve,
+    hyper-parameter as launched (``training.core.config.TrainConfig``); ``history`` the loss curve,
     one point per logging step; ``metrics`` the throughput and final figures.
 
     The artifact is a folder under ``SIEVE_MODEL_DIR``. ``base_model`` is recorded here

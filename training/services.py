@@ -4,7 +4,7 @@ cancel are described in ``training/training.md``.
 
     training_run_create ─(on commit)─► training.tasks.training_run (queue gpu)
       └► training_run_execute: core.jobs.job_run ─► claim output_dir ─► read the snapshot
-         ─► core.train (resumes from the newest complete checkpoint; listener = the row)
+         ─► core.loop.train (resumes from the newest complete checkpoint; listener = the row)
          ─► artifact ─► succeeded ─► drop checkpoints
          (an ``evaluate_after`` plan is queued by the experiments app when the run succeeds)
          (cancel: the recorder raises TrainingCancelled ─► checkpoints dropped ─► cancelled)
@@ -32,15 +32,10 @@ from curation.datasets.snapshots import snapshot_file_path
 from curation.embeddings import default_model_name
 from curation.models import Snapshot
 
-from .core import (
-    TrainConfig,
-    TrainingCancelled,
-    TrainListener,
-    checkpoints_remove,
-    history_append,
-    planned_steps,
-)
-from .data import SnapshotFormatError, build_rows, first_usable_example, read_examples
+from .core.checkpoints import checkpoints_remove
+from .core.config import TrainConfig, planned_steps
+from .core.data import SnapshotFormatError, build_rows, first_usable_example, read_examples
+from .core.loop import TrainingCancelled, TrainListener, history_append, train
 from .models import TrainingRun
 
 logger = logging.getLogger(__name__)
@@ -375,8 +370,6 @@ def _training_rows(run: TrainingRun, config: TrainConfig):
 
 
 def _train(run: TrainingRun, recorder: _RunRecorder, folder: Path):
-    from . import core
-
     recorder.say("reading the snapshot")
     config = TrainConfig.from_dict(run.config)
     config.base_model = run.base_model
@@ -399,7 +392,7 @@ def _train(run: TrainingRun, recorder: _RunRecorder, folder: Path):
     recorder.say(f"loading {run.base_model}")
     if recorder.should_stop():
         raise TrainingCancelled(recorder.step_now)
-    result = core.train(config=config, rows=rows, output_dir=folder, listener=recorder)
+    result = train(config=config, rows=rows, output_dir=folder, listener=recorder)
     return result, rows
 
 
@@ -459,5 +452,3 @@ def training_run_execute(*, run_id: int, echo: Callable[..., None] | None = None
         return
     # Only now: a crash before the run succeeded resumes from these rather than from scratch.
     checkpoints_remove(run.output_dir)
-
-

@@ -8,7 +8,8 @@ from django.urls import reverse
 from evaluation.leaderboard import model_key_for
 from evaluation.models import EvalResult
 from evaluation.selectors import leaderboard_get
-from evaluation.services import evaluation_run_create, evaluation_run_execute
+from evaluation.services.execution import evaluation_run_execute
+from evaluation.services.runs import evaluation_run_create
 from tests.conftest import SHARED_DATA
 from tests.support.environment import missing
 from tests.training import minilm_path, scifact_snapshots

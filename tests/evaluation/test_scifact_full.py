@@ -6,7 +6,8 @@ Encoding 5,183 abstracts on a 2-core CPU took ~14 minutes on a quiet machine and
 import pytest
 
 from core.models import JobStatus
-from evaluation.services import evaluation_run_create, evaluation_run_execute
+from evaluation.services.execution import evaluation_run_execute
+from evaluation.services.runs import evaluation_run_create
 
 from . import minilm_path
 

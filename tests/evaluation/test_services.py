@@ -13,12 +13,10 @@ from core.jobs import job_request_cancel
 from core.models import JobStatus
 from evaluation import tasks
 from evaluation.models import EvalResult, EvaluationRun
-from evaluation.services import (
-    eval_result_delta_vs_full,
-    evaluation_run_create,
-    evaluation_run_execute,
-    evaluation_tasks_available,
-)
+from evaluation.services.deltas import eval_result_delta_vs_full
+from evaluation.services.execution import evaluation_run_execute
+from evaluation.services.runs import evaluation_run_create
+from evaluation.services.task_specs import evaluation_tasks_available
 from tests.conftest import SHARED_DATA
 from tests.factories import EvalResultFactory, TrainingRunFactory
 from tests.support.environment import missing

@@ -8,7 +8,7 @@ import pytest
 
 from core.models import JobStatus
 from evaluation.models import EvaluationRun
-from evaluation.services import evaluation_run_create
+from evaluation.services.runs import evaluation_run_create
 from tests.conftest import SHARED_DATA
 from tests.support.environment import missing
 

@@ -11,7 +11,7 @@ from curation.models import Candidate, CandidateRole, Decision, DecisionLabel, D
 from evaluation import tasks as evaluation_tasks
 from evaluation.models import EvaluationRun
 from evaluation.selectors import experiments_get
-from evaluation.services import evaluation_run_execute
+from evaluation.services.execution import evaluation_run_execute
 from experiments import tasks as experiments_tasks
 from experiments.models import PolicyComparison
 from experiments.services import policy_comparison_create, policy_comparison_execute

@@ -10,20 +10,11 @@ import pytest
 
 from core.errors import ApplicationError
 from tests.support.environment import missing
-from training.core import (
-    COMPLETE_MARKER,
-    ConfigError,
-    TrainConfig,
-    TrainingCancelled,
-    TrainListener,
-    history_append,
-    latest_checkpoint,
-    load_trained_model,
-    planned_steps,
-    prune_checkpoints,
-    train,
-)
-from training.data import build_rows, read_examples
+from training.core.artifacts import load_trained_model
+from training.core.checkpoints import COMPLETE_MARKER, latest_checkpoint, prune_checkpoints
+from training.core.config import ConfigError, TrainConfig, config_fields, planned_steps
+from training.core.data import build_rows, read_examples
+from training.core.loop import TrainingCancelled, TrainListener, history_append, train
 
 from . import minilm_path, scifact_train_bge
 
@@ -38,7 +29,7 @@ def test_defaults_round_trip_and_depend_on_the_method():
     assert TrainConfig.from_dict(config.to_dict()) == config
     assert TrainConfig.from_dict({"method": "full"}).learning_rate == 2e-5
     assert TrainConfig.from_dict({"method": "full", "learning_rate": 1e-4}).learning_rate == 1e-4
-    assert set(TrainConfig.field_help()) == set(config.to_dict())
+    assert [f.name for f in config_fields()] == list(config.to_dict())
 
 
 def test_form_and_command_line_values_are_converted():

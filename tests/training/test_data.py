@@ -6,7 +6,7 @@ import json
 import pytest
 
 from curation.datasets.snapshots import snapshot_file_path
-from training.data import (
+from training.core.data import (
     Example,
     SnapshotFormatError,
     build_rows,

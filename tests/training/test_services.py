@@ -16,7 +16,9 @@ from core.models import JobStatus
 from curation.datasets.snapshots import snapshot_file_path
 from curation.models import Snapshot
 from tests.factories import DatasetFactory
-from training.core import COMPLETE_MARKER, TrainConfig, load_trained_model
+from training.core.artifacts import load_trained_model
+from training.core.checkpoints import COMPLETE_MARKER
+from training.core.config import TrainConfig
 from training.models import TrainingRun
 from training.services import (
     OWNER_FILE,

@@ -16,11 +16,9 @@ from django.core.management.base import BaseCommand, CommandError
 from core.commands import command_job_run
 from core.errors import ApplicationError
 from evaluation.models import EvaluationMode
-from evaluation.services import (
-    evaluation_run_create,
-    evaluation_run_execute,
-    evaluation_tasks_available,
-)
+from evaluation.services.execution import evaluation_run_execute
+from evaluation.services.runs import evaluation_run_create
+from evaluation.services.task_specs import evaluation_tasks_available
 from training.models import TrainingRun
 
 

@@ -9,7 +9,6 @@ several at once as JSON and the options override it. Runs here with a progress l
 """
 
 import argparse
-import dataclasses
 import json
 
 from django.core.management.base import BaseCommand, CommandError
@@ -17,10 +16,29 @@ from django.core.management.base import BaseCommand, CommandError
 from core.commands import command_job_run
 from core.errors import ApplicationError
 from curation.models import Snapshot
-from training.core import TrainConfig
+from training.core.config import ConfigError, ConfigField, config_fields
 from training.services import training_run_create, training_run_execute
 
-_TYPES = {"int": int, "float": float, "str": str, "optional_str": str, "list": str}
+
+def _option_type(config_field: ConfigField):
+    """argparse's ``type`` for an option: the schema's own conversion and check, so the
+    command line refuses exactly what the form and the API refuse."""
+
+    def parse(text: str):
+        try:
+            return config_field.parse(text)
+        except ConfigError as error:
+            raise argparse.ArgumentTypeError(error.message) from None
+
+    parse.__name__ = config_field.kind
+    return parse
+
+
+def _option_help(config_field: ConfigField) -> str:
+    text = config_field.label + (f": {config_field.help}" if config_field.help else "")
+    if config_field.limits_text():
+        text += f" ({config_field.limits_text()})"
+    return text.replace("%", "%%") + f" (default: {config_field.default!r})"
 
 
 class Command(BaseCommand):
@@ -37,21 +55,22 @@ class Command(BaseCommand):
             action="store_true",
             help="queue the run for a gpu worker instead of training now",
         )
-        for name, info in TrainConfig.field_help().items():
-            option = "--" + name.replace("_", "-")
-            text = info["label"] + (f": {info['help']}" if info.get("help") else "")
-            text = text.replace("%", "%%") + f" (default: {info['default']!r})"
-            if info["type"] == "bool":
+        for config_field in config_fields():
+            option = "--" + config_field.name.replace("_", "-")
+            if config_field.kind == "bool":
                 parser.add_argument(
-                    option, dest=name, action=argparse.BooleanOptionalAction, help=text
+                    option,
+                    dest=config_field.name,
+                    action=argparse.BooleanOptionalAction,
+                    help=_option_help(config_field),
                 )
                 continue
             parser.add_argument(
                 option,
-                dest=name,
-                type=_TYPES[info["type"]],
-                choices=info.get("choices"),
-                help=text + (" (comma-separated)" if info["type"] == "list" else ""),
+                dest=config_field.name,
+                type=_option_type(config_field),
+                choices=config_field.values or None,
+                help=_option_help(config_field),
             )
 
     def handle(self, *args, **options):
@@ -67,9 +86,9 @@ class Command(BaseCommand):
                 raise CommandError(f"--config is not valid JSON: {error}") from None
             if not isinstance(config, dict):
                 raise CommandError("--config must be a JSON object")
-        for field in dataclasses.fields(TrainConfig):
-            if options.get(field.name) is not None:
-                config[field.name] = options[field.name]
+        for config_field in config_fields():
+            if options.get(config_field.name) is not None:
+                config[config_field.name] = options[config_field.name]
         try:
             run = training_run_create(
                 snapshot=snapshot, config=config, name=options["name"], enqueue=options["enqueue"]

@@ -1,0 +1,185 @@
+"""The worker side of an evaluation run: load the model once, evaluate each task not yet
+stored (a resumed run skips the others), and store each result with the run's stats in one
+transaction. Cache and resume: ``evaluation/evaluation.md``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+
+from core.errors import ApplicationError
+from core.jobs import JobOutcome, job_run
+from core.ml.beir import BeirError
+
+from ..models import EvalResult, EvaluationMode, EvaluationRun
+from .deltas import eval_result_deltas_update
+from .runs import DEFAULT_BATCH_SIZE, DEFAULT_SPLIT
+from .task_specs import evaluation_task_build
+
+
+def evaluation_run_execute(*, run_id: int, echo: Callable[..., None] | None = None) -> None:
+    """Worker side. Failures and cancellation are recorded on the row. Running it again (a
+    redelivered task after a crash) skips the tasks whose results are already stored and
+    finds the corpus vectors it had encoded in the embedding cache."""
+    run = EvaluationRun.objects.select_related("training_run").get(pk=run_id)
+
+    def work(progress) -> JobOutcome:
+        from ..core import TaskDataError  # heavy imports stay in the worker
+
+        try:
+            stats = evaluation_run_evaluate(run=run, progress=progress)
+        except (TaskDataError, BeirError) as error:
+            raise _application_error(error) from error
+        scores = ", ".join(
+            f"{spec} {task['main_score']:.4f}"
+            for spec, task in stats["tasks"].items()
+            if task.get("main_score") is not None
+        )
+        return JobOutcome(stats=stats, message=scores[:200] or "done")
+
+    job_run(job=run, work=work, echo=echo)
+
+
+def _application_error(error: Exception) -> Exception:
+    from ..core import TaskDataError
+
+    if isinstance(error, TaskDataError):
+        return ApplicationError(str(error), detail={"field": "tasks", "task": error.task_name})
+    if isinstance(error, BeirError):
+        return ApplicationError(str(error), detail={"field": "tasks"})
+    return error
+
+
+def _model_source(run: EvaluationRun):
+    from ..core import ModelSource
+
+    if run.training_run_id is not None:
+        training = run.training_run
+        return ModelSource(
+            model=training.artifact_path,
+            base_model=training.base_model,
+            artifact_kind=training.artifact_kind,
+            name=f"sieve/training-{training.pk}",
+        )
+    return ModelSource(model=run.model_ref)
+
+
+def evaluation_run_evaluate(*, run: EvaluationRun, progress: Callable[..., None]) -> dict:
+    """Evaluate ``run`` task by task; returns the run's stats (also written to the row after
+    each task, so a resumed run keeps what its earlier life measured)."""
+    from core.ml.encoder import EncoderSettings
+
+    from ..core import EvalEncoder, model_load, task_evaluate
+
+    config = run.config
+    task_splits: dict[str, str] = config.get("task_splits") or {
+        spec: config.get("split", DEFAULT_SPLIT) for spec in run.tasks
+    }
+    specs = list(task_splits)
+    stored = set(EvalResult.objects.filter(run=run).values_list("task", "split"))
+    stats = dict(run.stats or {})
+    stats.setdefault("tasks", {})
+    pending = [spec for spec in specs if (spec, task_splits[spec]) not in stored]
+    streamlined = run.mode == EvaluationMode.STREAMLINED
+    settings_ = EncoderSettings(
+        batch_size=config.get("batch_size", DEFAULT_BATCH_SIZE),
+        query_prefix=config.get("query_prefix", ""),
+        passage_prefix=config.get("passage_prefix", ""),
+        max_seq_length=config.get("max_seq_length"),
+        precision=config.get("precision", "auto"),
+        quantize_4bit=streamlined,
+    )
+    encoder = None
+    if pending:
+        progress(0.0, f"loading {run.model_label}", force=True)
+        loaded = model_load(_model_source(run), settings=settings_)
+        stats["model"] = {
+            "ref": run.model_ref,
+            "identity": loaded.identity,
+            "mteb_name": loaded.mteb_name,
+            "revision": loaded.revision,
+            "device": loaded.device,
+            "precision": loaded.precision,
+            "max_seq_length": loaded.max_seq_length,
+            "load_seconds": round(loaded.load_seconds, 2),
+        }
+        stats["four_bit"] = loaded.four_bit
+        encoder = EvalEncoder(
+            loaded,
+            settings=settings_,
+            store_root=Path(settings.SIEVE_EMBEDDING_CACHE_DIR) / "eval",
+        )
+    total = len(specs)
+    try:
+        for index, spec in enumerate(specs):
+            split = task_splits[spec]
+            # Between tasks: progress, and the cancel check that comes with it.
+            progress(index / total, f"task {index + 1} of {total}: {spec}", force=True)
+            if spec not in pending:
+                stats["tasks"].setdefault(spec, {"split": split})["resumed"] = "already stored"
+                continue
+            task = evaluation_task_build(spec, split)
+            outcome = task_evaluate(
+                task,
+                encoder,
+                split=split,
+                results_dir=run.results_dir,
+                batch_size=settings_.batch_size,
+                corpus_sample=config.get("corpus_sample") if streamlined else None,
+                seed=config.get("seed", 0),
+                progress=lambda f, m, i=index: progress((i + f) / total, m),
+            )
+            # The result and the run's stats commit together: whoever sees one (a page, a
+            # resumed task) sees the other.
+            with transaction.atomic():
+                result = _result_store(run=run, spec=spec, outcome=outcome)
+                stats["tasks"][spec] = {
+                    "split": split,
+                    "main_score": result.main_score,
+                    "corpus_size": outcome.corpus_size,
+                    "query_count": outcome.query_count,
+                    "seconds": round(outcome.seconds, 2),
+                    "result_path": outcome.result_path,
+                    **outcome.counts,
+                }
+                if "delta_vs_full" in result.metrics:
+                    stats["tasks"][spec]["delta_vs_full"] = result.metrics["delta_vs_full"]
+                stats.update(_totals(stats["tasks"]))
+                EvaluationRun.objects.filter(pk=run.pk).update(stats=stats)
+    finally:
+        if encoder is not None:
+            encoder.close()
+    stats.update(_totals(stats["tasks"]))
+    return stats
+
+
+def _totals(tasks: dict) -> dict:
+    keys = ("queries_encoded", "documents_encoded", "documents_cached")
+    return {key: sum(int(t.get(key, 0)) for t in tasks.values()) for key in keys}
+
+
+def _result_store(*, run: EvaluationRun, spec: str, outcome) -> EvalResult:
+    from ..core import json_safe
+
+    scores = outcome.scores
+    result, _ = EvalResult.objects.update_or_create(
+        run=run,
+        task=spec,
+        split=outcome.split,
+        defaults={
+            "main_score": scores.main_score,
+            "ndcg_at_10": scores.ndcg_at_10,
+            "recall_at_100": scores.recall_at_100,
+            "mrr_at_10": scores.mrr_at_10,
+            "corpus_size": outcome.corpus_size,
+            "query_count": outcome.query_count,
+            "evaluation_seconds": round(outcome.seconds, 3),
+            "metrics": json_safe(scores.metrics),
+            "mteb_result": json_safe(outcome.task_result),
+        },
+    )
+    eval_result_deltas_update(result=result)
+    return result

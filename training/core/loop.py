@@ -1,0 +1,334 @@
+"""The training loop: sentence-transformers' ``SentenceTransformerTrainer`` (the Hugging Face
+trainer underneath) with peft LoRA through ``model.add_adapter`` or full fine-tuning,
+``MultipleNegativesRankingLoss`` — InfoNCE over in-batch negatives plus the row's k hard
+negatives, scale = 1 / temperature — or its gradient-cached variant for batches larger than
+memory, the no-duplicates batch sampler, checkpoints and resume. Written here is only what the
+library lacks: a callback that reports progress to a ``TrainListener`` and stops within a
+step when asked, and the loss curve's bounded history. Pure: no Django; torch, transformers
+and sentence-transformers are imported inside the functions. Flow, resume and cancel:
+``training/training.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .artifacts import save_artifact
+from .checkpoints import CHECKPOINTS_DIR, latest_checkpoint, mark_complete, prune_checkpoints
+from .config import ConfigError, TrainConfig
+from .data import TrainingRows
+from .model import (
+    build_model,
+    make_collator,
+    make_loss,
+    parameter_counts,
+    resolve_device,
+    use_bf16,
+)
+
+logger = logging.getLogger(__name__)
+
+HISTORY_LIMIT = 2000
+
+
+class TrainingCancelled(Exception):
+    """Raised inside the training loop when the listener asks to stop."""
+
+    def __init__(self, step: int):
+        super().__init__(f"cancelled at step {step}")
+        self.step = step
+
+
+# --- the loss curve ----------------------------------------------------------------------
+
+
+def history_append(history: list[dict], point: dict, *, limit: int = HISTORY_LIMIT) -> list[dict]:
+    """Append ``point``; past ``limit`` points, every other older point is dropped, so a long
+    run keeps its whole curve at a coarser grain and the row stays small."""
+    history.append(point)
+    if len(history) > limit:
+        history[:] = history[:-1][::2] + [history[-1]]
+    return history
+
+
+def training_arguments(
+    config: TrainConfig, *, checkpoints_dir: str | Path, device: str, bf16: bool
+):
+    from sentence_transformers import SentenceTransformerTrainingArguments
+    from sentence_transformers.sentence_transformer.training_args import BatchSamplers
+
+    return SentenceTransformerTrainingArguments(
+        output_dir=str(checkpoints_dir),
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps or -1,
+        # transformers 5 reads a float below 1 as a ratio of the total steps.
+        warmup_steps=config.warmup_ratio,
+        logging_strategy="steps",
+        logging_steps=config.logging_steps,
+        save_strategy="steps" if config.save_steps else "no",
+        save_steps=config.save_steps or 500,
+        # Rotation is ours (prune_checkpoints), after a checkpoint is known to be complete.
+        save_total_limit=None,
+        eval_strategy="no",
+        seed=config.seed,
+        data_seed=config.seed,
+        bf16=bf16,
+        use_cpu=not device.startswith("cuda"),
+        dataloader_pin_memory=device.startswith("cuda"),
+        # Duplicate texts in a batch (SciFact cites one abstract from several claims) would be
+        # in-batch "negatives" that are positives.
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        report_to="none",
+        disable_tqdm=True,
+    )
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+class TrainListener:
+    """What a run tells its caller. The service's subclass writes the job row; every method
+    is called in the training process between optimizer steps."""
+
+    def started(self, *, step: int, total_steps: int, resumed_from_step: int | None,
+                metrics: dict) -> None:  # fmt: skip
+        pass
+
+    def step(self, *, step: int, total_steps: int, metrics: dict) -> None:
+        pass
+
+    def logged(self, *, point: dict, metrics: dict) -> None:
+        pass
+
+    def checkpoint(self, *, step: int, path: str) -> None:
+        pass
+
+    def should_stop(self) -> bool:
+        return False
+
+
+@dataclass
+class TrainResult:
+    artifact_path: str
+    artifact_kind: str
+    step: int
+    total_steps: int
+    resumed_from_step: int | None
+    metrics: dict
+    model: Any = field(default=None, repr=False)  # the trained model, in memory
+
+
+class _Progress:
+    """Throughput, ETA and the loss curve to the listener; a stop request raises
+    TrainingCancelled at the end of the step in which it was seen. Mixed into a
+    ``TrainerCallback`` by ``_progress_callback`` (transformers is imported only there)."""
+
+    def __init__(self, *, listener: TrainListener, collator, metrics: dict, device: str,
+                 resumed_from_step: int | None):  # fmt: skip
+        self.listener = listener
+        self.collator = collator
+        self.metrics = metrics
+        self.device = device
+        self.resumed_from_step = resumed_from_step
+        self.started_at = time.monotonic()
+        self.first_step_at: float | None = None
+        self.first_step = 0
+
+    def _elapsed(self) -> float:
+        return time.monotonic() - self.started_at
+
+    def _update(self, state) -> None:
+        if self.first_step_at is None:
+            return
+        metrics = self.metrics
+        seconds = max(time.monotonic() - self.first_step_at, 1e-9)
+        steps = state.global_step - self.first_step
+        metrics["samples_per_s"] = round(self.collator.samples / seconds, 3)
+        metrics["tokens_per_s"] = round(self.collator.tokens / seconds, 1)
+        if steps > 0:
+            metrics["eta_s"] = round((state.max_steps - state.global_step) * seconds / steps, 1)
+        metrics["epoch"] = round(state.epoch or 0.0, 4)
+        if self.device.startswith("cuda"):
+            import torch
+
+            metrics["gpu_memory_max_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+
+    def _stop_if_asked(self, state) -> None:
+        if self.listener.should_stop():
+            raise TrainingCancelled(state.global_step)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.first_step = state.global_step
+        self.listener.started(
+            step=state.global_step,
+            total_steps=state.max_steps,
+            resumed_from_step=self.resumed_from_step,
+            metrics=self.metrics,
+        )
+        self._stop_if_asked(state)
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if self.first_step_at is None:
+            self.first_step_at = time.monotonic()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._update(state)
+        self.listener.step(
+            step=state.global_step, total_steps=state.max_steps, metrics=self.metrics
+        )
+        self._stop_if_asked(state)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or "loss" not in logs:
+            return
+        point = {
+            "step": state.global_step,
+            "loss": float(logs["loss"]),
+            "learning_rate": float(logs.get("learning_rate", 0.0)),
+            "epoch": round(float(logs.get("epoch", state.epoch or 0.0)), 4),
+            "elapsed_s": round(self._elapsed(), 2),
+        }
+        self.metrics["train_loss"] = point["loss"]
+        logger.info(
+            "step %d/%d · loss %.4f · lr %.2e · epoch %.2f · %.1f samples/s",
+            point["step"],
+            state.max_steps,
+            point["loss"],
+            point["learning_rate"],
+            point["epoch"],
+            self.metrics.get("samples_per_s", 0.0),
+        )
+        self.listener.logged(point=point, metrics=self.metrics)
+
+    def on_save(self, args, state, control, **kwargs):
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if not folder.is_dir():
+            return
+        mark_complete(folder)
+        prune_checkpoints(Path(args.output_dir))
+        self.metrics["checkpoint_step"] = state.global_step
+        logger.info("checkpoint saved at step %d", state.global_step)
+        self.listener.checkpoint(step=state.global_step, path=str(folder))
+
+
+def _progress_callback(**kwargs) -> _Progress:
+    from transformers import TrainerCallback
+
+    class ProgressCallback(_Progress, TrainerCallback):
+        pass
+
+    return ProgressCallback(**kwargs)
+
+
+def train(
+    *,
+    config: TrainConfig,
+    rows: TrainingRows,
+    output_dir: str | Path,
+    listener: TrainListener | None = None,
+    device: str | None = None,
+) -> TrainResult:
+    """Train ``config.base_model`` on ``rows``; checkpoints go to ``output_dir/checkpoints``
+    and the artifact to ``output_dir/adapter`` (LoRA), ``merged`` or ``model`` (full).
+    Resumes from the newest complete checkpoint found there. Raises ``TrainingCancelled``
+    when ``listener.should_stop()`` says so (no artifact is written)."""
+    config.check()
+    if not config.base_model:
+        raise ConfigError("a base model is required", "base_model")
+    if len(rows) == 0:
+        raise ValueError("no training rows: every example lacked a positive or negatives")
+    listener = listener or TrainListener()
+    started = time.monotonic()
+
+    from sentence_transformers import SentenceTransformerTrainer
+    from transformers import set_seed
+
+    output = Path(output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    checkpoints = output / CHECKPOINTS_DIR
+    resume = latest_checkpoint(checkpoints)
+    device = resolve_device(device)
+    bf16 = use_bf16(config.bf16, device)
+    set_seed(config.seed)
+    model = build_model(config, device=device)
+    trainable, total = parameter_counts(model)
+    logger.info(
+        "%s on %s (%s): %s of %s parameters trainable (%.2f%%), %d rows, k=%d",
+        config.method,
+        config.base_model,
+        device,
+        f"{trainable:,}",
+        f"{total:,}",
+        100.0 * trainable / total,
+        len(rows),
+        rows.num_negatives,
+    )
+    if resume:
+        logger.info("resuming from the checkpoint at step %d", resume.step)
+    metrics: dict = {
+        "device": device,
+        "precision": "bf16" if bf16 else "fp32",
+        "trainable_params": trainable,
+        "total_params": total,
+        "trainable_percent": round(100.0 * trainable / total, 4),
+        "rows": len(rows),
+        "num_negatives": rows.num_negatives,
+    }
+
+    from datasets import Dataset
+
+    dataset = Dataset.from_dict(rows.columns)
+    collator = make_collator(
+        model,
+        query_max_length=config.query_max_length,
+        passage_max_length=config.passage_max_length,
+    )
+    callback = _progress_callback(
+        listener=listener,
+        collator=collator,
+        metrics=metrics,
+        device=device,
+        resumed_from_step=resume.step if resume else None,
+    )
+    trainer = SentenceTransformerTrainer(
+        model=model,
+        args=training_arguments(config, checkpoints_dir=checkpoints, device=device, bf16=bf16),
+        train_dataset=dataset,
+        loss=make_loss(config, model),
+        data_collator=collator,
+        callbacks=[callback],
+    )
+    # The trainer prints every log dict to stdout; ProgressCallback logs them instead.
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    output_ = trainer.train(resume_from_checkpoint=str(resume.path) if resume else None)
+    step, total_steps = trainer.state.global_step, trainer.state.max_steps
+    metrics["train_runtime_s"] = round(float(output_.metrics.get("train_runtime", 0.0)), 3)
+    metrics["train_loss"] = float(output_.training_loss)
+    if callback.first_step_at is not None:
+        metrics["samples_per_s"] = round(
+            collator.samples / max(time.monotonic() - callback.first_step_at, 1e-9), 3
+        )
+    metrics["eta_s"] = 0.0
+    metrics.pop("checkpoint_step", None)
+
+    artifact, kind = save_artifact(config, model, output, device=device)
+    metrics["wall_s"] = round(time.monotonic() - started, 2)
+    logger.info("saved the %s to %s", kind, artifact)
+    return TrainResult(
+        artifact_path=str(artifact),
+        artifact_kind=kind,
+        step=step,
+        total_steps=total_steps,
+        resumed_from_step=resume.step if resume else None,
+        metrics=metrics,
+        model=model,
+    )

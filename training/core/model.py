@@ -1,0 +1,178 @@
+"""The model a run trains and what feeds it: device and precision, the base model with its
+LoRA adapter, the collator (per-column max lengths) and the loss. Pure: no Django; torch,
+transformers, sentence-transformers and peft are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from .config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+# LoRA targets per architecture (config.model_type): the attention projections. peft's own
+# table stops at query/value for BERT; key too is what most embedding fine-tunes use.
+LORA_TARGETS = {
+    **{t: ["query", "key", "value"] for t in ("bert", "roberta", "xlm-roberta", "electra")},
+    **{t: ["query", "key", "value"] for t in ("camembert", "ernie", "xlm", "megatron-bert")},
+    "mpnet": ["q", "k", "v"],
+    "distilbert": ["q_lin", "k_lin", "v_lin"],
+    "deberta-v2": ["query_proj", "key_proj", "value_proj"],
+    "t5": ["q", "k", "v"],
+    "mt5": ["q", "k", "v"],
+    "modernbert": ["Wqkv"],
+    "nomic_bert": ["Wqkv"],
+    "new": ["qkv_proj"],
+    **{
+        t: ["q_proj", "k_proj", "v_proj"]
+        for t in ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3")
+    },
+}
+# Module names that are attention projections in architectures not listed above.
+_ATTENTION_NAMES = (
+    "query", "key", "value", "q_proj", "k_proj", "v_proj", "qkv_proj", "Wqkv", "query_key_value",
+)  # fmt: skip
+
+
+def resolve_device(device: str | None = None) -> str:
+    from core.ml.encoder import resolve_device as resolve
+
+    return resolve(device)
+
+
+def use_bf16(setting: str, device: str) -> bool:
+    """bf16 mixed precision only on a CUDA GPU that has it: on CPU autocast emulates it
+    (slower than fp32 without native support, see core/ml/encoder.py)."""
+    if setting == "off" or not device.startswith("cuda"):
+        if setting == "on":
+            logger.warning("bf16 needs a CUDA GPU with bf16 support; training in fp32")
+        return False
+    import torch
+
+    supported = torch.cuda.is_bf16_supported()
+    if setting == "on" and not supported:
+        logger.warning("this GPU has no bf16; training in fp32")
+    return supported
+
+
+def lora_target_modules(transformers_model) -> list[str]:
+    """The attention projections of ``transformers_model`` (a transformers PreTrainedModel)."""
+    import torch
+
+    linear_names = {
+        name.rsplit(".", 1)[-1]
+        for name, module in transformers_model.named_modules()
+        if isinstance(module, torch.nn.Linear)
+    }
+    model_type = getattr(transformers_model.config, "model_type", "")
+    known = LORA_TARGETS.get(model_type)
+    if known and set(known) <= linear_names:
+        return list(known)
+    found = [name for name in _ATTENTION_NAMES if name in linear_names]
+    if found:
+        return found
+    raise ValueError(
+        f"no LoRA target modules known for a {model_type or 'model'} of this kind; "
+        "set lora_target_modules"
+    )
+
+
+def build_model(config: TrainConfig, *, device: str):
+    """The base model, with a fresh LoRA adapter for ``method="lora"``. Seed first: the
+    adapter's initial weights are random."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(config.base_model, device=device)
+    if config.method == "lora":
+        from peft import LoraConfig, TaskType
+
+        targets = config.lora_target_modules or lora_target_modules(model.transformers_model)
+        model.add_adapter(
+            LoraConfig(
+                task_type=TaskType.FEATURE_EXTRACTION,
+                r=config.lora_r,
+                lora_alpha=config.lora_alpha,
+                lora_dropout=config.lora_dropout,
+                target_modules=targets,
+            )
+        )
+    return model
+
+
+def parameter_counts(model) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+def _position_limit(model) -> int | None:
+    config = getattr(model.transformers_model, "config", None)
+    limit = getattr(config, "max_position_embeddings", None)
+    # RoBERTa-style models reserve two positions for the padding offset.
+    if limit and getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
+        limit -= 2
+    return limit
+
+
+def make_collator(model, *, query_max_length: int, passage_max_length: int):
+    """sentence-transformers' collator with the query column (the first) truncated to
+    ``query_max_length`` and the passages to ``passage_max_length`` — the library has one
+    max length for every column. It also counts samples and real (non-padding) tokens for
+    the throughput figures."""
+    from sentence_transformers.sentence_transformer.data_collator import (
+        SentenceTransformerDataCollator,
+    )
+
+    @dataclass
+    class QueryPassageCollator(SentenceTransformerDataCollator):
+        query_max_length: int = 64
+        passage_max_length: int = 256
+        samples: int = 0
+        tokens: int = 0
+        _column_position: int = 0
+
+        def _get_task_for_column(self, column_name, column_position, router_mapping):
+            # Called just before _get_max_length_for_task for the same column.
+            self._column_position = column_position
+            return super()._get_task_for_column(column_name, column_position, router_mapping)
+
+        def _get_max_length_for_task(self, task):
+            if self._column_position == 0:
+                return self.query_max_length
+            return self.passage_max_length
+
+        def __call__(self, features):
+            batch = super().__call__(features)
+            self.samples += len(features)
+            self.tokens += sum(
+                int(value.sum()) for key, value in batch.items() if key.endswith("attention_mask")
+            )
+            return batch
+
+    limit = _position_limit(model)
+    lengths = [query_max_length, passage_max_length]
+    if limit:
+        if max(lengths) > limit:
+            logger.warning("max lengths capped at the model's %d positions", limit)
+        lengths = [min(n, limit) for n in lengths]
+    return QueryPassageCollator(
+        preprocess_fn=model.preprocess,
+        query_max_length=lengths[0],
+        passage_max_length=lengths[1],
+    )
+
+
+def make_loss(config: TrainConfig, model):
+    from sentence_transformers.sentence_transformer.losses import (
+        CachedMultipleNegativesRankingLoss,
+        MultipleNegativesRankingLoss,
+    )
+
+    scale = 1.0 / config.temperature
+    if config.gradient_cache:
+        return CachedMultipleNegativesRankingLoss(
+            model, scale=scale, mini_batch_size=config.mini_batch_size
+        )
+    return MultipleNegativesRankingLoss(model, scale=scale)
