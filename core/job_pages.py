@@ -49,12 +49,14 @@ def job_page(request, job, *, template: str, context: dict, fragment: str = STAT
     return render(request, template, job_context(request, job, context))
 
 
-def job_cancel(request, job, *, reload, page_url: str, fragment: str = STATUS_FRAGMENT):
-    """Ask ``job`` to stop. htmx gets the fresh status fragment (``reload()`` returns the job
-    and its page context again); a plain form post is sent back to the page."""
+def job_cancel(request, job, *, context):
+    """Ask ``job`` to stop. htmx gets the fresh status fragment (``context(job)`` is the
+    page's context, whose ``status_url`` is the job page); a plain form post is sent back
+    to the page."""
     job_request_cancel(job=job)
+    job.refresh_from_db()
+    page_context = context(job)
     if request.htmx:
-        job, context = reload()
-        return job_status_response(request, job, context=context, fragment=fragment)
+        return job_status_response(request, job, context=page_context)
     messages.info(request, "Cancellation requested; the job stops at its next step.")
-    return redirect(page_url)
+    return redirect(page_context["status_url"])

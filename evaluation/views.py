@@ -104,16 +104,7 @@ def evaluation_run_detail(request, pk: int):
 @require_POST
 @role_required(*CAN_CURATE)
 def evaluation_run_cancel_view(request, pk: int):
-    def reload():
-        run = _run(pk)
-        return run, _run_context(run)
-
-    return job_cancel(
-        request,
-        get_object_or_404(EvaluationRun, pk=pk),
-        reload=reload,
-        page_url=reverse("evaluation:run_detail", args=[pk]),
-    )
+    return job_cancel(request, get_object_or_404(EvaluationRun, pk=pk), context=_run_context)
 
 
 def _board_params(request) -> tuple[list[str] | None, str]:

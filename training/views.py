@@ -108,16 +108,7 @@ def training_run_detail(request, pk: int):
 @require_POST
 @role_required(*CAN_CURATE)
 def training_run_cancel_view(request, pk: int):
-    def reload():
-        run = _run(pk)
-        return run, _run_context(run)
-
-    return job_cancel(
-        request,
-        get_object_or_404(TrainingRun, pk=pk),
-        reload=reload,
-        page_url=reverse("training:run_detail", args=[pk]),
-    )
+    return job_cancel(request, get_object_or_404(TrainingRun, pk=pk), context=_run_context)
 
 
 @require_GET

@@ -127,13 +127,4 @@ def cascade_run_detail(request, pk: int):
 @require_POST
 @role_required(*CAN_CURATE)
 def cascade_run_cancel(request, pk: int):
-    def reload():
-        run = _run(pk)
-        return run, _run_context(run)
-
-    return job_cancel(
-        request,
-        get_object_or_404(CascadeRun, pk=pk),
-        reload=reload,
-        page_url=reverse("curation:cascade_run_detail", args=[pk]),
-    )
+    return job_cancel(request, get_object_or_404(CascadeRun, pk=pk), context=_run_context)

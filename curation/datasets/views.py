@@ -202,16 +202,7 @@ def import_job_detail(request, pk: int):
 @require_POST
 @role_required(*CAN_CURATE)
 def import_job_cancel(request, pk: int):
-    def reload():
-        job = ImportJob.objects.get(pk=pk)
-        return job, _import_job_context(job)
-
-    return job_cancel(
-        request,
-        get_object_or_404(ImportJob, pk=pk),
-        reload=reload,
-        page_url=reverse("curation:import_job_detail", args=[pk]),
-    )
+    return job_cancel(request, get_object_or_404(ImportJob, pk=pk), context=_import_job_context)
 
 
 # --- exports and snapshots ---------------------------------------------------------------
@@ -241,16 +232,7 @@ def export_job_detail(request, pk: int):
 @require_POST
 @role_required(*CAN_CURATE)
 def export_job_cancel(request, pk: int):
-    def reload():
-        job = ExportJob.objects.get(pk=pk)
-        return job, _export_job_context(job)
-
-    return job_cancel(
-        request,
-        get_object_or_404(ExportJob, pk=pk),
-        reload=reload,
-        page_url=reverse("curation:export_job_detail", args=[pk]),
-    )
+    return job_cancel(request, get_object_or_404(ExportJob, pk=pk), context=_export_job_context)
 
 
 @require_GET

@@ -86,13 +86,4 @@ def mining_run_detail(request, pk: int):
 @require_POST
 @role_required(*CAN_CURATE)
 def mining_run_cancel(request, pk: int):
-    def reload():
-        run = _mining_run(pk)
-        return run, _mining_context(run)
-
-    return job_cancel(
-        request,
-        get_object_or_404(MiningRun, pk=pk),
-        reload=reload,
-        page_url=reverse("curation:mining_run_detail", args=[pk]),
-    )
+    return job_cancel(request, get_object_or_404(MiningRun, pk=pk), context=_mining_context)

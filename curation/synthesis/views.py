@@ -100,13 +100,4 @@ def synthesis_run_detail(request, pk: int):
 @require_POST
 @role_required(*CAN_CURATE)
 def synthesis_run_cancel(request, pk: int):
-    def reload():
-        run = _synthesis_run(pk)
-        return run, _synthesis_context(run)
-
-    return job_cancel(
-        request,
-        get_object_or_404(SynthesisRun, pk=pk),
-        reload=reload,
-        page_url=reverse("curation:synthesis_run_detail", args=[pk]),
-    )
+    return job_cancel(request, get_object_or_404(SynthesisRun, pk=pk), context=_synthesis_context)

@@ -187,16 +187,7 @@ def agreement_recompute(request, pk: int):
 @require_POST
 @role_required(*CAN_CURATE)
 def agreement_cancel(request, pk: int):
-    def reload():
-        report = agreement_report_get(report_id=pk)
-        return report, _status_context(report)
-
-    return job_cancel(
-        request,
-        get_object_or_404(AgreementReport, pk=pk),
-        reload=reload,
-        page_url=reverse("review:agreement_detail", args=[pk]),
-    )
+    return job_cancel(request, get_object_or_404(AgreementReport, pk=pk), context=_status_context)
 
 
 def _finished_report(pk: int) -> AgreementReport:
