@@ -255,3 +255,16 @@ def celery_worker_process(transactional_db, tmp_path):
     worker.start()
     yield worker
     worker.stop()
+
+
+@pytest.fixture
+def api_as():
+    """``api_as(user)``: a DRF APIClient authenticated as ``user`` (one per person)."""
+    from rest_framework.test import APIClient
+
+    def make(user) -> APIClient:
+        client = APIClient()
+        client.force_authenticate(user)
+        return client
+
+    return make

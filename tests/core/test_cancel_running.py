@@ -11,7 +11,6 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
-from rest_framework.test import APIClient
 
 from core.models import FINISHED_STATUSES, JobStatus
 from curation.models import Candidate, CandidateRole, Corpus, Dataset, Passage, Query, Snapshot
@@ -21,12 +20,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 # Safety limits for a loaded machine; nothing here asserts a duration.
 START_TIMEOUT = 120
 STOP_TIMEOUT = 120
-
-
-def _api(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 def _wait(api, detail_url: str, done, *, timeout: float, worker) -> dict:
@@ -69,8 +62,8 @@ def _big_bge_file(queries: int) -> bytes:
     return out.getvalue().encode()
 
 
-def test_cancelling_a_running_import_leaves_no_dataset(celery_worker_process, curator):
-    api = _api(curator)
+def test_cancelling_a_running_import_leaves_no_dataset(celery_worker_process, curator, api_as):
+    api = api_as(curator)
     response = api.post(
         reverse("api:import-list"),
         {
@@ -97,7 +90,9 @@ def test_cancelling_a_running_import_leaves_no_dataset(celery_worker_process, cu
     assert not Query.objects.exists() and not Candidate.objects.exists()
 
 
-def test_cancelling_a_running_export_leaves_no_snapshot(celery_worker_process, curator, settings):
+def test_cancelling_a_running_export_leaves_no_snapshot(
+    celery_worker_process, curator, settings, api_as
+):
     corpus = Corpus.objects.create(name="big")
     dataset = Dataset.objects.create(name="big", corpus=corpus)
     queries = Query.objects.bulk_create(
@@ -111,7 +106,7 @@ def test_cancelling_a_running_export_leaves_no_snapshot(celery_worker_process, c
         for i, query in enumerate(queries)
         for k, role in enumerate((CandidateRole.POSITIVE, CandidateRole.NEGATIVE))
     )
-    api = _api(curator)
+    api = api_as(curator)
     response = api.post(
         reverse("api:snapshot-list"),
         {"dataset": dataset.pk, "policy": "default", "format": "bge"},

@@ -7,7 +7,6 @@ import json
 
 import pytest
 from django.urls import reverse
-from rest_framework.test import APIClient
 
 from core.models import JobStatus
 from evaluation import tasks
@@ -96,16 +95,10 @@ def test_a_training_runs_page_loads_its_evaluations_panel(viewer_client):
 # --- REST API ----------------------------------------------------------------------------------
 
 
-def _api(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
-
-
 def test_the_api_lists_creates_shows_and_cancels_runs(
-    curator, viewer, tiny_beir, sent, django_capture_on_commit_callbacks
+    curator, viewer, tiny_beir, sent, django_capture_on_commit_callbacks, api_as
 ):
-    api = _api(curator)
+    api = api_as(curator)
     with django_capture_on_commit_callbacks(execute=True):
         created = api.post(
             reverse("api:evaluation-list"), {"tasks": [tiny_beir], "mode": "full"}, format="json"
@@ -113,25 +106,25 @@ def test_the_api_lists_creates_shows_and_cancels_runs(
     assert created.status_code == 202, created.json()
     run_id = created.json()["id"]
     assert created.json()["status"] == "queued" and sent == [run_id]
-    listed = _api(viewer).get(reverse("api:evaluation-list")).json()
+    listed = api_as(viewer).get(reverse("api:evaluation-list")).json()
     assert [row["id"] for row in listed["results"]] == [run_id]
-    detail = _api(viewer).get(reverse("api:evaluation-detail", args=[run_id])).json()
+    detail = api_as(viewer).get(reverse("api:evaluation-detail", args=[run_id])).json()
     assert detail["tasks"] == [tiny_beir] and detail["results"] == []
-    assert _api(viewer).post(reverse("api:evaluation-cancel", args=[run_id])).status_code == 403
+    assert api_as(viewer).post(reverse("api:evaluation-cancel", args=[run_id])).status_code == 403
     cancelled = api.post(reverse("api:evaluation-cancel", args=[run_id]))
     assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled"
 
 
-def test_the_api_refuses_an_unknown_task_with_the_field_named(curator, tiny_beir, sent):
-    response = _api(curator).post(
+def test_the_api_refuses_an_unknown_task_with_the_field_named(curator, tiny_beir, sent, api_as):
+    response = api_as(curator).post(
         reverse("api:evaluation-list"), {"tasks": ["beir:nowhere"]}, format="json"
     )
     assert response.status_code == 400 and response.json()["field"] == "tasks"
     assert sent == []
 
 
-def test_viewers_cannot_create_runs_and_a_missing_run_is_404(viewer, tiny_beir, sent):
-    api = _api(viewer)
+def test_viewers_cannot_create_runs_and_a_missing_run_is_404(viewer, tiny_beir, sent, api_as):
+    api = api_as(viewer)
     refused = api.post(reverse("api:evaluation-list"), {"tasks": [tiny_beir]}, format="json")
     assert refused.status_code == 403
     assert api.get(reverse("api:evaluation-detail", args=[999999])).status_code == 404

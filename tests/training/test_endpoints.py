@@ -3,7 +3,6 @@ panel of a snapshot page. Runs are queued, not trained: the task is captured (``
 
 import pytest
 from django.urls import reverse
-from rest_framework.test import APIClient
 
 from core.models import JobStatus
 from tests.factories import SnapshotFactory, TrainingRunFactory
@@ -12,16 +11,10 @@ from training.models import TrainingRun
 pytestmark = pytest.mark.django_db
 
 
-def _api(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
-
-
 def test_the_api_lists_creates_shows_and_cancels_runs(
-    curator, viewer, snapshot, sent, django_capture_on_commit_callbacks
+    curator, viewer, snapshot, sent, django_capture_on_commit_callbacks, api_as
 ):
-    api = _api(curator)
+    api = api_as(curator)
     with django_capture_on_commit_callbacks(execute=True):
         created = api.post(
             reverse("api:training-list"),
@@ -31,18 +24,18 @@ def test_the_api_lists_creates_shows_and_cancels_runs(
     assert created.status_code == 202, created.json()
     body = created.json()
     assert body["status"] == "queued" and body["config"]["max_steps"] == 3 and sent == [body["id"]]
-    listed = _api(viewer).get(reverse("api:training-list")).json()
+    listed = api_as(viewer).get(reverse("api:training-list")).json()
     assert [row["id"] for row in listed["results"]] == [body["id"]]
-    detail = _api(viewer).get(reverse("api:training-detail", args=[body["id"]])).json()
+    detail = api_as(viewer).get(reverse("api:training-detail", args=[body["id"]])).json()
     assert detail["name"] == "api run" and detail["snapshot"] == snapshot.pk
-    assert _api(viewer).post(reverse("api:training-cancel", args=[body["id"]])).status_code == 403
+    assert api_as(viewer).post(reverse("api:training-cancel", args=[body["id"]])).status_code == 403
     cancelled = api.post(reverse("api:training-cancel", args=[body["id"]]))
     assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled"
     assert TrainingRun.objects.get().status == JobStatus.CANCELLED
 
 
-def test_the_api_names_the_field_of_a_bad_config(curator, snapshot, sent):
-    response = _api(curator).post(
+def test_the_api_names_the_field_of_a_bad_config(curator, snapshot, sent, api_as):
+    response = api_as(curator).post(
         reverse("api:training-list"),
         {"snapshot": snapshot.pk, "config": {"learning_rate": -1}},
         format="json",
@@ -51,12 +44,14 @@ def test_the_api_names_the_field_of_a_bad_config(curator, snapshot, sent):
     assert sent == [] and not TrainingRun.objects.exists()
 
 
-def test_viewers_cannot_launch_and_annotators_see_nothing(viewer, annotator, snapshot, sent):
-    refused = _api(viewer).post(
+def test_viewers_cannot_launch_and_annotators_see_nothing(
+    viewer, annotator, snapshot, sent, api_as
+):
+    refused = api_as(viewer).post(
         reverse("api:training-list"), {"snapshot": snapshot.pk}, format="json"
     )
     assert refused.status_code == 403
-    assert _api(annotator).get(reverse("api:training-list")).status_code == 403
+    assert api_as(annotator).get(reverse("api:training-list")).status_code == 403
 
 
 def test_a_snapshots_page_loads_its_training_runs_panel(viewer_client):
