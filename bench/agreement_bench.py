@@ -26,14 +26,11 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
+from bench_django import database_recreate, django_setup
 
-ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/sieve_bench_agreement"
 STAGE1 = "llm:gpt-4o-mini:stage1"
 STAGE2 = "llm:gpt-4o:stage2"
@@ -50,7 +47,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=5)
     args = parser.parse_args()
 
-    _create_database(args.database_url)
+    database_recreate(args.database_url)
     _django(args.database_url)
     from django.core.management import call_command
 
@@ -101,6 +98,34 @@ def _text(*columns) -> io.StringIO:
     for part in parts[1:]:
         rows = np.char.add(np.char.add(rows, "\t"), part)
     return io.StringIO("\n".join(rows.tolist()) + "\n")
+
+
+_JUDGMENT_COLUMNS = [
+    "id",
+    "candidate_id",
+    "rater",
+    "rater_kind",
+    "user_id",
+    "verdict",
+    "tag",
+    "rationale",
+    "note",
+    "model_name",
+    "prompt_version",
+    "prompt_hash",
+    "source_run",
+    "created_at",
+]
+
+
+def _judgments_copy(ids, candidates, rater, kind, user_id, verdicts, source_run, created_at):
+    """Judgment rows by COPY; tag, rationale, note, model and prompt are left empty."""
+    empty = ("",) * 6
+    _copy(
+        "curation_judgment",
+        _JUDGMENT_COLUMNS,
+        _text(ids, candidates, rater, kind, user_id, verdicts, *empty, source_run, created_at),
+    )
 
 
 def generate(*, items: int, others: int, seed: int) -> int:
@@ -168,22 +193,6 @@ def generate(*, items: int, others: int, seed: int) -> int:
         )
 
         truth = rng.random(total) < 0.3
-        columns = [
-            "id",
-            "candidate_id",
-            "rater",
-            "rater_kind",
-            "user_id",
-            "verdict",
-            "tag",
-            "rationale",
-            "note",
-            "model_name",
-            "prompt_version",
-            "prompt_hash",
-            "source_run",
-            "created_at",
-        ]
         next_id = 1
         start = 1_790_000_000  # Sept 2026
         for user in users:
@@ -193,25 +202,15 @@ def generate(*, items: int, others: int, seed: int) -> int:
             )
             jids = np.arange(next_id, next_id + items)
             when = (start + rng.random(items) * 70 * 86400).astype("datetime64[s]")
-            _copy(
-                "curation_judgment",
-                columns,
-                _text(
-                    jids,
-                    candidate_of_item,
-                    f"user:{user.username}",
-                    "human",
-                    user.pk,
-                    VERDICTS[verdict],
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    f"campaign:{campaign.pk}",
-                    np.char.add(when.astype(str), "+00"),
-                ),
+            _judgments_copy(
+                jids,
+                candidate_of_item,
+                f"user:{user.username}",
+                "human",
+                user.pk,
+                VERDICTS[verdict],
+                f"campaign:{campaign.pk}",
+                np.char.add(when.astype(str), "+00"),
             )
             undone = np.where(rng.random(items) < 0.01, "2026-11-20 10:00:00+00", "\\N")
             _copy(
@@ -239,48 +238,28 @@ def generate(*, items: int, others: int, seed: int) -> int:
         for rater, accuracy, count in ((STAGE1, 0.7, total), (STAGE2, 0.85, items)):
             hit = np.where(rng.random(count) < accuracy, truth[:count], ~truth[:count])
             jids = np.arange(next_id, next_id + count)
-            _copy(
-                "curation_judgment",
-                columns,
-                _text(
-                    jids,
-                    np.arange(1, count + 1),
-                    rater,
-                    "machine",
-                    "\\N",
-                    np.where(hit, "relevant", "not_relevant"),
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "cascade:1",
-                    "2026-09-01 00:00:00+00",
-                ),
+            _judgments_copy(
+                jids,
+                np.arange(1, count + 1),
+                rater,
+                "machine",
+                "\\N",
+                np.where(hit, "relevant", "not_relevant"),
+                "cascade:1",
+                "2026-09-01 00:00:00+00",
             )
             next_id += count
         if others:
             jids = np.arange(next_id, next_id + others)
-            _copy(
-                "curation_judgment",
-                columns,
-                _text(
-                    jids,
-                    np.arange(items + 1, total + 1),
-                    "teacher:minilm:margin",
-                    "machine",
-                    "\\N",
-                    np.where(truth[items:], "relevant", "not_relevant"),
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "mining:1",
-                    "2026-09-01 00:00:00+00",
-                ),
+            _judgments_copy(
+                jids,
+                np.arange(items + 1, total + 1),
+                "teacher:minilm:margin",
+                "machine",
+                "\\N",
+                np.where(truth[items:], "relevant", "not_relevant"),
+                "mining:1",
+                "2026-09-01 00:00:00+00",
             )
         with connection.cursor() as cursor:
             for table in (
@@ -424,25 +403,9 @@ def bench_bootstrap(campaign_id: int) -> None:
 
 
 def _django(url: str) -> None:
-    os.environ["DATABASE_URL"] = url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
-    os.environ.setdefault("SIEVE_VAR_DIR", str(Path(tempfile.gettempdir()) / "sieve-bench"))
     # The job enqueues nothing here (rows are created directly), but settings need a broker.
     os.environ.setdefault("CELERY_BROKER_URL", "memory://")
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-
-
-def _create_database(url: str) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    admin_url = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.execute(f'CREATE DATABASE "{name}"')
+    django_setup(url)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import resource
 import subprocess
@@ -36,6 +35,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench_django import database_recreate, django_setup
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/sieve_bench"
@@ -64,8 +65,8 @@ def main() -> None:
             f"in {time.perf_counter() - started:.0f} s",
             flush=True,
         )
-        _create_database(args.database_url)
-        _django(args.database_url)
+        database_recreate(args.database_url)
+        django_setup(args.database_url)
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)
@@ -346,7 +347,7 @@ def _run_child(path: Path, url: str) -> dict:
 
 
 def _child(path: Path, url: str) -> None:
-    _django(url)
+    django_setup(url)
     from curation.datasets.imports import dataset_import
 
     _checkpoint()
@@ -370,26 +371,6 @@ def _peak_rss_mb() -> float:
 
 
 # --- plumbing ---------------------------------------------------------------------------
-
-
-def _django(url: str) -> None:
-    os.environ["DATABASE_URL"] = url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
-    os.environ.setdefault("SIEVE_VAR_DIR", str(Path(tempfile.gettempdir()) / "sieve-bench"))
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-
-
-def _create_database(url: str) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    admin_url = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.execute(f'CREATE DATABASE "{name}"')
 
 
 def _reset() -> None:

@@ -67,15 +67,24 @@ class BeirError(ValueError):
     def message(self) -> str:
         if self.file is None:
             return self.problem
-        where = self.file
-        if self.line is not None:
-            where += f" line {self.line}"
-        if self.field:
-            where += f', field "{self.field}"'
-        return f"{where}: {self.problem}"
+        return error_message(self.problem, file=self.file, line=self.line, field=self.field)
 
 
-def _type_name(value) -> str:
+def error_message(
+    problem: str, *, file: str, line: int | None, field: str | None, unit: str = "line"
+) -> str:
+    """``file line 17, field "text": problem``: how every reader of a data file (this one and
+    the importer's formats) says where a problem is."""
+    where = file
+    if line is not None:
+        where += f" {unit} {line}"
+    if field:
+        where += f', field "{field}"'
+    return f"{where}: {problem}"
+
+
+def json_type_name(value) -> str:
+    """The JSON name of a value's type, as a user who wrote the file would say it."""
     if value is None:
         return "null"
     return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
@@ -104,16 +113,18 @@ class Qrel(NamedTuple):
     score: int | float  # an int when the file wrote a whole number
 
 
-def _json_record(text: str, *, file: str, line: int) -> dict:
+def json_record(text: str, *, file: str, line: int, error: type = BeirError) -> dict:
+    """One jsonl line as an object, or ``error(problem, file=, line=)`` saying why it is not
+    one (the importer's formats pass their own error class)."""
     try:
         value = json.loads(text)
-    except json.JSONDecodeError as error:
-        hint = " (is the line truncated?)" if error.pos >= len(text.rstrip()) else ""
-        raise BeirError(
-            f"invalid JSON at column {error.colno}: {error.msg}{hint}", file=file, line=line
+    except json.JSONDecodeError as problem:
+        hint = " (is the line truncated?)" if problem.pos >= len(text.rstrip()) else ""
+        raise error(
+            f"invalid JSON at column {problem.colno}: {problem.msg}{hint}", file=file, line=line
         ) from None
     if type(value) is not dict:
-        raise BeirError(f"expected a JSON object, got {_type_name(value)}", file=file, line=line)
+        raise error(f"expected a JSON object, got {json_type_name(value)}", file=file, line=line)
     return value
 
 
@@ -125,7 +136,10 @@ def _record_id(record: dict, *, file: str, line: int) -> str:
         value = str(value)
     elif type(value) is not str:
         raise BeirError(
-            f"expected an id (string), got {_type_name(value)}", file=file, line=line, field="_id"
+            f"expected an id (string), got {json_type_name(value)}",
+            file=file,
+            line=line,
+            field="_id",
         )
     if not value.strip():
         raise BeirError("the id is empty", file=file, line=line, field="_id")
@@ -142,7 +156,7 @@ def _record_text(record: dict, field: str, *, file: str, line: int, optional=Fal
         return ""
     if type(value) is not str:
         raise BeirError(
-            f"expected a string, got {_type_name(value)}", file=file, line=line, field=field
+            f"expected a string, got {json_type_name(value)}", file=file, line=line, field=field
         )
     return value
 
@@ -152,7 +166,7 @@ def corpus_records(lines: Iterable[tuple[int, str]], *, file: str) -> Iterator[D
     for number, text in lines:
         if not text.strip():
             continue
-        record = _json_record(text, file=file, line=number)
+        record = json_record(text, file=file, line=number)
         doc_id = _record_id(record, file=file, line=number)
         body = _record_text(record, "text", file=file, line=number)
         title = _record_text(record, "title", file=file, line=number, optional=True)
@@ -163,7 +177,7 @@ def query_records(lines: Iterable[tuple[int, str]], *, file: str) -> Iterator[Qu
     for number, text in lines:
         if not text.strip():
             continue
-        record = _json_record(text, file=file, line=number)
+        record = json_record(text, file=file, line=number)
         query_id = _record_id(record, file=file, line=number)
         yield QueryRecord(number, query_id, _record_text(record, "text", file=file, line=number))
 

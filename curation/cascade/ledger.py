@@ -11,7 +11,8 @@ from django.db import transaction
 from django.db.models import F, Sum
 
 from ..bulk import commit_without_waiting_for_disk
-from ..llm.stages import MICRO_USD, StageSettings, call_cost
+from ..llm.ledger import llm_call_row
+from ..llm.stages import MICRO_USD, StageSettings
 from ..models import CascadeRun, LLMCall
 
 
@@ -30,34 +31,21 @@ def ledger_answers_store(
 ) -> Stored:
     """Store (work, outcome) pairs as ``LLMCall`` rows keyed by ``work.key`` and add their
     cost and tokens to the run, in one transaction."""
-    rows = []
-    for work, outcome in answered:
-        rows.append(
-            LLMCall(
-                key=work.key,
-                base_url=stage.base_url,
-                model=stage.model,
-                request={
-                    "messages": work.messages,
-                    "params": {**work.params, "attempt": work.attempt},
-                },
-                response_text=outcome.text,
-                finish_reason=outcome.finish_reason,
-                input_tokens=outcome.input_tokens,
-                output_tokens=outcome.output_tokens,
-                cost_usd=call_cost(
-                    input_tokens=outcome.input_tokens,
-                    output_tokens=outcome.output_tokens,
-                    stage=stage,
-                    batch=batch,
-                ),
-                latency_ms=outcome.latency_ms,
-                attempts=outcome.attempts,
-                batch=batch,
-                cascade_run=run,
-                stage=stage.number,
-            )
+    rows = [
+        llm_call_row(
+            key=work.key,
+            stage=stage,
+            request={
+                "messages": work.messages,
+                "params": {**work.params, "attempt": work.attempt},
+            },
+            outcome=outcome,
+            batch=batch,
+            cascade_run=run,
+            stage_number=stage.number,
         )
+        for work, outcome in answered
+    ]
     paid = sum((row.cost_usd for row in rows), Decimal(0))
     tokens_in = sum(row.input_tokens for row in rows)
     tokens_out = sum(row.output_tokens for row in rows)

@@ -12,7 +12,6 @@ ends paying: later pages are still read for answers the ledger already holds.
 from __future__ import annotations
 
 import concurrent.futures
-import os
 import time
 from collections import deque
 from typing import TYPE_CHECKING
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING
 from core.errors import ApplicationError
 from core.jobs import JobCancelled
 
-from ..llm.engine import CallFailed, CallOutcome, CallPool, JudgeClient
+from ..llm.engine import CallFailed, CallOutcome, CallPool, stage_client_factory
 from ..llm.stages import StageSettings
 from ..llm.tokens import token_counter_for
 from ..models import CascadeItem, CascadeItemStatus
@@ -65,16 +64,7 @@ class OnlineStage:
             run=executor.run, stage=stage.number, status=CascadeItemStatus.PENDING
         ).exists():
             return
-        api_key = os.environ.get(stage.api_key_env, "")
-
-        def factory():
-            return JudgeClient(
-                base_url=stage.base_url, api_key=api_key, model=stage.model,
-                concurrency=stage.concurrency, rpm=stage.rpm, timeout_s=stage.timeout_s,
-                max_attempts=stage.max_attempts, backoff_base_s=stage.backoff_base_s,
-            )  # fmt: skip
-
-        with CallPool(factory) as pool:
+        with CallPool(stage_client_factory(stage)) as pool:
             self.pool = pool
             while True:
                 self._read()

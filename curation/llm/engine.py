@@ -23,10 +23,14 @@ import asyncio
 import concurrent.futures
 import email.utils
 import itertools
+import os
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from .stages import StageSettings
 
 RETRYABLE_STATUS = {408, 409, 429}
 CONNECTIONS_PER_CLIENT = 16
@@ -230,10 +234,25 @@ def _outcome(response, *, latency_ms: int, attempts: int) -> CallOutcome:
     )
 
 
+def stage_client_factory(stage: StageSettings) -> Callable[[], JudgeClient]:
+    """What ``CallPool`` needs to build the client for one stage's endpoint: its settings,
+    with the key read now from the environment variable the stage names."""
+    api_key = os.environ.get(stage.api_key_env, "")
+
+    def factory() -> JudgeClient:
+        return JudgeClient(
+            base_url=stage.base_url, api_key=api_key, model=stage.model,
+            concurrency=stage.concurrency, rpm=stage.rpm, timeout_s=stage.timeout_s,
+            max_attempts=stage.max_attempts, backoff_base_s=stage.backoff_base_s,
+        )  # fmt: skip
+
+    return factory
+
+
 class CallPool:
     """An event loop in a background thread running one ``JudgeClient``.
 
-    with CallPool(lambda: JudgeClient(...)) as pool:
+    with CallPool(stage_client_factory(stage)) as pool:
         future = pool.submit(messages=..., params=...)   # concurrent.futures.Future
     """
 

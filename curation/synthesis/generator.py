@@ -15,7 +15,8 @@ from django.db.models import F
 from core.errors import ApplicationError
 
 from ..llm.engine import CallFailed, CallPool, call_key
-from ..llm.stages import StageSettings, call_cost
+from ..llm.ledger import llm_call_row
+from ..llm.stages import StageSettings
 from ..models import LLMCall, SynthesisRun
 from .core import Prompt, generated_parse
 
@@ -78,31 +79,19 @@ class Generator:
         return results
 
     def _ledger_write(self, answered, keys, prompts, params) -> list[LLMCall]:
-        rows = []
-        for i, outcome in answered:
-            rows.append(
-                LLMCall(
-                    key=keys[i],
-                    base_url=self.stage.base_url,
-                    model=self.stage.model,
-                    request={
-                        "messages": prompts[i].messages,
-                        "params": params,
-                        "purpose": f"synthesis:{self.run.pk}:{prompts[i].version}",
-                    },
-                    response_text=outcome.text,
-                    finish_reason=outcome.finish_reason,
-                    input_tokens=outcome.input_tokens,
-                    output_tokens=outcome.output_tokens,
-                    cost_usd=call_cost(
-                        input_tokens=outcome.input_tokens,
-                        output_tokens=outcome.output_tokens,
-                        stage=self.stage,
-                    ),
-                    latency_ms=outcome.latency_ms,
-                    attempts=outcome.attempts,
-                )
+        rows = [
+            llm_call_row(
+                key=keys[i],
+                stage=self.stage,
+                request={
+                    "messages": prompts[i].messages,
+                    "params": params,
+                    "purpose": f"synthesis:{self.run.pk}:{prompts[i].version}",
+                },
+                outcome=outcome,
             )
+            for i, outcome in answered
+        ]
         paid = sum((row.cost_usd for row in rows), Decimal(0))
         with transaction.atomic():
             LLMCall.objects.bulk_create(rows, ignore_conflicts=True)

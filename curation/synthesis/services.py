@@ -15,7 +15,6 @@ messages, parameters) is reused, so a resumed or repeated run pays nothing twice
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -30,7 +29,7 @@ from core.ml.encoder import EncoderSettings, default_prefixes, encoder_get
 
 from ..datasets.corpus import corpus_generated_negative_ids, corpus_version
 from ..embeddings import corpus_embeddings_get, default_model_name, default_precision
-from ..llm.engine import CallPool, JudgeClient
+from ..llm.engine import CallPool, stage_client_factory
 from ..llm.stages import StageSettings, stage_settings_from_env
 from ..mining.core import build_index
 from ..models import Dataset, SynthesisNegativeMode, SynthesisRun
@@ -198,16 +197,7 @@ def dataset_triplets_synthesize(
     base = TEACHER_SHARE if embeddings.built else 0.05
     report(base, f"writing queries for {len(sample):,} passages", force=True)
 
-    api_key = os.environ.get(stage.api_key_env, "")
-
-    def factory():
-        return JudgeClient(
-            base_url=stage.base_url, api_key=api_key, model=stage.model,
-            concurrency=stage.concurrency, rpm=stage.rpm, timeout_s=stage.timeout_s,
-            max_attempts=stage.max_attempts, backoff_base_s=stage.backoff_base_s,
-        )  # fmt: skip
-
-    with CallPool(factory) as pool:
+    with CallPool(stage_client_factory(stage)) as pool:
         generator = Generator(run, stage, pool)
         calls_per_passage = 2 if run.negative_mode == SynthesisNegativeMode.GENERATE else 1
         for start in range(0, len(sample), CHUNK):

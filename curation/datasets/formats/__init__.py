@@ -28,7 +28,7 @@ from .base import (
     PassageRow,
     QueryRow,
     Where,
-    json_object,
+    jsonl_records,
     text_hash,
     text_id,
 )
@@ -141,13 +141,9 @@ def _min_relevance(value) -> float:
 
 
 def _first_record(path: Path, label: str) -> tuple[dict, Where]:
-    lines = LineFile(path, label).lines()
+    records = jsonl_records(LineFile(path, label))
     try:
-        for number, text in lines:
-            if text.isspace():
-                continue
-            where = Where(label, number)
-            return json_object(text, where), where
+        where, record = next(records)
     finally:
-        lines.close()
-    raise FormatError("the file is empty (no records)", file=label)
+        records.close()
+    return record, where

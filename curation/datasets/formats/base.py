@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import json
 import os
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
+
+from core.ml.beir import error_message, json_record
+from core.ml.beir import json_type_name as type_name
 
 POSITIVE = "positive"
 NEGATIVE = "negative"
@@ -83,35 +85,22 @@ class FormatError(Exception):
         self.unit = unit
         super().__init__(self.message)
 
+    @classmethod
+    def at(
+        cls, problem: str, where: Where, field: str | None = None, unit: str = "line"
+    ) -> FormatError:
+        """The error of a value read at ``where``."""
+        return cls(problem, file=where.file, line=where.line, field=field, unit=unit)
+
     @property
     def message(self) -> str:
-        where = self.file
-        if self.line is not None:
-            where += f" {self.unit} {self.line}"
-        if self.field:
-            where += f', field "{self.field}"'
-        return f"{where}: {self.problem}"
+        return error_message(
+            self.problem, file=self.file, line=self.line, field=self.field, unit=self.unit
+        )
 
     @property
     def detail(self) -> dict:
         return {"file": self.file, "line": self.line, "field": self.field}
-
-
-def type_name(value) -> str:
-    """The JSON name of a value's type, as a user who wrote the file would say it."""
-    if value is None:
-        return "null"
-    return _TYPE_NAMES.get(type(value), type(value).__name__)
-
-
-_TYPE_NAMES = {
-    str: "string",
-    int: "int",
-    float: "float",
-    bool: "bool",
-    list: "list",
-    dict: "object",
-}
 
 
 def text_hash(title: str, text: str) -> str:
@@ -129,32 +118,25 @@ def check_text(value, *, where: Where, field: str, unit: str = "line") -> str:
     """A string PostgreSQL can store: no NUL character and no lone surrogate (which JSON's
     ``\\ud800`` escapes can produce)."""
     if type(value) is not str:
-        raise FormatError(
-            f"expected a string, got {type_name(value)}",
-            file=where.file,
-            line=where.line,
-            field=field,
-            unit=unit,
-        )
+        raise _not_a_string(value, where, field, unit)
     if "\x00" in value:
-        raise FormatError(
-            "contains a NUL character (\\u0000), which cannot be stored",
-            file=where.file,
-            line=where.line,
-            field=field,
-            unit=unit,
+        raise FormatError.at(
+            "contains a NUL character (\\u0000), which cannot be stored", where, field, unit
         )
     try:
         value.encode()
     except UnicodeEncodeError as error:
-        raise FormatError(
+        raise FormatError.at(
             f"contains an invalid unicode escape (lone surrogate at character {error.start + 1})",
-            file=where.file,
-            line=where.line,
-            field=field,
-            unit=unit,
+            where,
+            field,
+            unit,
         ) from None
     return value
+
+
+def _not_a_string(value, where: Where, field: str, unit: str) -> FormatError:
+    return FormatError.at(f"expected a string, got {type_name(value)}", where, field, unit)
 
 
 def check_id(value, *, where: Where, field: str, unit: str = "line") -> str:
@@ -163,24 +145,15 @@ def check_id(value, *, where: Where, field: str, unit: str = "line") -> str:
     if type(value) is int:
         value = str(value)
     elif type(value) is not str:
-        raise FormatError(
-            f"expected an id (string), got {type_name(value)}",
-            file=where.file,
-            line=where.line,
-            field=field,
-            unit=unit,
-        )
+        raise FormatError.at(f"expected an id (string), got {type_name(value)}", where, field, unit)
     if not value.strip():
-        raise FormatError(
-            "the id is empty", file=where.file, line=where.line, field=field, unit=unit
-        )
+        raise FormatError.at("the id is empty", where, field, unit)
     if len(value) > MAX_ID_LENGTH:
-        raise FormatError(
+        raise FormatError.at(
             f"the id is {len(value)} characters long; at most {MAX_ID_LENGTH} are allowed",
-            file=where.file,
-            line=where.line,
-            field=field,
-            unit=unit,
+            where,
+            field,
+            unit,
         )
     return check_text(value, where=where, field=field, unit=unit)
 
@@ -262,20 +235,21 @@ class LineFile:
 
 
 def json_object(text: str, where: Where) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        hint = " (is the line truncated?)" if error.pos >= len(text.rstrip()) else ""
-        raise FormatError(
-            f"invalid JSON at column {error.colno}: {error.msg}{hint}",
-            file=where.file,
-            line=where.line,
-        ) from None
-    if type(value) is not dict:
-        raise FormatError(
-            f"expected a JSON object, got {type_name(value)}", file=where.file, line=where.line
-        )
-    return value
+    return json_record(text, file=where.file, line=where.line, error=FormatError)
+
+
+def jsonl_records(lines: LineFile) -> Iterator[tuple[Where, dict]]:
+    """Each non-blank line of a jsonl file as ``(where, object)``; raises the empty-file
+    error at the end when there was none."""
+    records = 0
+    for number, text in lines.lines():
+        if text.isspace():
+            continue
+        where = Where(lines.name, number)
+        records += 1
+        yield where, json_object(text, where)
+    if records == 0:
+        raise empty_file_error(lines.name)
 
 
 def empty_file_error(name: str) -> FormatError:
@@ -295,13 +269,7 @@ def text_passage(
     ``text_hash`` (title is empty, so it is the hash of ``"\\n" + text``).
     """
     if type(value) is not str:
-        raise FormatError(
-            f"expected a string, got {type_name(value)}",
-            file=where.file,
-            line=where.line,
-            field=field,
-            unit=unit,
-        )
+        raise _not_a_string(value, where, field, unit)
     try:
         data = value.encode()
     except UnicodeEncodeError:
@@ -319,9 +287,25 @@ def text_passage(
 
 
 def missing_field(where: Where, field: str, unit: str = "line") -> FormatError:
-    return FormatError(
-        "the field is missing", file=where.file, line=where.line, field=field, unit=unit
-    )
+    return FormatError.at("the field is missing", where, field, unit)
+
+
+class JsonlFileReader:
+    """What the one-file jsonl readers (BGE, Tevatron) share: the file, its name in errors,
+    the passage cache, the notes for the import, and progress through the file."""
+
+    ids_from_text = False
+    candidates_need_lookup = False
+    queries_need_candidates = False
+
+    def __init__(self, path: Path, *, name: str | None = None, passage_cache: int | None = None):
+        self._file = LineFile(path, name or Path(path).name)
+        self.files = [self._file.name]
+        self._cache = passage_cache or DEFAULT_PASSAGE_CACHE
+        self.notes: dict = {}
+
+    def fraction(self) -> float:
+        return self._file.position() / self._file.size if self._file.size else 1.0
 
 
 class OptionError(ValueError):

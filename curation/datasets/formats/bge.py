@@ -6,21 +6,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 from .base import (
-    DEFAULT_PASSAGE_CACHE,
     NEGATIVE,
     POSITIVE,
     CandidateRow,
     FormatError,
-    LineFile,
+    JsonlFileReader,
     QueryRow,
     RecentKeys,
     Where,
     check_text,
-    empty_file_error,
-    json_object,
+    jsonl_records,
     missing_field,
     text_id,
     text_passage,
@@ -30,35 +27,19 @@ from .base import (
 _LISTS = ((POSITIVE, "pos", "pos_scores"), (NEGATIVE, "neg", "neg_scores"))
 
 
-class BgeReader:
+class BgeReader(JsonlFileReader):
+    """The instruction BGE puts on each query ("Given a web search query, ...") goes into
+    ``notes``: Sieve has no column for it yet; the import reports it so it is not silently
+    lost."""
+
     format = "bge"
     ids_from_text = True
-    candidates_need_lookup = False
-    queries_need_candidates = False
-
-    def __init__(self, path: Path, *, name: str | None = None, passage_cache: int | None = None):
-        self._file = LineFile(path, name or Path(path).name)
-        self.files = [self._file.name]
-        self._cache = passage_cache or DEFAULT_PASSAGE_CACHE
-        # The instruction BGE puts on each query ("Given a web search query, ..."). Sieve
-        # has no column for it yet; the import reports it so it is not silently lost.
-        self.notes: dict = {}
-
-    def fraction(self) -> float:
-        return self._file.position() / self._file.size if self._file.size else 1.0
 
     def rows(self) -> Iterator:
-        name = self._file.name
         recent = RecentKeys(self._cache)
-        records = 0
         prompt = None
         other_prompts = 0
-        for number, text in self._file.lines():
-            if text.isspace():
-                continue
-            where = Where(name, number)
-            record = json_object(text, where)
-            records += 1
+        for where, record in jsonl_records(self._file):
             if "query" not in record:
                 raise missing_field(where, "query")
             query = check_text(record["query"], where=where, field="query")
@@ -73,8 +54,6 @@ class BgeReader:
                     prompt = check_text(record_prompt, where=where, field="prompt")
                 elif record_prompt != prompt:
                     other_prompts += 1
-        if records == 0:
-            raise empty_file_error(name)
         if prompt is not None:
             self.notes["prompt"] = prompt
             if other_prompts:
@@ -91,11 +70,8 @@ def _candidate_rows(record: dict, query_id: str, where: Where, recent: RecentKey
                 raise missing_field(where, "pos")
             continue
         if type(passages) is not list:
-            raise FormatError(
-                f"expected a list of strings, got {type_name(passages)}",
-                file=where.file,
-                line=where.line,
-                field=key,
+            raise FormatError.at(
+                f"expected a list of strings, got {type_name(passages)}", where, key
             )
         scores = _scores(record.get(scores_key), len(passages), where, scores_key)
         negative = role == NEGATIVE
@@ -117,27 +93,16 @@ def _scores(value, count: int, where: Where, field: str) -> list[float] | None:
     if value is None:
         return None
     if type(value) is not list:
-        raise FormatError(
-            f"expected a list of numbers, got {type_name(value)}",
-            file=where.file,
-            line=where.line,
-            field=field,
-        )
+        raise FormatError.at(f"expected a list of numbers, got {type_name(value)}", where, field)
     if len(value) != count:
         passages = field.removesuffix("_scores")
-        raise FormatError(
-            f'has {len(value)} scores for {count} passages in "{passages}"',
-            file=where.file,
-            line=where.line,
-            field=field,
+        raise FormatError.at(
+            f'has {len(value)} scores for {count} passages in "{passages}"', where, field
         )
     for index, score in enumerate(value):
         kind = type(score)
         if kind is not float and kind is not int:
-            raise FormatError(
-                f"expected a number, got {type_name(score)}",
-                file=where.file,
-                line=where.line,
-                field=f"{field}[{index}]",
+            raise FormatError.at(
+                f"expected a number, got {type_name(score)}", where, f"{field}[{index}]"
             )
     return [float(score) for score in value]

@@ -25,7 +25,7 @@ from .base import (
     Where,
     check_text,
     empty_file_error,
-    json_object,
+    jsonl_records,
     text_id,
     text_passage,
 )
@@ -138,15 +138,11 @@ class SentenceTransformersReader:
 
     def _jsonl(self):
         header_cache: dict = {}
-        for number, text in self._line_file.lines():
-            if text.isspace():
-                continue
-            where = Where(self.name, number)
-            record = json_object(text, where)
+        for where, record in jsonl_records(self._line_file):
             keys = tuple(record)
             columns = header_cache.get(keys)
             if columns is None:
-                columns = st_columns(keys, file=self.name, line=number)
+                columns = st_columns(keys, file=self.name, line=where.line)
                 if len(header_cache) < 64:
                     header_cache[keys] = columns
             yield where, record, columns
