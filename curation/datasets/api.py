@@ -25,7 +25,6 @@ from core.api import (
     job_api_views,
     paginated,
 )
-from core.errors import ApplicationError
 
 from ..models import (
     Dataset,
@@ -38,9 +37,8 @@ from ..models import (
     SnapshotPolicy,
 )
 from . import selectors as reads
-from .imports import import_job_create
 from .snapshots import export_job_create
-from .uploads import ACCEPTED_SUFFIXES, upload_store, upload_suffix
+from .uploads import ACCEPTED_SUFFIXES, import_upload_start, upload_suffix
 from .views import snapshot_file_response
 
 
@@ -179,21 +177,15 @@ class ImportListCreateApi(SieveApi):
         serializer = self.ImportInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        stored = upload_store(uploaded_file=data["file"])
         options = {key: data[key] for key in ("split", "min_relevance") if key in data}
-        try:
-            job = import_job_create(
-                source_path=str(stored.path),
-                source_name=stored.original_name,
-                dataset_name=data["dataset_name"],
-                format=data["format"],
-                corpus_name=data["corpus_name"],
-                options=options,
-                user=request.user,
-            )
-        except ApplicationError:
-            stored.path.unlink(missing_ok=True)  # no job will ever read it
-            raise
+        job = import_upload_start(
+            uploaded_file=data["file"],
+            dataset_name=data["dataset_name"],
+            format=data["format"],
+            corpus_name=data["corpus_name"],
+            options=options,
+            user=request.user,
+        )
         return Response(ImportJobOutputSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 

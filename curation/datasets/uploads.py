@@ -15,6 +15,9 @@ from django.core.files.move import file_move_safe
 from django.core.files.uploadedfile import UploadedFile
 
 from core.errors import ApplicationError
+from curation.models import ImportJob
+
+from .imports import import_job_create
 
 # The longest suffix wins: "x.jsonl.gz" is ".jsonl.gz", not ".gz". The importer detects the
 # format from it when the user leaves the format on auto.
@@ -63,3 +66,31 @@ def upload_store(*, uploaded_file: UploadedFile) -> StoredUpload:
             detail={"file": original_name, "field": "file"},
         )
     return StoredUpload(path=target, original_name=original_name)
+
+
+def import_upload_start(
+    *,
+    uploaded_file: UploadedFile,
+    dataset_name: str,
+    format: str = "",
+    corpus_name: str = "",
+    options: dict | None = None,
+    user=None,
+) -> ImportJob:
+    """An upload from the web form or the API: stored, then its import job queued. When the
+    job is refused (a bad dataset name, say) the stored file is deleted at once: no job will
+    ever read it. ``ApplicationError`` names the field."""
+    stored = upload_store(uploaded_file=uploaded_file)
+    try:
+        return import_job_create(
+            source_path=str(stored.path),
+            source_name=stored.original_name,
+            dataset_name=dataset_name,
+            format=format,
+            corpus_name=corpus_name,
+            options=options,
+            user=user,
+        )
+    except ApplicationError:
+        stored.path.unlink(missing_ok=True)
+        raise

@@ -19,9 +19,8 @@ from core.roles import CAN_CURATE, CAN_READ_DATA, has_role, role_required
 from ..models import CandidateRole, Dataset, ExportJob, ImportJob, Query, Snapshot
 from . import selectors as reads
 from .forms import ImportUploadForm, SnapshotFreezeForm
-from .imports import import_job_create
 from .snapshots import export_job_create, snapshot_file_path
-from .uploads import upload_store
+from .uploads import import_upload_start
 
 
 def _str_param(request, name: str) -> str | None:
@@ -156,14 +155,8 @@ def import_upload(request):
     if not form.is_valid():
         return _import_page(request, form, status=400)
     try:
-        stored = upload_store(uploaded_file=form.cleaned_data["file"])
-    except ApplicationError as exc:
-        form.add_error("file", exc.message)
-        return _import_page(request, form, status=400)
-    try:
-        job = import_job_create(
-            source_path=str(stored.path),
-            source_name=stored.original_name,
+        job = import_upload_start(
+            uploaded_file=form.cleaned_data["file"],
             dataset_name=form.cleaned_data["dataset_name"],
             format=form.cleaned_data["format"],
             corpus_name=form.cleaned_data["corpus_name"],
@@ -171,10 +164,9 @@ def import_upload(request):
             user=request.user,
         )
     except ApplicationError as exc:
-        stored.path.unlink(missing_ok=True)  # no job will ever read it
         form_error_add(form, exc)
         return _import_page(request, form, status=400)
-    messages.success(request, f"Importing {stored.original_name} into {job.dataset_name}.")
+    messages.success(request, f"Importing {job.source_name} into {job.dataset_name}.")
     return redirect("curation:import_job_detail", pk=job.pk)
 
 

@@ -266,3 +266,18 @@ def test_a_large_upload_is_moved_into_the_upload_folder(curator_client, upload_d
     stored = Path(ImportJob.objects.get().source_path)
     assert stored.parent == upload_dir
     assert stored.read_bytes() == bge_upload().read()
+
+
+def test_an_upload_whose_job_is_refused_leaves_no_file_behind(upload_dir, curator):
+    """The web form and the API start imports through one service; a refused job (here: no
+    dataset name) deletes the stored upload at once."""
+    from curation.datasets.uploads import import_upload_start
+
+    with pytest.raises(ApplicationError) as refused:
+        import_upload_start(
+            uploaded_file=SimpleUploadedFile("two.jsonl", b'{"query": "q", "pos": ["p"]}\n'),
+            dataset_name="  ",
+            user=curator,
+        )
+    assert refused.value.detail["field"] == "dataset_name"
+    assert not ImportJob.objects.exists() and not any(upload_dir.iterdir())
