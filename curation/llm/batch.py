@@ -15,7 +15,7 @@ import io
 import json
 from dataclasses import dataclass
 
-from .engine import CallOutcome
+from .engine import CallOutcome, finish_reason_text
 
 ENDPOINT = "/v1/chat/completions"
 FINISHED = {"completed", "failed", "expired", "cancelled"}
@@ -129,7 +129,7 @@ def batch_results_parse(text: str) -> dict[str, BatchLineResult]:
         usage = body.get("usage") or {}
         outcome = CallOutcome(
             text=(choice.get("message") or {}).get("content") or "",
-            finish_reason=choice.get("finish_reason") or "",
+            finish_reason=finish_reason_text(choice.get("finish_reason")),
             input_tokens=int(usage.get("prompt_tokens") or 0),
             output_tokens=int(usage.get("completion_tokens") or 0),
             latency_ms=0,

@@ -220,13 +220,21 @@ def _message(error) -> str:
     return str(getattr(error, "message", "") or error)[:300]
 
 
+def finish_reason_text(value) -> str:
+    """The finish reason as one word. Some OpenAI-compatible servers send a list
+    (``["length"]``); its first entry is the reason, so a truncation is still seen as one."""
+    if isinstance(value, list | tuple):
+        value = next((item for item in value if item), "")
+    return str(value or "")
+
+
 def _outcome(response, *, latency_ms: int, attempts: int) -> CallOutcome:
     choice = response.choices[0] if response.choices else None
     text = (choice.message.content if choice and choice.message else None) or ""
     usage = response.usage
     return CallOutcome(
         text=text,
-        finish_reason=(choice.finish_reason if choice else None) or "",
+        finish_reason=finish_reason_text(choice.finish_reason if choice else None),
         input_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
         output_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
         latency_ms=latency_ms,
