@@ -37,6 +37,10 @@ from . import stats
 from .stats import MISSING
 
 VERDICTS = ("relevant", "not_relevant", "partly_relevant", "unsure")
+# The graded scale of the verdicts, lowest first, for the ordinal statistics (weighted κ,
+# ordinal α); "unsure" is no grade and counts as missing there.
+GRADED = ("not_relevant", "partly_relevant", "relevant")
+_GRADE_OF_VERDICT = np.array([GRADED.index(v) if v in GRADED else MISSING for v in VERDICTS])
 RELEVANT, NOT_RELEVANT, PARTLY_RELEVANT, UNSURE = range(4)
 FLAG_CATEGORIES = ("not a false negative", "false negative")
 
@@ -136,16 +140,22 @@ class PairAgreement:
     ci_low: float
     ci_high: float
     confusion: list[list[int]]  # rows: rater_a, columns: rater_b
+    # On the graded scale (not relevant < partly < relevant; "unsure" left out), verdicts only.
+    weighted_kappa_linear: float | None = None
+    weighted_kappa_quadratic: float | None = None
 
 
 @dataclass
 class GroupAgreement:
     scheme: str
     raters: int
-    items: int  # items with at least two ratings (the ones these statistics use)
+    items: int  # items with at least two ratings (α and the generalized Fleiss use these)
     ratings: int
-    fleiss_kappa: float
-    krippendorff_alpha: float
+    fleiss_kappa: float  # Fleiss (1971) on the complete items: every rater judged them
+    fleiss_items: int
+    fleiss_kappa_generalized: float  # items with ≥ 2 ratings, each with its own n_i
+    krippendorff_alpha: float  # nominal
+    krippendorff_alpha_ordinal: float | None = None  # verdicts on the graded scale
 
 
 @dataclass
@@ -361,20 +371,47 @@ def _flag_agreement(
     )
 
 
+def graded(verdict_codes: np.ndarray) -> np.ndarray:
+    """Verdict codes (VERDICTS) as grades (GRADED); "unsure" and missing become MISSING."""
+    codes = np.asarray(verdict_codes, dtype=np.int64)
+    return np.where(codes == MISSING, MISSING, _GRADE_OF_VERDICT[np.maximum(codes, 0)])
+
+
 def _group(matrix: np.ndarray, *, scheme: str, n_categories: int) -> GroupAgreement:
     rated = (matrix != MISSING).sum(axis=1)
+    nan = float("nan")
+    fleiss, fleiss_items = stats.fleiss_kappa(matrix, n_categories=n_categories)
     return GroupAgreement(
         scheme=scheme,
         raters=int(matrix.shape[1]),
         items=int((rated >= 2).sum()),
         ratings=int(rated.sum()),
-        fleiss_kappa=stats.fleiss_kappa(matrix, n_categories=n_categories)
+        fleiss_kappa=fleiss,
+        fleiss_items=fleiss_items,
+        fleiss_kappa_generalized=stats.fleiss_kappa_generalized(matrix, n_categories=n_categories)
         if matrix.shape[1]
-        else float("nan"),
+        else nan,
         krippendorff_alpha=stats.krippendorff_alpha_nominal(matrix, n_categories=n_categories)
         if matrix.shape[1]
-        else float("nan"),
+        else nan,
+        krippendorff_alpha_ordinal=(
+            stats.krippendorff_alpha_ordinal(graded(matrix), n_categories=len(GRADED))
+            if matrix.shape[1]
+            else nan
+        )
+        if scheme == SCHEME_VERDICT
+        else None,
     )
+
+
+def _with_grades(pair: PairAgreement, a: np.ndarray, b: np.ndarray) -> PairAgreement:
+    """A verdict pair with its weighted κ on the graded scale."""
+    for weights in ("linear", "quadratic"):
+        value = stats.weighted_kappa(
+            graded(a), graded(b), n_categories=len(GRADED), weights=weights
+        )
+        setattr(pair, f"weighted_kappa_{weights}", value)
+    return pair
 
 
 # --- the report --------------------------------------------------------------------------
@@ -423,15 +460,19 @@ def agreement_report(ratings: Ratings, options: ReportOptions | None = None) -> 
     flag_raters += machine_raters
 
     human_pairs = [
-        _pair(
-            ratings.raters[human_columns[x]].key,
-            ratings.raters[human_columns[y]].key,
+        _with_grades(
+            _pair(
+                ratings.raters[human_columns[x]].key,
+                ratings.raters[human_columns[y]].key,
+                human_verdicts[:, x],
+                human_verdicts[:, y],
+                scheme=SCHEME_VERDICT,
+                n_categories=len(VERDICTS),
+                options=options,
+                clock=clock,
+            ),
             human_verdicts[:, x],
             human_verdicts[:, y],
-            scheme=SCHEME_VERDICT,
-            n_categories=len(VERDICTS),
-            options=options,
-            clock=clock,
         )
         for x, y in combinations(range(len(human_columns)), 2)
         if ((human_verdicts[:, x] != MISSING) & (human_verdicts[:, y] != MISSING)).any()

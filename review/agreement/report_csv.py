@@ -20,7 +20,12 @@ CSV_HEADER = (
     "ci_low",
     "ci_high",
     "fleiss_kappa",
+    "fleiss_items",
+    "fleiss_kappa_generalized",
     "krippendorff_alpha",
+    "krippendorff_alpha_ordinal",
+    "weighted_kappa_linear",
+    "weighted_kappa_quadratic",
     "precision",
     "recall",
     "f1",
@@ -28,6 +33,15 @@ CSV_HEADER = (
     "false_positive",
     "false_negative",
     "paper_kappa",
+)
+
+
+GROUP_STATISTICS = (
+    "fleiss_kappa",
+    "fleiss_items",
+    "fleiss_kappa_generalized",
+    "krippendorff_alpha",
+    "krippendorff_alpha_ordinal",
 )
 
 
@@ -56,8 +70,7 @@ def csv_rows(result: dict) -> Iterator[list[str]]:
             section="humans",
             scheme=group["scheme"],
             n=group["items"],
-            fleiss_kappa=group["fleiss_kappa"],
-            krippendorff_alpha=group["krippendorff_alpha"],
+            **{key: group.get(key) for key in GROUP_STATISTICS},
         )
     for section in ("human_pairs", "flag_pairs"):
         for pair in result.get(section, []):
@@ -74,8 +87,7 @@ def csv_rows(result: dict) -> Iterator[list[str]]:
                 slice=slice_row["value"],
                 scheme=humans["scheme"],
                 n=humans["items"],
-                fleiss_kappa=humans["fleiss_kappa"],
-                krippendorff_alpha=humans["krippendorff_alpha"],
+                **{key: humans.get(key) for key in GROUP_STATISTICS},
             )
             for machine in slice_row["machines"]:
                 yield row(section="slice_machine_vs_majority", dimension=dimension,

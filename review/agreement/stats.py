@@ -111,15 +111,32 @@ def category_counts(ratings, *, n_categories: int) -> np.ndarray:
     ).reshape(ratings.shape[0], n_categories)
 
 
-def fleiss_kappa(ratings, *, n_categories: int) -> float:
-    """Fleiss' κ over items with at least two ratings. With the same number of raters on
-    every item this is exactly Fleiss (1971) (statsmodels' ``fleiss_kappa``); items with
-    fewer raters use their own n_i in the per-item agreement."""
-    table = category_counts(ratings, n_categories=n_categories).astype(np.float64)
-    n_i = table.sum(axis=1)
-    table, n_i = table[n_i >= 2], n_i[n_i >= 2]
+def fleiss_kappa(ratings, *, n_categories: int) -> tuple[float, int]:
+    """Fleiss' κ (Fleiss 1971) on the complete items: those every rater judged, as the
+    statistic is defined (statsmodels' ``fleiss_kappa`` on the same items gives the same
+    number). Returns ``(κ, number of complete items)``."""
+    ratings = np.asarray(ratings, dtype=np.int64)
+    if ratings.ndim != 2 or ratings.shape[1] < 2:
+        return float("nan"), 0
+    complete = ratings[(ratings != MISSING).all(axis=1)]
+    if len(complete) == 0:
+        return float("nan"), 0
+    return _fleiss(category_counts(complete, n_categories=n_categories)), len(complete)
+
+
+def fleiss_kappa_generalized(ratings, *, n_categories: int) -> float:
+    """A generalisation of Fleiss' κ to missing ratings: every item with at least two
+    ratings, each with its own number of raters n_i in the per-item agreement. Not the
+    textbook statistic (it equals it only when no rating is missing): named apart."""
+    table = category_counts(ratings, n_categories=n_categories)
+    return _fleiss(table[table.sum(axis=1) >= 2])
+
+
+def _fleiss(table: np.ndarray) -> float:
+    table = np.asarray(table, dtype=np.float64)
     if len(table) == 0:
         return float("nan")
+    n_i = table.sum(axis=1)
     per_item = ((table * (table - 1)).sum(axis=1)) / (n_i * (n_i - 1))
     p_bar = per_item.mean()
     p_j = table.sum(axis=0) / n_i.sum()
@@ -129,17 +146,28 @@ def fleiss_kappa(ratings, *, n_categories: int) -> float:
     return float((p_bar - p_e) / (1.0 - p_e))
 
 
+def weighted_kappa(a, b, *, n_categories: int, weights: str) -> float:
+    """Cohen's weighted κ for ordered categories 0 < 1 < … (``weights`` "linear": a
+    disagreement costs |i − j|, "quadratic": (i − j)²), as scikit-learn's
+    ``cohen_kappa_score(weights=…, labels=range(n_categories))``."""
+    matrix = confusion_matrix(a, b, n_categories=n_categories).astype(np.float64)
+    total = matrix.sum()
+    if total == 0:
+        return float("nan")
+    distance = np.abs(np.subtract.outer(np.arange(n_categories), np.arange(n_categories)))
+    cost = distance if weights == "linear" else distance**2
+    expected = np.outer(matrix.sum(axis=1), matrix.sum(axis=0)) / total
+    expected_cost = (cost * expected).sum()
+    if expected_cost == 0:
+        return float("nan")
+    return float(1.0 - (cost * matrix).sum() / expected_cost)
+
+
 def krippendorff_alpha_nominal(ratings, *, n_categories: int) -> float:
     """Krippendorff's α for nominal data with missing ratings (coincidence-matrix form)."""
-    table = category_counts(ratings, n_categories=n_categories).astype(np.float64)
-    m_u = table.sum(axis=1)
-    table, m_u = table[m_u >= 2], m_u[m_u >= 2]
-    if len(table) == 0:
+    coincidence = _coincidences(ratings, n_categories=n_categories)
+    if coincidence is None:
         return float("nan")
-    # Coincidences o_ck = Σ_u n_uc (n_uk − [c = k]) / (m_u − 1)
-    weights = 1.0 / (m_u - 1.0)
-    coincidence = np.einsum("u,uc,uk->ck", weights, table, table)
-    coincidence -= np.diag((weights[:, None] * table).sum(axis=0))
     n_c = coincidence.sum(axis=1)
     n = n_c.sum()
     observed_disagreement = n - np.trace(coincidence)
@@ -147,6 +175,41 @@ def krippendorff_alpha_nominal(ratings, *, n_categories: int) -> float:
     if expected_disagreement <= 0:
         return float("nan")
     return float(1.0 - observed_disagreement / expected_disagreement)
+
+
+def krippendorff_alpha_ordinal(ratings, *, n_categories: int) -> float:
+    """Krippendorff's α for ordinal data (categories ordered 0 < 1 < …) with missing
+    ratings: the coincidence matrix weighted by the ordinal metric
+    δ²(c, k) = (Σ_{g=c..k} n_g − (n_c + n_k) / 2)², as ``krippendorff.alpha(
+    level_of_measurement="ordinal")``."""
+    coincidence = _coincidences(ratings, n_categories=n_categories)
+    if coincidence is None:
+        return float("nan")
+    n_c = coincidence.sum(axis=1)
+    n = n_c.sum()
+    cumulative = np.concatenate([[0.0], np.cumsum(n_c)])
+    low = np.minimum.outer(np.arange(n_categories), np.arange(n_categories))
+    high = np.maximum.outer(np.arange(n_categories), np.arange(n_categories))
+    between = cumulative[high + 1] - cumulative[low]  # Σ n_g for g from c to k
+    delta = (between - (n_c[:, None] + n_c[None, :]) / 2.0) ** 2
+    expected = (np.outer(n_c, n_c) * delta).sum()
+    if expected <= 0:
+        return float("nan")
+    return float(1.0 - (n - 1.0) * (coincidence * delta).sum() / expected)
+
+
+def _coincidences(ratings, *, n_categories: int) -> np.ndarray | None:
+    """Krippendorff's coincidence matrix o_ck = Σ_u n_uc (n_uk − [c = k]) / (m_u − 1) over
+    the items with at least two ratings; None when there is none."""
+    table = category_counts(ratings, n_categories=n_categories).astype(np.float64)
+    m_u = table.sum(axis=1)
+    table, m_u = table[m_u >= 2], m_u[m_u >= 2]
+    if len(table) == 0:
+        return None
+    weights = 1.0 / (m_u - 1.0)
+    coincidence = np.einsum("u,uc,uk->ck", weights, table, table)
+    coincidence -= np.diag((weights[:, None] * table).sum(axis=0))
+    return coincidence
 
 
 def majority(ratings, *, n_categories: int, min_raters: int = 1) -> np.ndarray:

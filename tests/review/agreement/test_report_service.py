@@ -63,6 +63,10 @@ def test_figures_equal_the_reference_libraries_on_the_database(reviewed):
 
     verdicts = next(g for g in result["humans"] if g["scheme"] == "verdict")
     assert close(verdicts["krippendorff_alpha"], ref.krippendorff())
+    # The report's Fleiss κ is the standard one, on the items every annotator judged.
+    fleiss_items, fleiss_reference = ref.fleiss()
+    assert verdicts["fleiss_items"] == fleiss_items
+    assert close(verdicts["fleiss_kappa"], fleiss_reference)
 
     machines = {m["rater"]: m for m in result["machines"]}
     assert set(machines) == {TEACHER, STAGE1, STAGE2, "cascade_final"}
@@ -84,7 +88,7 @@ def test_fleiss_equals_statsmodels_where_every_item_has_all_three_annotators(rev
     report = computed(campaign=reviewed.full)
     ref = Reference(campaigns=[reviewed.full])
     full_items = [c for c in ref.candidates if all((h, c) in ref.human for h in ref.humans)]
-    ours = stats.fleiss_kappa(
+    ours, _ = stats.fleiss_kappa(
         [[["relevant", "not_relevant", "partly_relevant", "unsure"].index(ref.human[(h, c)])
           for h in ref.humans] for c in full_items],
         n_categories=4,
@@ -98,6 +102,8 @@ def test_fleiss_equals_statsmodels_where_every_item_has_all_three_annotators(rev
     two_or_more = [c for c in ref.candidates if sum((h, c) in ref.human for h in ref.humans) >= 2]
     assert verdicts["items"] == len(two_or_more)
     assert close(verdicts["krippendorff_alpha"], ref.krippendorff())
+    # The report's Fleiss κ is the standard one, on the complete items.
+    assert verdicts["fleiss_items"] == n and close(verdicts["fleiss_kappa"], reference)
 
 
 @pytest.mark.django_db

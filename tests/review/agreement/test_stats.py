@@ -72,9 +72,10 @@ def test_fleiss_matches_statsmodels(seed):
         [np.where(rng.random(200) < 0.7, truth, rng.integers(0, 3, 200)) for _ in range(4)], axis=1
     )
     table = stats.category_counts(ratings, n_categories=3)
-    assert _same(
-        stats.fleiss_kappa(ratings, n_categories=3), sm_fleiss_kappa(table, method="fleiss")
-    )
+    kappa, items = stats.fleiss_kappa(ratings, n_categories=3)
+    assert items == 200 and _same(kappa, sm_fleiss_kappa(table, method="fleiss"))
+    # Without missing ratings the generalized variant is the same statistic.
+    assert _same(stats.fleiss_kappa_generalized(ratings, n_categories=3), kappa)
 
 
 def test_fleiss_all_agree_on_one_class_is_undefined_like_statsmodels():
@@ -82,7 +83,7 @@ def test_fleiss_all_agree_on_one_class_is_undefined_like_statsmodels():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         reference = sm_fleiss_kappa(stats.category_counts(ratings, n_categories=2), method="fleiss")
-    assert _same(stats.fleiss_kappa(ratings, n_categories=2), reference)
+    assert _same(stats.fleiss_kappa(ratings, n_categories=2)[0], reference)
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -121,3 +122,65 @@ def test_majority_and_flag_scores_match_sklearn():
 def test_confusion_matrix_counts_only_items_both_judged():
     matrix = stats.confusion_matrix([0, 1, 1, -1], [0, 1, 0, 1], n_categories=2)
     assert matrix.tolist() == [[1, 0], [1, 1]]
+
+
+def _ratings_with_ties_and_missing(seed: int, *, items: int, raters: int, categories: int):
+    """Raters who agree with a latent grade most of the time, often tie, and skip 30%."""
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, categories, items)
+    ratings = np.stack(
+        [
+            np.where(rng.random(items) < 0.6, truth, rng.integers(0, categories, items))
+            for _ in range(raters)
+        ],
+        axis=1,
+    )
+    ratings[rng.random(ratings.shape) < 0.3] = stats.MISSING
+    return ratings
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_fleiss_with_missing_ratings_is_statsmodels_on_the_complete_items(seed):
+    """The standard Fleiss κ uses the items every rater judged (0.5328 vs 0.5762 in the
+    issue's example came from mixing in incomplete items); the generalized one is apart."""
+    ratings = _ratings_with_ties_and_missing(seed, items=300, raters=4, categories=K)
+    complete = ratings[(ratings != stats.MISSING).all(axis=1)]
+    reference = sm_fleiss_kappa(stats.category_counts(complete, n_categories=K), method="fleiss")
+    kappa, items = stats.fleiss_kappa(ratings, n_categories=K)
+    assert items == len(complete) > 10
+    assert math.isclose(kappa, reference, abs_tol=1e-9)
+    assert not math.isclose(stats.fleiss_kappa_generalized(ratings, n_categories=K), kappa)
+
+
+@pytest.mark.parametrize("weights", ["linear", "quadratic"])
+@pytest.mark.parametrize("seed", range(5))
+def test_weighted_kappa_matches_scikit_learn(seed, weights):
+    ratings = _ratings_with_ties_and_missing(seed, items=250, raters=2, categories=3)
+    both = (ratings != stats.MISSING).all(axis=1)
+    reference = cohen_kappa_score(
+        ratings[both, 0], ratings[both, 1], weights=weights, labels=[0, 1, 2]
+    )
+    ours = stats.weighted_kappa(ratings[:, 0], ratings[:, 1], n_categories=3, weights=weights)
+    assert math.isclose(ours, reference, abs_tol=1e-9)
+
+
+def test_weighted_kappa_charges_a_far_disagreement_more_than_a_near_one():
+    near = stats.weighted_kappa([0, 1, 2, 0, 1, 2], [1, 1, 2, 0, 1, 2], n_categories=3,
+                                weights="quadratic")  # fmt: skip
+    far = stats.weighted_kappa([0, 1, 2, 0, 1, 2], [2, 1, 2, 0, 1, 2], n_categories=3,
+                               weights="quadratic")  # fmt: skip
+    assert near > far
+    assert stats.cohen_kappa([0, 1, 2, 0, 1, 2], [1, 1, 2, 0, 1, 2], n_categories=3) == (
+        stats.cohen_kappa([0, 1, 2, 0, 1, 2], [2, 1, 2, 0, 1, 2], n_categories=3)
+    )  # unweighted κ cannot tell them apart
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_ordinal_krippendorff_matches_the_package_with_ties_and_missing(seed):
+    ratings = _ratings_with_ties_and_missing(seed, items=300, raters=4, categories=3)
+    reliability = np.where(ratings == stats.MISSING, np.nan, ratings).T.astype(float)
+    reference = krippendorff.alpha(
+        reliability_data=reliability, level_of_measurement="ordinal", value_domain=[0, 1, 2]
+    )
+    ours = stats.krippendorff_alpha_ordinal(ratings, n_categories=3)
+    assert math.isclose(ours, reference, abs_tol=1e-9)
