@@ -2,14 +2,13 @@
 policy experiments. The leaderboard reads only stored results (``evaluation/selectors.py``);
 nothing is computed in a request beyond a mean per row."""
 
-import csv
-
 from django.contrib import messages
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from core.csv_export import csv_write
 from core.errors import ApplicationError
 from core.job_pages import job_cancel, job_page
 from core.roles import CAN_CURATE, CAN_READ_DATA, role_required
@@ -128,26 +127,15 @@ def leaderboard(request):
 def leaderboard_csv(request):
     tasks, mode = _board_params(request)
     board = reads.leaderboard_get(tasks=tasks, mode=mode)
+    header = ["rank", "model", "model_key", "training_run", "snapshot", "policy", "base_model",
+              *board.tasks, "mean", *[f"delta_{t}" for t in board.tasks], "delta_mean"]  # fmt: skip
+    rows = (
+        [row.rank, row.entry.label, row.key, row.entry.info.get("training_run_id"),
+         row.entry.info.get("snapshot_id"), row.entry.info.get("policy"),
+         row.entry.info.get("base_model"), *row.scores, row.mean, *row.deltas, row.mean_delta]
+        for row in board.rows
+    )  # fmt: skip
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="leaderboard-{mode}.csv"'
-    writer = csv.writer(response)
-    writer.writerow(
-        ["rank", "model", "model_key", "training_run", "snapshot", "policy", "base_model",
-         *board.tasks, "mean", *[f"delta_{t}" for t in board.tasks], "delta_mean"]
-    )  # fmt: skip
-    for row in board.rows:
-        info = row.entry.info
-        writer.writerow(
-            [row.rank or "", row.entry.label, row.key, info.get("training_run_id", ""),
-             info.get("snapshot_id", ""), info.get("policy", ""), info.get("base_model", ""),
-             *_cells(row.scores), _cell(row.mean), *_cells(row.deltas), _cell(row.mean_delta)]
-        )  # fmt: skip
+    csv_write(response, [header, *rows])
     return response
-
-
-def _cell(value) -> str:
-    return "" if value is None else f"{value:.6f}"
-
-
-def _cells(values) -> list[str]:
-    return [_cell(v) for v in values]

@@ -1,5 +1,6 @@
 """The stored agreement report as CSV rows (the download of the report page). Pure: no
-Django, no I/O; cells a spreadsheet would run as formulas are neutralised."""
+Django, no I/O. The rows hold plain values; ``core.csv_export.csv_write`` formats them and
+neutralises cells a spreadsheet would run as formulas, as for every CSV the project serves."""
 
 from __future__ import annotations
 
@@ -45,25 +46,12 @@ GROUP_STATISTICS = (
 )
 
 
-def _cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.6f}"
-    text = str(value)
-    # A spreadsheet runs a cell that starts with one of these as a formula; names (dataset,
-    # user, model) come from users, so neutralise them.
-    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        text = "'" + text
-    return text
-
-
 def csv_rows(result: dict) -> Iterator[list[str]]:
     """The stored report (``AgreementReportData.to_json()``) as CSV rows, header first."""
     yield list(CSV_HEADER)
 
     def row(**values) -> list[str]:
-        return [_cell(values.get(column)) for column in CSV_HEADER]
+        return [values.get(column) for column in CSV_HEADER]
 
     for group in result.get("humans", []):
         yield row(

@@ -2,14 +2,13 @@
 plots; the job's live status while it runs), and its CSV and JSON downloads. Reports are
 computed by a job, never inside a request (``review/agreement.md``)."""
 
-import csv
-
 from django.contrib import messages
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from core.csv_export import csv_write
 from core.errors import ApplicationError
 from core.http import query_int
 from core.job_pages import job_cancel, job_context, job_status_response
@@ -203,8 +202,7 @@ def agreement_csv(request, pk: int):
     report = _finished_report(pk)
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="agreement-{report.pk}.csv"'
-    writer = csv.writer(response)
-    writer.writerows(csv_rows(report.result))
+    csv_write(response, csv_rows(report.result))
     return response
 
 

