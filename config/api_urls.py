@@ -7,6 +7,7 @@ from evaluation import api as evaluation_api
 from experiments import api as experiments_api
 from review import api as review_api
 from review.agreement import api as agreement_api
+from review.approvals import api as approvals_api
 from training import api as training_api
 
 app_name = "api"
@@ -76,5 +77,17 @@ urlpatterns = [
         "agreement/<int:pk>/",
         agreement_api.AgreementReportDetailApi.as_view(),
         name="agreement-detail",
+    ),
+    path("approvals/", approvals_api.ApprovalListCreateApi.as_view(), name="approval-list"),
+    path("approvals/<int:pk>/", approvals_api.ApprovalDetailApi.as_view(), name="approval-detail"),
+    path(
+        "approvals/<int:pk>/cancel",
+        approvals_api.ApprovalCancelApi.as_view(),
+        name="approval-cancel",
+    ),
+    path(
+        "approvals/<int:pk>/revoke",
+        approvals_api.ApprovalRevokeApi.as_view(),
+        name="approval-revoke",
     ),
 ]

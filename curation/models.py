@@ -195,13 +195,27 @@ class DecisionLabel(models.TextChoices):
 class DecisionSource(models.TextChoices):
     ADJUDICATION = "adjudication"  # a curator settled a human disagreement
     CURATOR = "curator"  # a curator decided directly
-    CASCADE = "cascade"  # accepted LLM cascade verdict
+    CASCADE = "cascade"  # a curator accepted one LLM cascade verdict
     REVIEW = "review"  # human consensus in a review campaign
+    APPROVAL = "approval"  # a machine verdict applied by an Approval (never a person)
+
+
+# Every source a person stands behind: these win over approved machine verdicts.
+HUMAN_DECISION_SOURCES = (
+    DecisionSource.ADJUDICATION,
+    DecisionSource.CURATOR,
+    DecisionSource.CASCADE,
+    DecisionSource.REVIEW,
+)
 
 
 class Decision(models.Model):
-    """APPEND-ONLY final label of a candidate; the latest row per candidate is in force.
-    Snapshots read decisions, never raw judgments."""
+    """APPEND-ONLY final label of a candidate. Snapshots read decisions, never raw judgments.
+
+    In force for a candidate: its latest decision made by a person (``approval`` is null);
+    only when there is none, its latest decision from an approval that is in force. A
+    machine decision keeps its provenance: the approval (which names the cascade run and
+    stage), the judgment it copies and the LLM call that produced it."""
 
     candidate = models.ForeignKey(Candidate, on_delete=models.CASCADE, related_name="decisions")
     label = models.CharField(max_length=16, choices=DecisionLabel.choices)
@@ -211,9 +225,42 @@ class Decision(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # Machine decisions only. No index of their own: they are read through the candidate
+    # (decision_latest_idx), and an approval keeps its own counts.
+    approval = models.ForeignKey(
+        "Approval",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+    )
+    judgment = models.ForeignKey(
+        "Judgment",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+    )
+    llm_call = models.ForeignKey(
+        "LLMCall",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
+    )
 
     class Meta:
         indexes = [models.Index(fields=["candidate", "-id"], name="decision_latest_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(source="approval", approval__isnull=False)
+                | (~Q(source="approval") & Q(approval__isnull=True)),
+                name="decision_approval_source",
+            )
+        ]
 
     def __str__(self) -> str:
         return (
@@ -465,3 +512,47 @@ class SynthesisRun(Job):
 
     def __str__(self) -> str:
         return f"synthesis #{self.pk} {self.dataset}"
+
+
+class Approval(Job):
+    """One cascade run's machine verdicts applied to its whole dataset as decisions
+    (source ``approval``), because a reviewed sample showed the judges agree with people.
+
+    ``stage`` null means the cascade's final verdict (per candidate, the highest stage of the
+    run that judged it). The gate (thresholds and the measured figures it was checked on) is
+    frozen in ``gate`` when the approval is made; ``agreement_report_id`` names the review
+    app's report it came from (an id, not a key: review sits above curation). A failing gate
+    is only passed with a ``reason``, shown on every snapshot that uses the approval.
+
+    The job writes the decisions in chunks of queries; snapshots use an approval only once it
+    succeeded and while it is not revoked. Revoking never deletes: later snapshots leave the
+    approval out, earlier ones keep their bytes and their manifest."""
+
+    task_name = "curation.tasks.approval_apply"
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="approvals")
+    cascade_run = models.ForeignKey(CascadeRun, on_delete=models.PROTECT, related_name="approvals")
+    stage = models.PositiveSmallIntegerField(null=True, blank=True)
+    agreement_report_id = models.BigIntegerField(null=True, blank=True)
+    gate = models.JSONField(default=dict, blank=True)
+    gate_passed = models.BooleanField(default=False)
+    reason = models.TextField(blank=True)
+    decision_count = models.BigIntegerField(default=0)
+    false_negative_count = models.BigIntegerField(default=0)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    revoke_reason = models.TextField(blank=True)
+
+    class Meta(Job.Meta):
+        indexes = [models.Index(fields=["dataset", "-id"], name="approval_dataset_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(gate_passed=True) | ~Q(reason=""), name="approval_failing_gate_reason"
+            )
+        ]
+
+    def __str__(self) -> str:
+        stage = f"stage {self.stage}" if self.stage else "final verdicts"
+        return f"approval #{self.pk} of cascade #{self.cascade_run_id} ({stage})"

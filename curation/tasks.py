@@ -38,3 +38,10 @@ def synthesis_run(job_id: int) -> None:
     from .synthesis.services import synthesis_run_execute
 
     synthesis_run_execute(run_id=job_id)
+
+
+@shared_task(name="curation.tasks.approval_apply")
+def approval_apply(job_id: int) -> None:
+    from .cascade.approvals import approval_execute
+
+    approval_execute(run_id=job_id)

@@ -17,4 +17,6 @@ urlpatterns: list = [
     path("<int:pk>/consensus", views.consensus_decide, name="consensus_decide"),
     # The agreement report (built beside this module).
     path("", include("review.agreement.urls")),
+    # Approving the cascade's verdicts for a whole dataset, gated by that agreement.
+    path("", include("review.approvals.urls")),
 ]

@@ -8,12 +8,23 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from django.db.models import CharField, Count, Max, OuterRef, Q, Subquery, Value
+from django.db.models import (
+    BigIntegerField,
+    CharField,
+    Count,
+    F,
+    Max,
+    OuterRef,
+    Q,
+    Subquery,
+    Value,
+)
 
 from core.models import JobStatus
 from core.pagination import KeysetPage, keyset_paginate
 
 from ..models import (
+    Approval,
     Candidate,
     CandidateRole,
     Dataset,
@@ -54,14 +65,43 @@ def decision_cutoff() -> int:
     return Decision.objects.aggregate(cutoff=Max("id"))["cutoff"] or 0
 
 
+def approvals_in_force(*, dataset: Dataset) -> list[Approval]:
+    """The approvals a snapshot of ``dataset`` made now uses: applied in full and not
+    revoked; oldest first (where two give a candidate a verdict, the later one's wins)."""
+    return list(
+        Approval.objects.filter(
+            dataset=dataset, status=JobStatus.SUCCEEDED, revoked_at__isnull=True
+        ).order_by("id")
+    )
+
+
+def _decision_in_force(*, decision_cutoff: int, approval_ids: Sequence[int]):
+    """Decisions of the outer candidate with id <= the cutoff, the one in force first: a
+    person's decision (latest first) wins over any approved machine verdict; only then the
+    latest decision of an approval in ``approval_ids``. Other approvals' decisions (revoked,
+    cancelled, still running) are not read at all."""
+    decisions = Decision.objects.filter(candidate_id=OuterRef("pk"), id__lte=decision_cutoff)
+    if not approval_ids:
+        return decisions.filter(approval__isnull=True).order_by("-id")
+    return decisions.filter(Q(approval__isnull=True) | Q(approval_id__in=approval_ids)).order_by(
+        F("approval_id").asc(nulls_first=True), "-id"
+    )
+
+
 def dataset_candidates_stream(
-    *, dataset: Dataset, decision_cutoff: int, batch_size: int = 1000
+    *,
+    dataset: Dataset,
+    decision_cutoff: int,
+    batch_size: int = 1000,
+    approval_ids: Sequence[int] = (),
 ) -> Iterator[QueryData]:
     """Every query of ``dataset`` in ``query_id`` order with its candidates, as plain data for
-    ``export``. A negative is marked ``false_negative`` when its latest decision with
+    ``export``. A negative is marked ``false_negative`` when its decision in force (see
+    ``_decision_in_force``: people first, then the approvals in ``approval_ids``) with
     id <= ``decision_cutoff`` is ``relevant``, a positive ``not_relevant`` when it is
-    ``not_relevant``. Queries without candidates are yielded too (with
-    empty lists) so callers can count them.
+    ``not_relevant``; each candidate's ``source`` says whose decision that was ("human" or
+    "approval:<id>"). Queries without candidates are yielded too (with empty lists) so
+    callers can count them.
 
     One SQL statement per ``batch_size`` queries (the candidates, their passages and the
     latest decision via a correlated subquery on the (candidate, -id) index), streamed
@@ -75,15 +115,20 @@ def dataset_candidates_stream(
         after = page[-1].query_id
         rows = Candidate.objects.filter(query_id__in=[q.pk for q in page])
         if decision_cutoff:
-            latest = (
-                Decision.objects.filter(candidate_id=OuterRef("pk"), id__lte=decision_cutoff)
-                .order_by("-id")
-                .values("label")[:1]
+            in_force = _decision_in_force(
+                decision_cutoff=decision_cutoff, approval_ids=approval_ids
             )
-            rows = rows.annotate(latest_label=Subquery(latest))
+            rows = rows.annotate(latest_label=Subquery(in_force.values("label")[:1]))
+            if approval_ids:
+                rows = rows.annotate(latest_approval=Subquery(in_force.values("approval_id")[:1]))
+            else:
+                rows = rows.annotate(latest_approval=Value(None, output_field=BigIntegerField()))
         else:
-            # No decision exists yet: skip the subquery entirely.
-            rows = rows.annotate(latest_label=Value("", output_field=CharField()))
+            # No decision exists yet: skip the subqueries entirely.
+            rows = rows.annotate(
+                latest_label=Value("", output_field=CharField()),
+                latest_approval=Value(None, output_field=BigIntegerField()),
+            )
         # Ordered like the page (query_id) so the two merge by walking side by side.
         rows = rows.order_by("query__query_id", "id").values_list(
             "query_id",
@@ -95,6 +140,7 @@ def dataset_candidates_stream(
             "passage__title",
             "passage__text",
             "latest_label",
+            "latest_approval",
         )
         stream = rows.iterator(chunk_size=2000)
         pending = next(stream, None)
@@ -102,7 +148,7 @@ def dataset_candidates_stream(
             positives: list[ExportCandidate] = []
             negatives: list[ExportCandidate] = []
             while pending is not None and pending[0] == query.pk:
-                _, cand_id, role, rank, score, doc_id, title, text, label = pending
+                _, cand_id, role, rank, score, doc_id, title, text, label, approval = pending
                 positive = role == CandidateRole.POSITIVE
                 (positives if positive else negatives).append(
                     ExportCandidate(
@@ -114,6 +160,7 @@ def dataset_candidates_stream(
                         order=cand_id,
                         false_negative=not positive and label == DecisionLabel.RELEVANT,
                         not_relevant=positive and label == DecisionLabel.NOT_RELEVANT,
+                        source=f"approval:{approval}" if approval else "human",
                     )
                 )
                 pending = next(stream, None)

@@ -24,6 +24,7 @@ from core.jobs import JobOutcome, job_enqueue, job_run
 from ..models import Dataset, ExportFormat, ExportJob, Query, Snapshot, SnapshotPolicy
 from .export import EXPORT_VERSION, PolicyCounts, policy_apply, writer_for
 from .selectors import (
+    approvals_in_force,
     dataset_candidates_stream,
     dataset_has_negatives,
     decision_cutoff,
@@ -98,6 +99,7 @@ def snapshot_create(
     snapshot_dir.mkdir(parents=True, exist_ok=True)
 
     cutoff = decision_cutoff()
+    approvals = approvals_in_force(dataset=dataset)
     has_negatives = (
         dataset_has_negatives(dataset=dataset)
         if format == ExportFormat.SENTENCE_TRANSFORMERS
@@ -114,7 +116,10 @@ def snapshot_create(
             writer = writer_for(format, sink, dataset_has_negatives=has_negatives)
             for done, query in enumerate(
                 dataset_candidates_stream(
-                    dataset=dataset, decision_cutoff=cutoff, batch_size=BATCH_QUERIES
+                    dataset=dataset,
+                    decision_cutoff=cutoff,
+                    batch_size=BATCH_QUERIES,
+                    approval_ids=[a.pk for a in approvals],
                 ),
                 start=1,
             ):
@@ -159,7 +164,9 @@ def snapshot_create(
                 "format": format,
                 "layout": _layout(format, has_negatives),
                 "decision_cutoff": cutoff,
+                "approvals": [_approval_manifest(a) for a in approvals],
                 "counts": counts.as_dict(),
+                "counts_by_source": dict(sorted(counts.by_source.items())),
                 "sha256": sha256,
                 "size_bytes": sink.size,
                 "file_name": final.name,
@@ -192,6 +199,22 @@ def snapshot_create(
     finally:
         if partial is not None:
             partial.unlink(missing_ok=True)
+
+
+def _approval_manifest(approval) -> dict:
+    """What a snapshot records of an approval it used: enough to know whose verdicts went in
+    and on what evidence, even after the approval is revoked."""
+    return {
+        "id": approval.pk,
+        "cascade_run": approval.cascade_run_id,
+        "stage": approval.stage,
+        "agreement_report": approval.agreement_report_id,
+        "gate_passed": approval.gate_passed,
+        "reason": approval.reason,
+        "decisions": approval.decision_count,
+        "false_negatives": approval.false_negative_count,
+        "approved_at": approval.created_at.isoformat(),
+    }
 
 
 def _layout(format: str, has_negatives: bool) -> str:

@@ -255,10 +255,38 @@ def snapshot_detail(request, pk: int):
         {
             "section": "snapshots",
             "snapshot": snapshot,
+            "by_source": _effects_by_source(snapshot.manifest),
             # Rendered as escaped text; the manifest may carry user-given names.
             "manifest_json": json.dumps(snapshot.manifest, indent=2, sort_keys=True),
         },
     )
+
+
+SOURCE_EFFECTS = (
+    ("false_negatives_confirmed", "false negatives confirmed"),
+    ("false_negatives_removed", "removed"),
+    ("false_negatives_relabelled", "relabelled"),
+    ("positives_removed", "positives removed"),
+    ("queries_dropped_remove", "queries dropped (remove)"),
+    ("queries_dropped_ambiguous", "queries dropped (ambiguous)"),
+)
+
+
+def _effects_by_source(manifest: dict) -> dict | None:
+    """The manifest's per-source effects as table rows: people first, then each approval."""
+    by_source = manifest.get("counts_by_source")
+    if not by_source:
+        return None
+    approvals = {f"approval:{a['id']}": a for a in manifest.get("approvals", [])}
+    rows = [
+        {
+            "source": source,
+            "approval": approvals.get(source),
+            "values": [counts.get(key, 0) for key, _ in SOURCE_EFFECTS],
+        }
+        for source, counts in sorted(by_source.items(), key=lambda kv: kv[0] != "human")
+    ]
+    return {"columns": [label for _, label in SOURCE_EFFECTS], "rows": rows}
 
 
 def snapshot_download_name(snapshot: Snapshot) -> str:

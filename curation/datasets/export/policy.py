@@ -21,7 +21,7 @@ a positive is dropped, since no training format can use it.
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 
 class Policy(enum.StrEnum):
@@ -53,6 +53,8 @@ class Candidate:
     order: int = 0
     false_negative: bool = False
     not_relevant: bool = False
+    # Whose decision set false_negative / not_relevant: "human" or "approval:<id>".
+    source: str = "human"
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,9 @@ class PolicyResult:
     false_negatives_removed: int = 0
     false_negatives_relabelled: int = 0
     positives_removed: int = 0
+    # The source of each false negative and of each positive removed (Candidate.source).
+    false_negative_sources: tuple[str, ...] = ()
+    removed_positive_sources: tuple[str, ...] = ()
 
 
 def _positive_key(candidate: Candidate):
@@ -96,14 +101,22 @@ def policy_apply(
     negatives = sorted(query.negatives, key=_negative_key)
     false_negatives = [n for n in negatives if n.false_negative]
     fn_count = len(false_negatives)
+    fn_sources = tuple(n.source for n in false_negatives)
 
     def dropped(outcome: Outcome) -> PolicyResult:
-        return PolicyResult(outcome=outcome, query=None, false_negatives=fn_count)
+        return PolicyResult(
+            outcome=outcome,
+            query=None,
+            false_negatives=fn_count,
+            false_negative_sources=fn_sources,
+        )
 
     removed = relabelled = positives_removed = 0
+    removed_sources: tuple[str, ...] = ()
     if policy is not Policy.DEFAULT:
         kept = [p for p in positives if not p.not_relevant]
         positives_removed = len(positives) - len(kept)
+        removed_sources = tuple(p.source for p in positives if p.not_relevant)
         positives = kept
     if policy is not Policy.DEFAULT and fn_count:
         if fn_count > max_false_negatives:
@@ -122,6 +135,8 @@ def policy_apply(
             query=None,
             false_negatives=fn_count,
             positives_removed=positives_removed,
+            false_negative_sources=fn_sources,
+            removed_positive_sources=removed_sources,
         )
     return PolicyResult(
         outcome=Outcome.KEPT,
@@ -135,6 +150,8 @@ def policy_apply(
         false_negatives_removed=removed,
         false_negatives_relabelled=relabelled,
         positives_removed=positives_removed,
+        false_negative_sources=fn_sources,
+        removed_positive_sources=removed_sources,
     )
 
 
@@ -158,8 +175,26 @@ class PolicyCounts:
     # Positives decided not relevant, left out (non-default policies).
     positives_removed: int = 0
     rows: int = 0
+    # The same effects split by whose decision caused them ("human", "approval:<id>"):
+    # false negatives confirmed / removed / relabelled, positives removed, and queries
+    # dropped (remove, ambiguous) with at least one false negative from that source.
+    by_source: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def _by_source(self, sources, name: str) -> None:
+        for source in sources:
+            counts = self.by_source.setdefault(source, {})
+            counts[name] = counts.get(name, 0) + 1
 
     def add(self, result: PolicyResult, *, rows_written: int) -> None:
+        self._by_source(result.false_negative_sources, "false_negatives_confirmed")
+        self._by_source(result.removed_positive_sources, "positives_removed")
+        if result.outcome in (Outcome.DROPPED_AMBIGUOUS, Outcome.DROPPED_REMOVE):
+            self._by_source(sorted(set(result.false_negative_sources)), f"queries_{result.outcome}")
+        elif result.outcome is Outcome.KEPT and rows_written:
+            if result.false_negatives_removed:
+                self._by_source(result.false_negative_sources, "false_negatives_removed")
+            if result.false_negatives_relabelled:
+                self._by_source(result.false_negative_sources, "false_negatives_relabelled")
         self.queries_in += 1
         self.false_negatives_confirmed += result.false_negatives
         self.positives_removed += result.positives_removed
@@ -180,4 +215,7 @@ class PolicyCounts:
             self.rows += rows_written
 
     def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+        """The totals; ``by_source`` is apart (the manifest's ``counts_by_source``)."""
+        counts = asdict(self)
+        del counts["by_source"]
+        return counts
