@@ -147,8 +147,9 @@ def test_a_met_gate_applies_the_final_verdicts_and_snapshots_relabel_them(judged
         assert decision.llm_call_id is not None
         assert decision.label == decision.judgment.verdict
     stage2_judged = set(
-        Judgment.objects.filter(rater__endswith=":stage2", source_run=f"cascade:{run.pk}")
-        .values_list("candidate_id", flat=True)
+        Judgment.objects.filter(
+            rater__endswith=":stage2", source_run=f"cascade:{run.pk}"
+        ).values_list("candidate_id", flat=True)
     )
     assert stage2_judged
     for decision in machine.filter(candidate_id__in=stage2_judged):
@@ -156,9 +157,9 @@ def test_a_met_gate_applies_the_final_verdicts_and_snapshots_relabel_them(judged
 
     snapshot = snapshot_create(dataset=dataset, policy="relabel", format="tevatron")
     expected = _false_negative_doc_ids(dataset)
-    moved = {
-        p["docid"] for row in _lines(snapshot).values() for p in row["positive_passages"]
-    } & {c.passage.doc_id for c in negatives.select_related("passage")}
+    moved = {p["docid"] for row in _lines(snapshot).values() for p in row["positive_passages"]} & {
+        c.passage.doc_id for c in negatives.select_related("passage")
+    }
     assert moved == expected
     manifest = snapshot.manifest
     assert [a["id"] for a in manifest["approvals"]] == [approval.pk]
@@ -178,7 +179,9 @@ def test_a_failing_gate_is_refused_unless_a_reason_is_written(judged, alice):
         dataset,
         run,
         alice,
-        answer=lambda c: Verdict.NOT_RELEVANT if _truth(c) == Verdict.RELEVANT else Verdict.RELEVANT,
+        answer=lambda c: (
+            Verdict.NOT_RELEVANT if _truth(c) == Verdict.RELEVANT else Verdict.RELEVANT
+        ),
     )
     gate = approval_gate(cascade_run=run, stage=2, report=report)
     assert not gate.passed
@@ -229,9 +232,7 @@ def test_a_report_of_another_cascade_cannot_gate_this_one(judged, alice):
 def test_a_person_wins_over_the_machine_and_revoking_leaves_later_snapshots_without_it(judged):
     dataset, run = judged
     expected = _false_negative_doc_ids(dataset)
-    overruled = Candidate.objects.get(
-        query__dataset=dataset, passage__doc_id=sorted(expected)[0]
-    )
+    overruled = Candidate.objects.get(query__dataset=dataset, passage__doc_id=sorted(expected)[0])
     promoted = Candidate.objects.filter(
         query__dataset=dataset, role=CandidateRole.NEGATIVE, passage__text__contains="PARTLY"
     ).first()
@@ -243,8 +244,9 @@ def test_a_person_wins_over_the_machine_and_revoking_leaves_later_snapshots_with
     before = snapshot_create(dataset=dataset, policy="remove_hn", format="tevatron")
     removed = {
         c.passage.doc_id
-        for c in Candidate.objects.filter(query__dataset=dataset, role=CandidateRole.NEGATIVE)
-        .select_related("passage")
+        for c in Candidate.objects.filter(
+            query__dataset=dataset, role=CandidateRole.NEGATIVE
+        ).select_related("passage")
     } - {p["docid"] for row in _lines(before).values() for p in row["negative_passages"]}
     assert removed == (expected - {overruled.passage.doc_id}) | {promoted.passage.doc_id}
     by_source = before.manifest["counts_by_source"]

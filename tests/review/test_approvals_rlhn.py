@@ -84,7 +84,9 @@ def test_approved_rlhn_verdicts_move_exactly_the_published_false_negatives(share
     assert run.status == JobStatus.SUCCEEDED, run.error
 
     approval = approval_submit(
-        cascade_run=run, reason="replay of the published RLHN outputs; no human study", enqueue=False
+        cascade_run=run,
+        reason="replay of the published RLHN outputs; no human study",
+        enqueue=False,
     )
     approval_execute(run_id=approval.pk)
     approval.refresh_from_db()

@@ -168,5 +168,6 @@ def test_an_approval_runs_on_a_real_worker(celery_worker_process, curator, api_a
         if approval.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
             break
         time.sleep(0.2)
-    assert approval.status == JobStatus.SUCCEEDED, approval.error or celery_worker_process.log_text()
+    log = celery_worker_process.log_text()
+    assert approval.status == JobStatus.SUCCEEDED, approval.error or log
     assert approval.false_negative_count == QUERIES // 2
