@@ -217,7 +217,15 @@ class Decision(models.Model):
     machine decision keeps its provenance: the approval (which names the cascade run and
     stage), the judgment it copies and the LLM call that produced it."""
 
-    candidate = models.ForeignKey(Candidate, on_delete=models.CASCADE, related_name="decisions")
+    # No database constraint: PostgreSQL checks a foreign key by locking the referenced row
+    # (FOR KEY SHARE), which for an approval means locking a million candidates and took
+    # longer than writing the decisions (bench/approval_bench.py: 3.2 s of 7.8 s per 520k
+    # rows). Decisions are written only for candidates read in the same statement or
+    # request, and candidates are deleted only through Django (a dataset's deletion), whose
+    # collector deletes their decisions first.
+    candidate = models.ForeignKey(
+        Candidate, on_delete=models.CASCADE, related_name="decisions", db_constraint=False
+    )
     label = models.CharField(max_length=16, choices=DecisionLabel.choices)
     source = models.CharField(max_length=16, choices=DecisionSource.choices)
     note = models.TextField(blank=True)
@@ -226,7 +234,10 @@ class Decision(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     # Machine decisions only. No index of their own: they are read through the candidate
-    # (decision_latest_idx), and an approval keeps its own counts.
+    # (decision_latest_idx), and an approval keeps its own counts. No database constraint
+    # either: an approval writes a million rows at once, and three more foreign-key checks
+    # per row cost more than the insert itself (bench/approval_bench.py); what they point to
+    # is append-only (judgments, LLM calls) or never deleted (approvals: PROTECT in Django).
     approval = models.ForeignKey(
         "Approval",
         null=True,
@@ -234,6 +245,7 @@ class Decision(models.Model):
         on_delete=models.PROTECT,
         related_name="+",
         db_index=False,
+        db_constraint=False,
     )
     judgment = models.ForeignKey(
         "Judgment",
@@ -242,6 +254,7 @@ class Decision(models.Model):
         on_delete=models.PROTECT,
         related_name="+",
         db_index=False,
+        db_constraint=False,
     )
     llm_call = models.ForeignKey(
         "LLMCall",
@@ -250,6 +263,7 @@ class Decision(models.Model):
         on_delete=models.SET_NULL,
         related_name="+",
         db_index=False,
+        db_constraint=False,
     )
 
     class Meta:

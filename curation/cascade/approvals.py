@@ -5,7 +5,7 @@ agreement measured on a reviewed sample good enough?) lives in the review app, w
 the agreement report and calls ``approval_create`` with the gate it evaluated
 (``review/approvals/``). Design note: ``approvals.md`` beside this file.
 
-Applying is set-based: per chunk of queries ONE ``INSERT … SELECT`` picks, for each negative
+Applying is set-based: per range of candidate ids ONE ``INSERT … SELECT`` picks, for each negative
 the run judged, its verdict (the chosen stage's, or the highest stage's for the final
 verdict) with the judgment and the LLM call behind it, and writes it as a decision of source
 ``approval``. The chunk's decisions and the resume cursor commit together, so a worker that
@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 
 from django.db import connection, transaction
+from django.db.models import Max, Min
 from django.utils import timezone
 
 from core.errors import ApplicationError
@@ -34,14 +35,14 @@ from ..models import (
     DecisionLabel,
     DecisionSource,
     Judgment,
-    Query,
 )
 from .create import stages_parse
 
 logger = logging.getLogger(__name__)
 
-# Queries per INSERT … SELECT (about 25 negatives each at RLHN's settings).
-CHUNK_QUERIES = 20_000
+# Candidate ids per INSERT … SELECT: a range of the candidate key, so that the judgments are
+# read by a range of their (candidate, rater) index instead of a scan of the whole table.
+CHUNK_CANDIDATES = 500_000
 
 
 def approval_stage_raters(*, run: CascadeRun, stage: int | None) -> dict[str, int]:
@@ -126,17 +127,12 @@ def approval_revoke(*, approval: Approval, user=None, reason: str = "") -> Appro
     return approval
 
 
-def _chunk_end(*, dataset_id: int, after: int) -> int | None:
-    """Primary key of the last query of the chunk that starts after query ``after``."""
-    ids = (
-        Query.objects.filter(dataset_id=dataset_id, pk__gt=after)
-        .order_by("pk")
-        .values_list("pk", flat=True)
+def _candidate_range(*, dataset_id: int) -> tuple[int, int] | None:
+    """The lowest and highest candidate id of the dataset (None: it has none)."""
+    bounds = Candidate.objects.filter(query__dataset_id=dataset_id).aggregate(
+        low=Min("id"), high=Max("id")
     )
-    last = list(ids[CHUNK_QUERIES - 1 : CHUNK_QUERIES])
-    if last:
-        return last[0]
-    return ids.order_by("-pk").first()
+    return None if bounds["low"] is None else (bounds["low"], bounds["high"])
 
 
 def _apply_sql(raters: dict[str, int]) -> tuple[str, list]:
@@ -147,7 +143,6 @@ def _apply_sql(raters: dict[str, int]) -> tuple[str, list]:
         name: quote(model._meta.db_table)
         for name, model in (
             ("decision", Decision),
-            ("query", Query),
             ("candidate", Candidate),
             ("judgment", Judgment),
             ("item", CascadeItem),
@@ -166,12 +161,12 @@ def _apply_sql(raters: dict[str, int]) -> tuple[str, list]:
                    ROW_NUMBER() OVER (
                        PARTITION BY j.candidate_id ORDER BY {stage_case} DESC, j.id DESC
                    ) AS rn
-            FROM {tables["query"]} q
-            JOIN {tables["candidate"]} c ON c.query_id = q.id
-            JOIN {tables["judgment"]} j ON j.candidate_id = c.id
+            FROM {tables["judgment"]} j
+            JOIN {tables["candidate"]} c ON c.id = j.candidate_id
             LEFT JOIN {tables["item"]} ci
-                   ON ci.run_id = %s AND ci.query_id = q.id AND ci.stage = {stage_case}
-            WHERE q.dataset_id = %s AND q.id > %s AND q.id <= %s
+                   ON ci.run_id = %s AND ci.query_id = c.query_id AND ci.stage = {stage_case}
+            WHERE j.candidate_id > %s AND j.candidate_id <= %s
+              AND c.id > %s AND c.id <= %s
               AND c.role = %s
               AND j.rater IN ({in_raters}) AND j.source_run = %s
               AND j.verdict IN (%s, %s)
@@ -182,8 +177,7 @@ def _apply_sql(raters: dict[str, int]) -> tuple[str, list]:
 
 
 def _apply_chunk(approval: Approval, raters: dict[str, int], *, after: int, upto: int):
-    """Write one chunk's decisions and move the cursor, in one transaction. Returns the
-    decisions and the false negatives written."""
+    """Write one chunk's decisions, its counts and the resume cursor in one transaction."""
     sql, case_params = _apply_sql(raters)
     params = [
         DecisionSource.APPROVAL.value,
@@ -193,7 +187,8 @@ def _apply_chunk(approval: Approval, raters: dict[str, int], *, after: int, upto
         *case_params,  # the window's ORDER BY
         approval.cascade_run_id,
         *case_params,  # the item join
-        approval.dataset_id,
+        after,
+        upto,
         after,
         upto,
         CandidateRole.NEGATIVE.value,
@@ -203,13 +198,27 @@ def _apply_chunk(approval: Approval, raters: dict[str, int], *, after: int, upto
         DecisionLabel.NOT_RELEVANT.value,
     ]
     with transaction.atomic():
-        before = Decision.objects.order_by("-id").values_list("id", flat=True).first() or 0
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-        written = Decision.objects.filter(id__gt=before, approval_id=approval.pk)
-        decisions = written.count()
-        false_negatives = written.filter(label=DecisionLabel.RELEVANT).count()
-        stats = {**approval.stats, "applied_through_query": upto}
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                # The window's sort fits in memory instead of spilling to disk; the commit
+                # does not wait for the disk (a database crash re-applies the chunk).
+                cursor.execute("SET LOCAL work_mem = '256MB'")
+                cursor.execute("SET LOCAL synchronous_commit = off")
+                cursor.execute("SET LOCAL jit = off")
+                cursor.execute(
+                    f"WITH written AS ({sql} RETURNING label) SELECT COUNT(*), "
+                    f"COUNT(*) FILTER (WHERE label = %s) FROM written",
+                    [*params, DecisionLabel.RELEVANT.value],
+                )
+                decisions, false_negatives = cursor.fetchone()
+        else:
+            before = Decision.objects.order_by("-id").values_list("id", flat=True).first() or 0
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+            written = Decision.objects.filter(id__gt=before, approval_id=approval.pk)
+            decisions = written.count()
+            false_negatives = written.filter(label=DecisionLabel.RELEVANT).count()
+        stats = {**approval.stats, "applied_through_candidate": upto}
         Approval.objects.filter(pk=approval.pk).update(
             stats=stats,
             decision_count=approval.decision_count + decisions,
@@ -229,19 +238,18 @@ def approval_execute(*, run_id: int, echo=None) -> None:
         if approval.revoked_at is not None:
             raise ApplicationError(f"approval #{approval.pk} was revoked before it was applied")
         raters = approval_stage_raters(run=approval.cascade_run, stage=approval.stage)
-        total = (
-            approval.dataset.query_count or Query.objects.filter(dataset=approval.dataset).count()
-        )
-        after = int(approval.stats.get("applied_through_query", 0))
-        done = Query.objects.filter(dataset=approval.dataset, pk__lte=after).count() if after else 0
-        while (upto := _chunk_end(dataset_id=approval.dataset_id, after=after)) is not None:
-            _apply_chunk(approval, raters, after=after, upto=upto)
-            done = min(total, done + CHUNK_QUERIES)
-            after = upto
-            progress(
-                done / max(total, 1),
-                f"{done:,} of {total:,} queries: {approval.decision_count:,} verdicts applied",
-            )
+        bounds = _candidate_range(dataset_id=approval.dataset_id)
+        if bounds is not None:
+            low, high = bounds
+            after = int(approval.stats.get("applied_through_candidate", low - 1))
+            while after < high:
+                upto = min(high, after + CHUNK_CANDIDATES)
+                _apply_chunk(approval, raters, after=after, upto=upto)
+                after = upto
+                progress(
+                    (after - low + 1) / (high - low + 1),
+                    f"{approval.decision_count:,} verdicts applied",
+                )
         return JobOutcome(
             stats={
                 **approval.stats,

@@ -285,7 +285,7 @@ def test_a_resumed_approval_writes_nothing_twice(judged, monkeypatch):
     import curation.cascade.approvals as approvals
 
     dataset, run = judged
-    monkeypatch.setattr(approvals, "CHUNK_QUERIES", 5)
+    monkeypatch.setattr(approvals, "CHUNK_CANDIDATES", 7)
     approval = approval_submit(cascade_run=run, reason="replay", enqueue=False)
     calls = {"n": 0}
     real = approvals._apply_chunk
