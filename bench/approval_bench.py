@@ -67,9 +67,7 @@ def generate(*, queries: int, seed: int):
 
     rng = np.random.default_rng(seed)
     corpus = Corpus.objects.create(name="bench")
-    dataset = Dataset.objects.create(
-        name="bench", corpus=corpus, format="bge", query_count=queries
-    )
+    dataset = Dataset.objects.create(name="bench", corpus=corpus, format="bge", query_count=queries)
     stages = [
         StageSettings(number=1, model="gpt-4o-mini").as_dict(),
         StageSettings(number=2, model="gpt-4o").as_dict(),
@@ -132,9 +130,7 @@ def generate(*, queries: int, seed: int):
     judged = np.concatenate([negatives, second])
     rater = np.concatenate([np.full(len(negatives), STAGE1), np.full(len(second), STAGE2)])
     # Stage 2 confirms four in five of stage 1's false negatives.
-    verdict_relevant = relevant[judged - 1] & (
-        (rater == STAGE1) | (rng.random(len(judged)) < 0.8)
-    )
+    verdict_relevant = relevant[judged - 1] & ((rater == STAGE1) | (rng.random(len(judged)) < 0.8))
     _copy(
         "curation_judgment",
         ["id", "candidate_id", "rater", "rater_kind", "verdict", "tag", "rationale", "note",
@@ -224,18 +220,20 @@ def bench_orm(run, *, queries: int) -> float:
 
 
 def bench_snapshot_read(run) -> None:
-    from curation.datasets.selectors import approvals_in_force, dataset_candidates_stream
+    from curation.datasets.selectors import (
+        approvals_in_force,
+        dataset_candidates_stream,
+        decision_cutoff,
+    )
 
     in_force = [a.pk for a in approvals_in_force(dataset=run.dataset)]
-    from curation.datasets.selectors import decision_cutoff
-
     cutoff = decision_cutoff()
     for label, ids in (("no approval", []), ("approval in force", in_force)):
         best = float("inf")
         for _ in range(2):
             started = time.perf_counter()
             count = 0
-            for query in dataset_candidates_stream(
+            for _query in dataset_candidates_stream(
                 dataset=run.dataset, decision_cutoff=cutoff, approval_ids=ids
             ):
                 count += 1
