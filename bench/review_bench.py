@@ -56,6 +56,13 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="use the data generated before")
     parser.add_argument("--generate-only", action="store_true", help="generate, measure nothing")
     parser.add_argument("--think", type=float, default=0.3, help="seconds between verdicts")
+    parser.add_argument(
+        "--trap",
+        action="store_true",
+        help="only the planner-trap case: a new campaign beside a large past one, "
+        "picks before and after ANALYZE",
+    )
+    parser.add_argument("--past-items", type=int, default=500_000, help="--trap: past campaign")
     args = parser.parse_args()
 
     os.environ["DATABASE_URL"] = args.database_url
@@ -79,6 +86,9 @@ def main() -> None:
             flush=True,
         )
     if args.generate_only:
+        return
+    if args.trap:
+        planner_trap(past_items=args.past_items)
         return
     campaign, users = make_campaign(items=args.items)
 
@@ -379,6 +389,53 @@ def _view_actor(campaign, user):
         return duration, 1
 
     return act
+
+
+def planner_trap(*, past_items: int) -> None:
+    """Issue 13's trap, kept caught (run it on a fresh database: ``--trap`` without
+    ``--reuse``): a past campaign of ``past_items`` items (half still open) is the only one in
+    the table and in its statistics; a new campaign of 2,000 items is created (a) as the
+    service did before (no ANALYZE: its rows unknown to the planner until autovacuum) and (b)
+    after ``tables_analyze``, what the service does now. One annotator, 150 verdicts back to
+    back through ``judgment_submit`` (submit + next pick), p50/p95 of each."""
+    from unittest import mock
+
+    from django.db import connection
+
+    from core.db import tables_analyze
+    from review.models import ReviewItem
+
+    with connection.cursor() as django_cursor:
+        cursor = django_cursor.connection.cursor()
+        cursor.execute(
+            "INSERT INTO review_reviewcampaign (name, dataset_id, strata, seed, overlap, blind, "
+            "status, item_count, done_count, created_at) VALUES "
+            "('past', 1, '{}', 0, 2, true, 'active', %s, 0, now()) RETURNING id",
+            [past_items],
+        )
+        past = cursor.fetchone()[0]
+        cursor.execute(
+            "INSERT INTO review_reviewitem (campaign_id, candidate_id, stratum, position, "
+            "judgment_count, done) SELECT %s, id, 'unflagged', id, "
+            "CASE WHEN id %% 2 = 0 THEN 2 ELSE 1 END, id %% 2 = 0 "
+            "FROM curation_candidate WHERE role = 'negative' ORDER BY id LIMIT %s",
+            [past, past_items],
+        )
+        cursor.execute("ANALYZE review_reviewitem")
+    with mock.patch("review.services.campaigns.tables_analyze", lambda *models: None):
+        fresh, users = make_campaign(items=2_000)
+    annotator = users[:1]
+    before = run_phase(fresh, annotator, 150, view=False, think=0.0)
+    print_row(("not analysed (before)", 1, *before))
+    started = time.perf_counter()
+    tables_analyze(ReviewItem)
+    print(f"ANALYZE review_reviewitem: {(time.perf_counter() - started) * 1000:.0f} ms")
+    after = run_phase(fresh, annotator, 150, view=False, think=0.0)
+    print_row(("analysed (ours)", 1, *after))
+    print(
+        f"planner trap, {past_items:,} past items: p50 {before[0]:.1f} → {after[0]:.1f} ms, "
+        f"p95 {before[1]:.1f} → {after[1]:.1f} ms; load average {os.getloadavg()[0]:.2f}"
+    )
 
 
 def check_counts(campaign, accepted: int) -> None:

@@ -26,6 +26,7 @@ from django.db import transaction
 from django.db.models import CharField, Exists, OuterRef, QuerySet, Value
 from django.db.models.functions import MD5, Cast, Concat
 
+from core.db import tables_analyze
 from core.errors import ApplicationError
 from curation.models import (
     Candidate,
@@ -175,6 +176,9 @@ def review_campaign_create(
             ),
             batch_size=5000,
         )
+        # The new items must be known to the planner before the first annotator asks for
+        # one (core/db.py): analysed as soon as they are committed.
+        transaction.on_commit(lambda: tables_analyze(ReviewItem))
     return campaign
 
 

@@ -150,3 +150,34 @@ def test_rlhn_stage2_stratum_is_what_gpt4o_confirmed(shared_data, db, make_annot
     assert got["stage1_only"] == expected["stage1_only"]
     assert len(got["unflagged"]) == 20
     assert not got["unflagged"] & stage1_flagged
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_new_campaign_is_analysed_once_committed_so_the_planner_knows_its_items(
+    review_dataset, make_annotator
+):
+    """Autovacuum would wait for 10 % of the table to change; until then PostgreSQL plans the
+    next-item pick as if the campaign had one item (issue 13)."""
+    from django.db import connection
+
+    from tests.support.environment import missing
+
+    if connection.vendor != "postgresql":
+        missing("planner statistics are PostgreSQL's")
+
+    def last_analyze():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'review_reviewitem'"
+            )
+            return cursor.fetchone()[0]
+
+    before = last_analyze()
+    review_campaign_create(
+        name="analysed",
+        dataset=review_dataset,
+        strata={"unflagged": 5},
+        annotators=[make_annotator("ann")],
+    )
+    after = last_analyze()
+    assert after is not None and (before is None or after > before)
