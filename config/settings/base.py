@@ -33,8 +33,11 @@ SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
+AUTHENTICATION_BACKENDS = ["core.admin_site.RoleBackend"]
+
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Django's admin, opened to the ``admin`` role (core/admin_site.py).
+    "core.admin_apps.SieveAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -118,7 +118,29 @@ def test_viewer_reads_every_page_but_cannot_write(viewer_client, objects):
     assert ImportJob.objects.get().status == JobStatus.QUEUED
 
 
-def test_nav_shows_admin_only_to_staff_admins(client, admin_user, curator):
+def test_members_of_the_admin_group_get_into_the_django_admin(client, django_user_model):
+    """README: the ``admin`` group can do everything, the Django admin included, although
+    nothing sets ``is_staff`` when a user joins the group."""
+    from django.contrib.auth.models import Group
+
+    boss = django_user_model.objects.create_user(username="boss", password="pw-boss")
+    boss.groups.add(Group.objects.get_or_create(name="admin")[0])
+    assert not boss.is_staff and not boss.is_superuser
+    client.force_login(boss)
+    index = client.get("/admin/")
+    assert index.status_code == 200 and b"Datasets" in index.content
+    assert client.get("/admin/curation/dataset/").status_code == 200
+    assert b'href="/admin/"' in client.get(reverse("curation:dataset_list")).content
+    # A staff flag alone (a curator someone marked staff) is not a way in.
+    curator = django_user_model.objects.create_user(
+        username="staffcurator", password="pw", is_staff=True
+    )
+    curator.groups.add(Group.objects.get_or_create(name="curator")[0])
+    client.force_login(curator)
+    assert client.get("/admin/").status_code == 302
+
+
+def test_nav_shows_admin_only_to_admins(client, admin_user, curator):
     client.force_login(curator)
     page = client.get(reverse("curation:dataset_list"))
     assert b'href="/admin/"' not in page.content
