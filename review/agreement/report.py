@@ -170,7 +170,11 @@ class FlagAgreement:
     ci_low: float
     ci_high: float
     precision: float
+    precision_ci_low: float  # Wilson score interval at the report's level
+    precision_ci_high: float
     recall: float
+    recall_ci_low: float
+    recall_ci_high: float
     f1: float
     true_positive: int
     false_positive: int
@@ -351,7 +355,7 @@ def _flag_agreement(
         options=options,
         clock=clock,
     )
-    scores = stats.flag_scores(flags, reference)
+    scores = stats.flag_scores(flags, reference, level=options.level)
     return FlagAgreement(
         rater=rater.key,
         stage=rater.stage,
@@ -361,7 +365,11 @@ def _flag_agreement(
         ci_low=pair.ci_low,
         ci_high=pair.ci_high,
         precision=scores.precision,
+        precision_ci_low=scores.precision_ci_low,
+        precision_ci_high=scores.precision_ci_high,
         recall=scores.recall,
+        recall_ci_low=scores.recall_ci_low,
+        recall_ci_high=scores.recall_ci_high,
         f1=scores.f1,
         true_positive=scores.true_positive,
         false_positive=scores.false_positive,

@@ -34,6 +34,12 @@ CSV_HEADER = (
     "false_positive",
     "false_negative",
     "paper_kappa",
+    # Wilson score intervals of the machine rows' precision and recall (empty in reports
+    # computed before they existed).
+    "precision_ci_low",
+    "precision_ci_high",
+    "recall_ci_low",
+    "recall_ci_high",
 )
 
 
