@@ -20,8 +20,9 @@ class ReviewItemAdmin(admin.ModelAdmin):
 
 @admin.register(models.ReviewSubmission)
 class ReviewSubmissionAdmin(admin.ModelAdmin):
-    list_display = ["id", "item", "user", "created_at", "undone_at"]
-    raw_id_fields = ["item", "user", "judgment"]
+    list_display = ["id", "item", "user", "created_at", "undone_at", "blind", "revises"]
+    # A raw id for revises: a select would list every submission.
+    raw_id_fields = ["item", "user", "judgment", "revises"]
     show_full_result_count = False
 
 

@@ -76,14 +76,31 @@ class AnswerOutputSerializer(serializers.Serializer):
     edited_query = serializers.SerializerMethodField()
     judgment = serializers.IntegerField(source="judgment_id")
     created_at = serializers.DateTimeField()
+    blind = serializers.BooleanField(
+        help_text="Given before the annotator saw the LLM verdicts (a blind campaign's first "
+        "answer): their rating in the agreement report."
+    )
+    revises = serializers.IntegerField(
+        source="revises_id",
+        allow_null=True,
+        help_text="A revision after seeing the LLM verdicts: the id of the blind answer it "
+        "revises (that one still counts for agreement).",
+    )
+    blind_verdict = serializers.SerializerMethodField(
+        help_text="For a revision: the verdict of the blind answer; empty otherwise."
+    )
 
     def get_edited_query(self, submission) -> str:
         judgment = submission.judgment
         return judgment.rationale if judgment.tag == QUERY_EDIT_TAG else ""
 
+    def get_blind_verdict(self, submission) -> str:
+        return submission.revises.judgment.verdict if submission.revises_id else ""
+
 
 class CampaignAnswersApi(SieveApi):
-    """The campaign's human answers (undone ones left out), oldest first."""
+    """The campaign's human answers (undone ones left out), oldest first. In a blind
+    campaign an answer revised after the reveal says so (``revises``, ``blind_verdict``)."""
 
     pagination_class = OldestFirstPagination
 
@@ -93,6 +110,11 @@ class CampaignAnswersApi(SieveApi):
         answers = ReviewSubmission.objects.filter(
             item__campaign=campaign, undone_at__isnull=True
         ).select_related(
-            "item", "user", "judgment", "item__candidate__query", "item__candidate__passage"
+            "item",
+            "user",
+            "judgment",
+            "item__candidate__query",
+            "item__candidate__passage",
+            "revises__judgment",
         )
         return paginated(self, answers, AnswerOutputSerializer)

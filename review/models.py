@@ -4,7 +4,9 @@ with short-lived locks, and the agreement report job.
 A human verdict is a ``curation.Judgment`` (append-only, ``rater = user:<username>``); the
 ``ReviewSubmission`` beside it is the workflow record that makes a double submit idempotent
 and lets the annotator undo: an undone submission no longer counts, the judgment stays in
-history.
+history. In a blind campaign the annotator's first answer (given before the LLM verdicts
+were revealed) stays their rating for agreement; an answer after an undo is a revision of it
+(``review/services/blind.py``).
 """
 
 from django.conf import settings
@@ -118,6 +120,17 @@ class ReviewSubmission(models.Model):
     client_token = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
     undone_at = models.DateTimeField(null=True, blank=True)
+    # Given before the person saw any judge's verdict on the item: their first answer to it in
+    # a blind campaign. It is their rating in the agreement report even once undone or revised
+    # (review_queue.md, "Blind campaigns"). Set when written: toggling the campaign's ``blind``
+    # later changes nothing about answers already given.
+    blind = models.BooleanField(default=False, db_default=False)
+    # A post-reveal revision: the person undid their blind answer (after the page had shown
+    # the judges' verdicts) and answered again. Points to that blind answer, never to an
+    # intermediate revision. Null on every other answer.
+    revises = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="revisions"
+    )
 
     class Meta:
         constraints = [
@@ -125,6 +138,16 @@ class ReviewSubmission(models.Model):
                 fields=["item", "user"],
                 condition=Q(undone_at__isnull=True),
                 name="review_submission_one_active",
+            ),
+            # One blind answer per person and item: what the agreement report counts.
+            models.UniqueConstraint(
+                fields=["item", "user"],
+                condition=Q(blind=True),
+                name="review_submission_one_blind",
+            ),
+            models.CheckConstraint(
+                condition=Q(blind=False) | Q(revises__isnull=True),
+                name="review_submission_revision_not_blind",
             ),
         ]
         indexes = [models.Index(fields=["user", "-created_at"], name="review_submission_user_idx")]

@@ -242,6 +242,21 @@ class LastAnswer:
 class Pane:
     view: ItemView | None
     last: LastAnswer | None
+    # The user's blind answer to the item on screen (they undid it after the reveal): a new
+    # answer is recorded as a revision of it.
+    blind_answer: ReviewSubmission | None = None
+
+
+def blind_answer_of(*, item: ReviewItem, user) -> ReviewSubmission | None:
+    """``user``'s blind answer to ``item``, if they gave one. An item served by the queue
+    knows its id already (``blind_answer_id``): then only a revision costs a query."""
+    known = getattr(item, "blind_answer_id", ...)
+    if known is None:
+        return None
+    answers = ReviewSubmission.objects.select_related("judgment")
+    if known is ...:
+        return answers.filter(item=item, user=user, blind=True).first()
+    return answers.filter(pk=known).first()
 
 
 def review_pane(
@@ -263,6 +278,7 @@ def review_pane(
     return Pane(
         view=views[item.pk] if item is not None else None,
         last=LastAnswer(submission, views[submission.item_id]) if submission else None,
+        blind_answer=blind_answer_of(item=item, user=user) if item is not None else None,
     )
 
 
@@ -330,6 +346,8 @@ class HumanAnswer:
     verdict: str
     note: str
     edited_query: str
+    # A revision after the reveal of a blind campaign: the blind answer's verdict ("" else).
+    blind_verdict: str = ""
 
 
 def adjudication_page(
@@ -347,12 +365,12 @@ def adjudication_page(
         .order_by("item_id", "id")
         .values_list(
             "item_id", "judgment__rater", "judgment__verdict", "judgment__note",
-            "judgment__tag", "judgment__rationale",
+            "judgment__tag", "judgment__rationale", "revises__judgment__verdict",
         )
     )  # fmt: skip
-    for item_id, rater, verdict, note, tag, rationale in rows:
+    for item_id, rater, verdict, note, tag, rationale, blind_verdict in rows:
         edited = rationale if tag == QUERY_EDIT_TAG else ""
-        answers[item_id].append(HumanAnswer(rater, verdict, note, edited))
+        answers[item_id].append(HumanAnswer(rater, verdict, note, edited, blind_verdict or ""))
     views = review_item_views(items=page.items, machine_for={i.pk for i in page.items})
     page.items = [(view, answers[view.item.pk]) for view in views]
     return page

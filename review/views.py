@@ -156,6 +156,7 @@ def _pane(
         "campaign": campaign,
         "view": pane.view,
         "last": pane.last,
+        "blind_answer": pane.blind_answer,
         "counters": reads.review_counters(campaign=campaign, user=request.user),
         # A fresh token per rendered item: a double click sends the same one twice.
         "token": uuid.uuid4().hex,
@@ -221,7 +222,13 @@ def review_undo(request, pk: int):
         )
     except ApplicationError as exc:
         return _after_post(request, campaign, error=exc.message)
-    return _after_post(request, campaign, notice="Your answer was taken back; judge it again.")
+    notice = "Your answer was taken back; judge it again."
+    if campaign.blind:
+        notice = (
+            "Your answer was taken back from the queue; judge it again. Your blind answer "
+            "stays on record for the agreement study."
+        )
+    return _after_post(request, campaign, notice=notice)
 
 
 # --- adjudication (curators) -----------------------------------------------------------------

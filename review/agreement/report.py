@@ -18,6 +18,10 @@ negatives that answer the query *as well as the positive* ("better"); a partial 
 paper's "worse" tag, which its default pipeline keeps as a negative. Teams whose cascade treats
 "worse" as a false negative should switch the option so both sides use the same rule.
 
+A human's rating of an item in a blind campaign is their blind answer (given before the LLM
+verdicts were revealed): the selectors pass those, and the answers changed after the reveal
+apart (``Ratings.revisions``, counted per annotator by ``revisions.py``).
+
 The human majority is taken over the humans' false-negative flags (ties left out), so it is
 the reference the machine flags are scored against. "Cascade final" is, per item, the verdict
 of the highest LLM stage that judged it (stage 2 where stage 2 re-judged the query, else
@@ -34,6 +38,8 @@ from itertools import combinations
 import numpy as np
 
 from . import stats
+from .ratings import Rater, Ratings, Slicing
+from .revisions import RevisionCount, revision_counts
 from .stats import MISSING
 
 VERDICTS = ("relevant", "not_relevant", "partly_relevant", "unsure")
@@ -75,36 +81,6 @@ _MONDAY_OFFSET = 4 * 86400
 
 
 # --- input -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Rater:
-    key: str  # stable identifier: "user:alice", "llm:gpt-4o-mini:stage1", "majority"
-    label: str  # what the page shows
-    kind: str  # HUMAN, MACHINE (inputs); MAJORITY, CASCADE_FINAL (derived)
-    stage: int | None = None  # machines: 0 teacher margin, 1, 2, ... LLM cascade stage
-
-
-@dataclass(frozen=True)
-class Slicing:
-    """A way to cut the items: ``codes[i]`` indexes ``labels`` for item i (MISSING: none)."""
-
-    dimension: str
-    labels: tuple[str, ...]
-    codes: np.ndarray
-
-
-@dataclass(frozen=True)
-class Ratings:
-    n_items: int
-    raters: tuple[Rater, ...]
-    item: np.ndarray
-    rater: np.ndarray
-    code: np.ndarray  # index into VERDICTS
-    order: np.ndarray  # later wins among one rater's ratings of one item
-    # Epoch seconds of each rating; the week of an item is that of its latest human rating.
-    time: np.ndarray | None = None
-    slicings: tuple[Slicing, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -170,7 +146,11 @@ class FlagAgreement:
     ci_low: float
     ci_high: float
     precision: float
+    precision_ci_low: float  # Wilson score interval at the report's level
+    precision_ci_high: float
     recall: float
+    recall_ci_low: float
+    recall_ci_high: float
     f1: float
     true_positive: int
     false_positive: int
@@ -203,6 +183,8 @@ class AgreementReportData:
     slices: dict[str, list[SliceRow]]
     paper: dict
     timings: dict = field(default_factory=dict)
+    # Per annotator: blind answers and the changes made after the reveal.
+    revisions: list[RevisionCount] = field(default_factory=list)
 
     def to_json(self) -> dict:
         """Plain JSON: NaN (an undefined statistic) becomes null."""
@@ -351,7 +333,7 @@ def _flag_agreement(
         options=options,
         clock=clock,
     )
-    scores = stats.flag_scores(flags, reference)
+    scores = stats.flag_scores(flags, reference, level=options.level)
     return FlagAgreement(
         rater=rater.key,
         stage=rater.stage,
@@ -361,7 +343,11 @@ def _flag_agreement(
         ci_low=pair.ci_low,
         ci_high=pair.ci_high,
         precision=scores.precision,
+        precision_ci_low=scores.precision_ci_low,
+        precision_ci_high=scores.precision_ci_high,
         recall=scores.recall,
+        recall_ci_low=scores.recall_ci_low,
+        recall_ci_high=scores.recall_ci_high,
         f1=scores.f1,
         true_positive=scores.true_positive,
         false_positive=scores.false_positive,
@@ -449,8 +435,8 @@ def agreement_report(ratings: Ratings, options: ReportOptions | None = None) -> 
         (ratings.raters[i], flag_codes(matrix[:, i], partly_relevant_is_false_negative=partly))
         for i in machine_columns
     ]
+    final = cascade_final(ratings, rows)
     if any((ratings.raters[i].stage or 0) >= 1 for i in machine_columns):
-        final = cascade_final(ratings, rows)
         machine_raters.append(
             (
                 Rater(CASCADE_FINAL_KEY, "cascade final", CASCADE_FINAL),
@@ -515,6 +501,13 @@ def agreement_report(ratings: Ratings, options: ReportOptions | None = None) -> 
     for i in machine_columns:
         by_key[ratings.raters[i].key].items = int((matrix[:, i] != MISSING).sum())
 
+    revisions = revision_counts(
+        ratings.revisions,
+        rater_keys=[r.key for r in ratings.raters],
+        blind_raters=None if ratings.blind is None else ratings.rater[rows[ratings.blind[rows]]],
+        llm_flag=flag_codes(final, partly_relevant_is_false_negative=partly),
+        flag=lambda codes: flag_codes(codes, partly_relevant_is_false_negative=partly),
+    )
     total = time.perf_counter() - started
     return AgreementReportData(
         options=asdict(options),
@@ -532,6 +525,7 @@ def agreement_report(ratings: Ratings, options: ReportOptions | None = None) -> 
         slices=slices,
         paper=PAPER_REFERENCE,
         timings={"stats_s": total - clock.bootstrap, "bootstrap_s": clock.bootstrap},
+        revisions=[revisions[i] for i in human_columns],
     )
 
 

@@ -34,6 +34,18 @@ CSV_HEADER = (
     "false_positive",
     "false_negative",
     "paper_kappa",
+    # Wilson score intervals of the machine rows' precision and recall (empty in reports
+    # computed before they existed).
+    "precision_ci_low",
+    "precision_ci_high",
+    "recall_ci_low",
+    "recall_ci_high",
+    # Section post_reveal_revisions, one row per annotator (blind campaigns).
+    "blind_answers",
+    "revised",
+    "changed",
+    "toward_llm",
+    "away_from_llm",
 )
 
 
@@ -81,3 +93,8 @@ def csv_rows(result: dict) -> Iterator[list[str]]:
                 yield row(section="slice_machine_vs_majority", dimension=dimension,
                           slice=slice_row["value"], rater_a=machine["rater"],
                           rater_b=MAJORITY_KEY, scheme=SCHEME_FLAG, **machine)  # fmt: skip
+    # Only where the scope has blind answers (as on the page): open campaigns have none.
+    revisions = result.get("revisions", [])
+    if any(r["blind_answers"] or r["revised"] for r in revisions):
+        for revision in revisions:
+            yield row(section="post_reveal_revisions", rater_a=revision["rater"], **revision)

@@ -38,6 +38,7 @@ from core.pagination import KeysetPage, keyset_paginate
 from curation.models import Dataset, Judgment, RaterKind
 
 from ..models import AgreementReport, ReviewCampaign, ReviewItem, ReviewSubmission, Stratum
+from .ratings import Revisions
 from .report import HUMAN, MACHINE, VERDICTS, Rater, Ratings, Slicing
 from .stats import MISSING
 
@@ -209,8 +210,16 @@ def machine_rater_names() -> list[str]:
 @dataclass
 class _Batches:
     items: list[list[np.ndarray]]  # id, candidate, campaign, dataset, stratum code
-    humans: list[list[np.ndarray]]  # candidate, user, verdict code, judgment id, epoch
+    humans: list[list[np.ndarray]]  # candidate, user, verdict code, judgment id, epoch, blind
     machines: list[list[np.ndarray]]  # candidate, rater code, verdict code, judgment id
+    # candidate, user, blind verdict code, revised verdict code, judgment id
+    revisions: list[list[np.ndarray]]
+
+
+# The human answers the report counts: a blind answer (given before the reveal of a blind
+# campaign) even once undone or revised; any other answer while it is active, except a
+# post-reveal revision (review/services/blind.py).
+_COUNTED = Q(blind=True) | Q(undone_at__isnull=True, revises__isnull=True)
 
 
 def agreement_ratings_fetch(
@@ -228,11 +237,15 @@ def agreement_ratings_fetch(
     teacher and LLM-stage raters. Only judgments with id <= ``judgment_cutoff`` are read, so
     the report is exactly "everything up to that judgment". ``progress(items_read)`` is
     called after each batch.
+
+    In a blind campaign a person's rating is their blind answer, even once undone or revised
+    after the reveal; the revisions are read apart (``Ratings.revisions``), for the report
+    to count. Elsewhere: the judgment behind each active submission.
     """
     items = scope_items(scope=scope)
     machine_raters = [r for r in map(machine_rater, machine_rater_names()) if r is not None]
     rater_code = _code("rater", tuple(r.key for r in machine_raters))
-    batches = _Batches([], [], [])
+    batches = _Batches([], [], [], [])
     after = 0
     read = 0
     while True:
@@ -253,22 +266,26 @@ def agreement_ratings_fetch(
 
         # Submissions by item id range only: the scope test happens against the batch's item
         # ids below, which spares the database a join with the review items.
-        item_id, user, verdict, judgment, when = read_columns(
-            ReviewSubmission.objects.filter(
-                item_id__gte=low,
-                item_id__lte=high,
-                undone_at__isnull=True,
-                judgment_id__lte=judgment_cutoff,
-                judgment__rater_kind=RaterKind.HUMAN,
-            ),
+        submissions = ReviewSubmission.objects.filter(
+            item_id__gte=low,
+            item_id__lte=high,
+            judgment_id__lte=judgment_cutoff,
+            judgment__rater_kind=RaterKind.HUMAN,
+        )
+        human = read_columns(
+            submissions.filter(_COUNTED),
             [("item_id", "int8"), ("user_id", "int8"),
              (_code("judgment__verdict", VERDICTS), "int4"), ("judgment_id", "int8"),
-             (EpochSeconds("judgment__created_at"), "float8")],
+             (EpochSeconds("judgment__created_at"), "float8"), ("blind", "int4")],
         )  # fmt: skip
-        at = np.clip(np.searchsorted(item_ids, item_id), 0, len(item_ids) - 1)
-        in_scope = item_ids[at] == item_id
-        candidate = block[1][at]
-        batches.humans.append([a[in_scope] for a in (candidate, user, verdict, judgment, when)])
+        batches.humans.append(_in_batch(item_ids, block[1], human))
+        revised = read_columns(
+            submissions.filter(revises__isnull=False),
+            [("item_id", "int8"), ("user_id", "int8"),
+             (_code("revises__judgment__verdict", VERDICTS), "int4"),
+             (_code("judgment__verdict", VERDICTS), "int4"), ("judgment_id", "int8")],
+        )  # fmt: skip
+        batches.revisions.append(_in_batch(item_ids, block[1], revised))
 
         if machine_raters:
             batches.machines.append(
@@ -297,6 +314,18 @@ def agreement_ratings_fetch(
     return _ratings_from_batches(batches, machine_raters)
 
 
+def _in_batch(
+    item_ids: np.ndarray, item_candidates: np.ndarray, columns: list[np.ndarray]
+) -> list[np.ndarray]:
+    """Rows of submissions read by item-id range (first column: the item id), kept when the
+    item is one of the batch's (sorted ``item_ids``), with the item id replaced by its
+    candidate."""
+    item_id, *rest = columns
+    at = np.clip(np.searchsorted(item_ids, item_id), 0, len(item_ids) - 1)
+    in_scope = item_ids[at] == item_id
+    return [a[in_scope] for a in (item_candidates[at], *rest)]
+
+
 def _concat(batches: list[list[np.ndarray]], n_columns: int) -> list[np.ndarray]:
     if not batches:
         return [np.zeros(0, dtype=np.int64) for _ in range(n_columns)]
@@ -308,7 +337,7 @@ def _ratings_from_batches(batches: _Batches, machine_raters: list[Rater]) -> Rat
     # Items arrive in id order: the first occurrence of a candidate is its first review item.
     candidates, first = np.unique(item_candidate, return_index=True)
 
-    h_candidate, h_user, h_verdict, h_judgment, h_time = _concat(batches.humans, 5)
+    h_candidate, h_user, h_verdict, h_judgment, h_time, h_blind = _concat(batches.humans, 6)
     user_ids, human_rater = np.unique(h_user, return_inverse=True)
     names = dict(
         get_user_model().objects.filter(pk__in=user_ids.tolist()).values_list("pk", "username")
@@ -347,7 +376,28 @@ def _ratings_from_batches(batches: _Batches, machine_raters: list[Rater]) -> Rat
         order=np.concatenate([h_judgment, m_judgment[keep]]).astype(np.int64),
         time=np.concatenate([h_time.astype(np.float64), np.full(int(keep.sum()), np.nan)]),
         slicings=_slicings(item_campaign[first], item_dataset[first], item_stratum[first]),
+        blind=np.concatenate([h_blind != 0, np.zeros(int(keep.sum()), dtype=bool)]),
+        revisions=_revisions(_concat(batches.revisions, 5), candidates, user_ids),
     )
+
+
+def _revisions(columns: list[np.ndarray], candidates: np.ndarray, user_ids: np.ndarray):
+    """The latest revision per (candidate, annotator), as ``Revisions`` over the report's
+    item and rater indices (the annotators are the report's first raters, ``user_ids``)."""
+    candidate, user, blind_code, code, judgment = columns
+    known = np.isin(user, user_ids)  # always: a revised blind answer is itself counted
+    candidate, user, blind_code, code, judgment = (
+        a[known] for a in (candidate, user, blind_code, code, judgment)
+    )
+    item = np.searchsorted(candidates, candidate).astype(np.int64)
+    rater = np.searchsorted(user_ids, user).astype(np.int64)
+    cell = item * max(len(user_ids), 1) + rater
+    by_cell = np.lexsort((judgment, cell))
+    last = np.ones(len(by_cell), dtype=bool)
+    last[:-1] = cell[by_cell][1:] != cell[by_cell][:-1]
+    rows = by_cell[last]
+    return Revisions(item=item[rows], rater=rater[rows], blind_code=blind_code[rows],
+                     code=code[rows])  # fmt: skip
 
 
 def _slicings(campaign_of: np.ndarray, dataset_of: np.ndarray, stratum_of: np.ndarray):
@@ -379,7 +429,7 @@ def _slicings(campaign_of: np.ndarray, dataset_of: np.ndarray, stratum_of: np.nd
 @dataclass(frozen=True)
 class Staleness:
     new_judgments: bool  # a human or machine judgment in scope newer than the cut-off
-    undone: bool  # a submission in scope undone after the report read its data
+    undone: bool  # an answer it counted was undone after the report read its data
 
     @property
     def stale(self) -> bool:
@@ -404,10 +454,14 @@ def agreement_report_staleness(*, report: AgreementReport) -> Staleness:
             candidate_id__in=scope_items(scope=scope).values("candidate_id"),
         ).exists()
     )
+    # Undoing a blind answer or a revision changes no rating the report counts.
     undone = (
         report.started_at is not None
         and ReviewSubmission.objects.filter(
-            _scope_filter(scope, "item__"), undone_at__gte=report.started_at
+            _scope_filter(scope, "item__"),
+            undone_at__gte=report.started_at,
+            blind=False,
+            revises__isnull=True,
         ).exists()
     )
     return Staleness(new_judgments=new_human or new_machine, undone=undone)

@@ -10,6 +10,7 @@ report shows them as "undefined" rather than inventing a number.
 """
 
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
@@ -223,6 +224,26 @@ def majority(ratings, *, n_categories: int, min_raters: int = 1) -> np.ndarray:
     return result
 
 
+def wilson_interval(successes: int, n: int, *, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of the proportion ``successes / n`` at confidence ``level``
+    (as statsmodels' ``proportion_confint(method="wilson")``); ``(nan, nan)`` when n is 0.
+
+    Unlike the normal ("Wald") interval it stays inside [0, 1] and does not collapse to a
+    point at 0 or n successes, which matters for precision and recall on a few dozen flags.
+    The normal quantile comes from the standard library (``statistics.NormalDist``)."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    z = NormalDist().inv_cdf(1.0 - (1.0 - level) / 2.0)
+    p = successes / n
+    denominator = 1.0 + z * z / n
+    center = (p + z * z / (2.0 * n)) / denominator
+    half = z * np.sqrt(p * (1.0 - p) / n + z * z / (4.0 * n * n)) / denominator
+    # At 0 or n successes the bound is exactly 0 or 1; rounding would leave 1e-17 off it.
+    low = 0.0 if successes <= 0 else float(np.clip(center - half, 0.0, 1.0))
+    high = 1.0 if successes >= n else float(np.clip(center + half, 0.0, 1.0))
+    return low, high
+
+
 @dataclass(frozen=True)
 class FlagScores:
     precision: float
@@ -231,10 +252,16 @@ class FlagScores:
     true_positive: int
     false_positive: int
     false_negative: int
+    # Wilson score intervals at the ``level`` flag_scores was given; nan where undefined.
+    precision_ci_low: float = float("nan")
+    precision_ci_high: float = float("nan")
+    recall_ci_low: float = float("nan")
+    recall_ci_high: float = float("nan")
 
 
-def flag_scores(predicted, reference) -> FlagScores:
-    """Precision/recall/F1 of boolean "false negative" flags against a reference; items
+def flag_scores(predicted, reference, *, level: float = 0.95) -> FlagScores:
+    """Precision/recall/F1 of boolean "false negative" flags against a reference, with Wilson
+    intervals of precision (TP of TP + FP) and recall (TP of TP + FN) at ``level``; items
     where either side is missing (-1) are left out."""
     predicted = np.asarray(predicted, dtype=np.int64)
     reference = np.asarray(reference, dtype=np.int64)
@@ -248,7 +275,11 @@ def flag_scores(predicted, reference) -> FlagScores:
         if tp and precision + recall
         else (0.0 if tp + fp and tp + fn else float("nan"))
     )
-    return FlagScores(precision, recall, f1, tp, fp, fn)
+    return FlagScores(
+        precision, recall, f1, tp, fp, fn,
+        *wilson_interval(tp, tp + fp, level=level),
+        *wilson_interval(tp, tp + fn, level=level),
+    )  # fmt: skip
 
 
 def cohen_kappa_from_confusion(matrix) -> float:

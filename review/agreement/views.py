@@ -156,6 +156,10 @@ def agreement_detail(request, pk: int):
             labels=labels,
             staleness=agreement_report_staleness(report=report),
             figures=_figures(result, labels),
+            # Reports computed before blind answers were told apart have no "revisions".
+            show_revisions=any(
+                row["blind_answers"] or row["revised"] for row in result.get("revisions", [])
+            ),
             # A fixed order: the stored JSON (jsonb) does not keep the order of its keys.
             slice_sections=[
                 (dimension, title, result.get("slices", {}).get(dimension, []))

@@ -34,6 +34,7 @@ from review.models import (
     ReviewSubmission,
     Stratum,
 )
+from review.services.blind import answer_kind
 
 # How long an annotator holds the item on their screen; an expired hold is simply ignored.
 LOCK_SECONDS = getattr(settings, "SIEVE_REVIEW_LOCK_SECONDS", 600)
@@ -91,7 +92,9 @@ SELECT i.id, i.campaign_id, i.candidate_id, i.stratum, i.position, i.judgment_co
           WHERE l.item_id = i.id AND l.user_id = %s AND l.expires_at > %s),
   (SELECT COUNT(*) FROM {_LOCK} l
    WHERE l.item_id = i.id AND l.user_id <> %s AND l.expires_at > %s),
-  EXISTS (SELECT 1 FROM {_SUB} s WHERE s.client_token = %s)
+  EXISTS (SELECT 1 FROM {_SUB} s WHERE s.client_token = %s),
+  (SELECT s.id FROM {_SUB} s WHERE s.item_id = i.id AND s.user_id = %s AND s.blind),
+  EXISTS (SELECT 1 FROM {_SUB} s WHERE s.item_id = i.id AND s.user_id = %s)
 FROM {_ITEM} i
 WHERE i.id = %s
 """
@@ -109,28 +112,42 @@ LIMIT 1 {{for_update}}
 """
 
 
+_JUDGMENT = Judgment._meta.db_table
 _AGREE_SQL = f"""
 SELECT COUNT(*),
   SUM(CASE WHEN j.verdict = %s THEN 1 ELSE 0 END),
   SUM(CASE WHEN j.verdict = %s THEN 1 ELSE 0 END),
   SUM(CASE WHEN j.tag = %s THEN 1 ELSE 0 END),
   MIN(CASE WHEN j.tag = %s THEN j.rationale END),
-  MAX(CASE WHEN j.tag = %s THEN j.rationale END)
-FROM {_SUB} s JOIN {Judgment._meta.db_table} j ON j.id = s.judgment_id
+  MAX(CASE WHEN j.tag = %s THEN j.rationale END),
+  SUM(CASE WHEN bj.id IS NOT NULL AND (bj.verdict <> j.verdict OR bj.tag <> j.tag
+                                       OR bj.rationale <> j.rationale) THEN 1 ELSE 0 END)
+FROM {_SUB} s JOIN {_JUDGMENT} j ON j.id = s.judgment_id
+  LEFT JOIN {_SUB} b ON b.id = s.revises_id
+  LEFT JOIN {_JUDGMENT} bj ON bj.id = b.judgment_id
 WHERE s.item_id = %s AND s.undone_at IS NULL
 """
 
 
 def answers_agree(
-    *, answers: int, relevant: int, not_relevant: int, edits: int, edit_min, edit_max
+    *,
+    answers: int,
+    relevant: int,
+    not_relevant: int,
+    edits: int,
+    edit_min,
+    edit_max,
+    changed_after_reveal: int = 0,
 ) -> bool:
     """Whether a finished item's answers settle it without a curator: every answer says the
     same decidable label (relevant or not relevant; "partly" and "unsure" need a curator)
     and, for synthetic triplets, nobody or everybody proposed the same rewrite of the query.
+    An answer revised after the reveal of a blind campaign that differs from its blind
+    answer (``changed_after_reveal``) always needs a curator (review/services/blind.py).
     """
     same_label = answers > 0 and answers in (relevant, not_relevant)
     same_edit = edits == 0 or (edits == answers and edit_min == edit_max)
-    return same_label and same_edit
+    return same_label and same_edit and not changed_after_reveal
 
 
 def _item_agreed(item_id: int) -> bool:
@@ -141,7 +158,7 @@ def _item_agreed(item_id: int) -> bool:
             _AGREE_SQL,
             [Verdict.RELEVANT, Verdict.NOT_RELEVANT, tag, tag, tag, item_id],
         )
-        answers, relevant, not_relevant, edits, edit_min, edit_max = cursor.fetchone()
+        answers, relevant, not_relevant, edits, edit_min, edit_max, changed = cursor.fetchone()
     return answers_agree(
         answers=answers,
         relevant=relevant or 0,
@@ -149,6 +166,7 @@ def _item_agreed(item_id: int) -> bool:
         edits=edits or 0,
         edit_min=edit_min,
         edit_max=edit_max,
+        changed_after_reveal=changed or 0,
     )
 
 
@@ -166,11 +184,14 @@ def _row_lock(*, item_id: int, campaign_id: int) -> bool:
 def _item_state(*, item_id: int, user, now, client_token: str = "") -> ReviewItem:
     """The item freshly read, with in the same statement: whether ``user`` answered it
     (``answered_by_me``), holds it (``held_by_me``), how many live holds other people have on
-    it (``held_by_others``) and whether ``client_token`` was already used (``token_used``).
-    Call with the item's row lock held, so none of it can change before we commit."""
+    it (``held_by_others``), whether ``client_token`` was already used (``token_used``), the
+    user's blind answer to it (``blind_answer_id``) and whether they ever answered it, undone
+    answers included (``answered_before``). Call with the item's row lock held, so none of it
+    can change before we commit."""
     at = connection.ops.adapt_datetimefield_value(now)
+    params = [user.pk, user.pk, at, user.pk, at, client_token, user.pk, user.pk, item_id]
     with connection.cursor() as cursor:
-        cursor.execute(_STATE_SQL, [user.pk, user.pk, at, user.pk, at, client_token, item_id])
+        cursor.execute(_STATE_SQL, params)
         row = cursor.fetchone()
     if row is None:
         raise ReviewItem.DoesNotExist(item_id)
@@ -180,6 +201,7 @@ def _item_state(*, item_id: int, user, now, client_token: str = "") -> ReviewIte
     )  # fmt: skip
     item.answered_by_me, item.held_by_me = bool(row[7]), bool(row[8])
     item.held_by_others, item.token_used = row[9], bool(row[10])
+    item.blind_answer_id, item.answered_before = row[11], bool(row[12])
     return item
 
 
@@ -455,8 +477,18 @@ def _judgment_record(
         note=note,
         source_run=f"campaign:{campaign.pk}",
     )
+    kind = answer_kind(
+        campaign_blind=campaign.blind,
+        blind_answer_id=item.blind_answer_id,
+        answered_before=item.answered_before,
+    )
     submission = ReviewSubmission.objects.create(
-        item=item, user=user, judgment=judgment, client_token=client_token
+        item=item,
+        user=user,
+        judgment=judgment,
+        client_token=client_token,
+        blind=kind.blind,
+        revises_id=kind.revises_id,
     )
     ReviewItem.objects.filter(pk=item.pk).update(
         judgment_count=F("judgment_count") + 1,
@@ -487,7 +519,7 @@ def _submission_for_token(*, client_token: str, user) -> ReviewSubmission | None
 def submission_last_active(*, campaign: ReviewCampaign, user) -> ReviewSubmission | None:
     return (
         ReviewSubmission.objects.filter(user=user, item__campaign=campaign, undone_at__isnull=True)
-        .select_related("judgment", "item")
+        .select_related("judgment", "item", "revises__judgment")
         # Newest first along the (user, -created_at) index.
         .order_by("-created_at", "-id")
         .first()
@@ -502,7 +534,9 @@ def review_submission_undo(
     for the user again so the page serves it next.
 
     Undoing an already undone submission (a double press) changes nothing and serves the item
-    again. An answer a curator already turned into a Decision cannot be undone.
+    again. An answer a curator already turned into a Decision cannot be undone. In a blind
+    campaign the undo frees the item for a new answer, but a blind answer stays the person's
+    rating for agreement and the new answer is a revision of it (``review/services/blind.py``).
     """
     now = timezone.now()
     with transaction.atomic():

@@ -103,3 +103,21 @@ def screenshot(page, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path))
     return path
+
+
+# --- the review pane ---------------------------------------------------------------------
+
+
+def current_item(page) -> int:
+    return int(page.get_attribute("#review-pane [data-item]", "data-item"))
+
+
+def press_and_wait(page, key: str) -> None:
+    """Press ``key`` and wait until htmx swapped in a new pane."""
+    page.evaluate("document.getElementById('review-pane').dataset.old = '1'")
+    page.keyboard.press(key)
+    page.wait_for_function("!document.getElementById('review-pane').dataset.old")
+
+
+def counter(page, name: str) -> str:
+    return page.inner_text(f'[data-counter="{name}"]').strip()

@@ -10,7 +10,7 @@ from curation.demo import DEMO_FALSE_NEGATIVES, demo_dataset_load
 from curation.models import Candidate, CandidateRole, Judgment, RaterKind, Verdict
 from review.models import ReviewItem, ReviewSubmission
 from review.services.campaigns import review_campaign_create
-from tests.browser.conftest import log_in, screenshot
+from tests.browser.conftest import counter, current_item, log_in, press_and_wait, screenshot
 from tests.factories import CandidateFactory, PassageFactory, QueryFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -87,21 +87,6 @@ def campaign(django_user_model):
     ReviewItem.objects.filter(campaign=campaign, candidate=hostile).update(position=-1)
     campaign.hostile = hostile
     return campaign
-
-
-def current_item(page) -> int:
-    return int(page.get_attribute("#review-pane [data-item]", "data-item"))
-
-
-def press_and_wait(page, key: str) -> None:
-    """Press ``key`` and wait until htmx swapped in a new pane."""
-    page.evaluate("document.getElementById('review-pane').dataset.old = '1'")
-    page.keyboard.press(key)
-    page.wait_for_function("!document.getElementById('review-pane').dataset.old")
-
-
-def counter(page, name: str) -> str:
-    return page.inner_text(f'[data-counter="{name}"]').strip()
 
 
 def test_two_annotators_review_with_the_keyboard(live_server, new_page, campaign):

@@ -148,8 +148,14 @@ def _human_reviews(rng, truth, dataset, annotators, candidates, *, seed):
             return Verdict.PARTLY_RELEVANT if rng.random() < 0.25 else Verdict.RELEVANT
         return Verdict.PARTLY_RELEVANT if rng.random() < 0.1 else Verdict.NOT_RELEVANT
 
-    full = ReviewCampaign.objects.create(name="full", dataset=dataset, overlap=3, seed=seed)
-    partial = ReviewCampaign.objects.create(name="partial", dataset=dataset, overlap=2, seed=seed)
+    # Open campaigns: an undone answer replaced by a new one is a correction, the new one
+    # counts (blind campaigns keep the blind answer: test_blind_revisions.py).
+    full = ReviewCampaign.objects.create(
+        name="full", dataset=dataset, overlap=3, seed=seed, blind=False
+    )
+    partial = ReviewCampaign.objects.create(
+        name="partial", dataset=dataset, overlap=2, seed=seed, blind=False
+    )
     full_items = ReviewItem.objects.bulk_create(
         ReviewItem(campaign=full, candidate=c, stratum=STRATA[i % 3], position=i, judgment_count=3)
         for i, c in enumerate(candidates[:48])

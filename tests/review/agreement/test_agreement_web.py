@@ -238,3 +238,33 @@ def test_names_from_users_are_escaped_on_the_page_and_in_the_plots(client, curat
         assert "&lt;script&gt;alert(2)&lt;/script&gt;" in html
     html = client.get(reverse("review:agreement_detail", args=[report.pk])).content.decode()
     assert "<b>bold</b>" not in html and "stage 1 · &lt;b&gt;bold&lt;/b&gt;" in html
+
+
+@pytest.mark.django_db
+def test_precision_and_recall_intervals_on_the_page_and_in_older_reports(client, viewer, finished):
+    client.force_login(viewer)
+    url = reverse("review:agreement_detail", args=[finished.pk])
+    html = client.get(url).content.decode()
+    stage1 = next(m for m in finished.result["machines"] if m["rater"] == STAGE1)
+    row = html[html.index(f'<tr data-rater="{STAGE1}">') :]
+    for name in ("precision", "recall"):
+        low, high = stage1[f"{name}_ci_low"], stage1[f"{name}_ci_high"]
+        assert f'data-stat="{name}_ci">[{low:.3f}, {high:.3f}]<' in row
+    assert "95% Wilson score interval" in html
+
+    # A report stored before the intervals existed: the page and the CSV still work.
+    older = finished.result
+    for machine in older["machines"]:
+        for end in ("precision_ci_low", "precision_ci_high", "recall_ci_low", "recall_ci_high"):
+            machine.pop(end)
+    AgreementReport.objects.filter(pk=finished.pk).update(result=older)
+    page = client.get(url)
+    assert page.status_code == 200
+    assert 'data-stat="precision_ci">—<' in page.content.decode()
+    rows = list(csv.DictReader(io.StringIO(
+        client.get(reverse("review:agreement_csv", args=[finished.pk])).content.decode()
+    )))  # fmt: skip
+    stage1_row = next(
+        r for r in rows if r["section"] == "machine_vs_majority" and r["rater_a"] == STAGE1
+    )
+    assert stage1_row["precision_ci_low"] == "" and stage1_row["kappa"] != ""

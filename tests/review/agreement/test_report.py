@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from scipy.stats import bootstrap
 from sklearn.metrics import cohen_kappa_score, f1_score, precision_score, recall_score
+from statsmodels.stats.proportion import proportion_confint
 
 from core.csv_export import csv_write
 from review.agreement import report as rep
@@ -122,6 +123,13 @@ def test_report_equals_the_reference_libraries_on_random_reviews(seed, partly):
         assert close(row["recall"], recall_score(r, p))
         assert close(row["f1"], f1_score(r, p))
         assert row["ci_low"] < row["kappa"] < row["ci_high"]
+        # Wilson intervals of precision (TP of the machine's flags) and recall (TP of the
+        # majority's), at the report's level.
+        tp = int(((p == 1) & (r == 1)).sum())
+        for name, n in (("precision", (p == 1).sum()), ("recall", (r == 1).sum())):
+            low, high = proportion_confint(tp, int(n), alpha=0.05, method="wilson")
+            assert close(row[f"{name}_ci_low"], low) and close(row[f"{name}_ci_high"], high)
+            assert row[f"{name}_ci_low"] < row[name] < row[f"{name}_ci_high"]
 
 
 def test_latest_rating_wins_and_unknown_codes_are_ignored():
@@ -204,6 +212,9 @@ def test_undefined_statistics_are_null_not_zero():
     assert result["humans"][0]["krippendorff_alpha"] is None
     stage1 = result["machines"][0]
     assert stage1["kappa"] is None and stage1["precision"] is None and stage1["n"] == 20
+    # No flag at all: neither interval is defined, and both are stored as null.
+    assert [stage1[f"{name}_ci_{end}"] for name in ("precision", "recall")
+            for end in ("low", "high")] == [None] * 4  # fmt: skip
 
 
 def test_machines_only_and_nothing_at_all():
@@ -273,3 +284,6 @@ def test_csv_has_every_section_and_neutralises_formulas():
     machines = [r for r in rows if r["section"] == "machine_vs_majority"]
     stage2 = next(r for r in machines if r["rater_a"] == STAGE2.key)
     assert float(stage2["paper_kappa"]) == 0.39
+    stored = next(m for m in result["machines"] if m["rater"] == STAGE2.key)
+    for column in ("precision_ci_low", "precision_ci_high", "recall_ci_low", "recall_ci_high"):
+        assert float(stage2[column]) == pytest.approx(stored[column], abs=1e-6)  # 6 decimals

@@ -6,6 +6,7 @@ import math
 
 import pytest
 from django.utils import timezone
+from statsmodels.stats.proportion import proportion_confint
 
 from core.models import JobStatus
 from curation.models import Verdict
@@ -76,6 +77,11 @@ def test_figures_equal_the_reference_libraries_on_the_database(reviewed):
         for name in ("kappa", "precision", "recall", "f1"):
             assert close(row[name], expected[name]), (rater, name)
         assert close(row["percent_agreement"], expected["agreement"])
+        # Stored for the approval gate: Wilson intervals at the report's level (0.95).
+        tp, fp, fn = row["true_positive"], row["false_positive"], row["false_negative"]
+        for name, n in (("precision", tp + fp), ("recall", tp + fn)):
+            low, high = proportion_confint(tp, n, alpha=0.05, method="wilson")
+            assert close(row[f"{name}_ci_low"], low) and close(row[f"{name}_ci_high"], high)
     assert machines[STAGE1]["paper_kappa"] == 0.320
     assert machines[STAGE2]["paper_kappa"] == 0.390
     # Stage 2 judged only the flagged queries; the cascade's final verdict covers them all.

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score, f1_score, precision_score, recall_score
 from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss_kappa
+from statsmodels.stats.proportion import proportion_confint
 
 from review.agreement import stats
 
@@ -184,3 +185,49 @@ def test_ordinal_krippendorff_matches_the_package_with_ties_and_missing(seed):
     )
     ours = stats.krippendorff_alpha_ordinal(ratings, n_categories=3)
     assert math.isclose(ours, reference, abs_tol=1e-9)
+
+
+# --- Wilson score intervals (precision and recall of the false-negative flags) -------------
+
+
+@pytest.mark.parametrize("level", [0.8, 0.9, 0.95, 0.99])
+def test_wilson_interval_matches_statsmodels(level):
+    for n in (1, 2, 3, 5, 10, 37, 100, 1000, 123457):
+        for successes in sorted({0, 1, n // 3, n // 2, n - 1, n}):
+            ours = stats.wilson_interval(successes, n, level=level)
+            low, high = proportion_confint(successes, n, alpha=1 - level, method="wilson")
+            assert ours == pytest.approx((low, high), abs=1e-9, rel=0), (successes, n)
+            assert 0.0 <= ours[0] <= successes / n <= ours[1] <= 1.0
+
+
+def test_wilson_interval_is_undefined_without_trials():
+    assert all(math.isnan(x) for x in stats.wilson_interval(0, 0))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_flag_scores_carry_wilson_intervals_of_precision_and_recall(seed):
+    rng = np.random.default_rng(seed)
+    reference = (rng.random(300) < 0.3).astype(int)
+    predicted = np.where(rng.random(300) < 0.8, reference, 1 - reference)
+    predicted[rng.random(300) < 0.1] = stats.MISSING
+    scores = stats.flag_scores(predicted, reference, level=0.9)
+    tp, fp, fn = scores.true_positive, scores.false_positive, scores.false_negative
+    precision = proportion_confint(tp, tp + fp, alpha=0.1, method="wilson")
+    recall = proportion_confint(tp, tp + fn, alpha=0.1, method="wilson")
+    assert (scores.precision_ci_low, scores.precision_ci_high) == pytest.approx(
+        precision, abs=1e-9, rel=0
+    )
+    assert (scores.recall_ci_low, scores.recall_ci_high) == pytest.approx(recall, abs=1e-9, rel=0)
+
+
+def test_flag_intervals_are_undefined_without_flags():
+    # The machine flags nothing: precision (and its interval) is undefined; recall is 0.
+    scores = stats.flag_scores([0, 0, 0, 0], [1, 0, 1, 0])
+    assert math.isnan(scores.precision_ci_low) and math.isnan(scores.precision_ci_high)
+    assert scores.recall == 0.0 and scores.recall_ci_low == 0.0 < scores.recall_ci_high < 1.0
+    nothing = stats.flag_scores([stats.MISSING], [1])
+    assert all(
+        math.isnan(x)
+        for x in (nothing.precision_ci_low, nothing.precision_ci_high,
+                  nothing.recall_ci_low, nothing.recall_ci_high)
+    )  # fmt: skip
