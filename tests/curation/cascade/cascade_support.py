@@ -44,6 +44,28 @@ def docs_of(body: dict) -> dict[int, str]:
     return {int(n): text for n, text in _DOC_RE.findall(body["messages"][-1]["content"])}
 
 
+def byte_counter():
+    """A real tiktoken Encoding whose tokens are single bytes: exact and checkable offline."""
+    import tiktoken
+
+    from curation.llm import tokens
+
+    encoding = tiktoken.Encoding(
+        name="bytes", pat_str=r"[\s\S]", mergeable_ranks={bytes([i]): i for i in range(256)},
+        special_tokens={},
+    )  # fmt: skip
+    return tokens.encoding_counter(encoding, "bytes")
+
+
+def received_tokens(bodies: list[dict]) -> int:
+    """What the server received, one token a byte, the way OpenAI counts a chat request:
+    3 tokens per message plus its role and content, and 3 for the reply's priming."""
+    return sum(
+        3 + sum(3 + len(m["role"].encode()) + len(m["content"].encode()) for m in body["messages"])
+        for body in bodies
+    )
+
+
 def judge_answer(body: dict) -> str:
     """What a sound judge answers about this prompt, as JSON."""
     docs = docs_of(body)
@@ -75,6 +97,27 @@ def stage(number: int, server=None, **changes) -> StageSettings:
         max_tokens=1000,
     )
     return settings.with_changes(**changes)
+
+
+def form_data(**changes) -> dict:
+    """A valid POST of the launch form (two stages; ``env_stages``), with ``changes``."""
+    data = {
+        "mode": "online", "budget_usd": "5", "forward_tags": ["better", "worse"],
+        "false_negative_tags": ["better"], "max_negatives": "25",
+        "output_tokens_per_call": "2048", "flag_rate": "0.8",
+    }  # fmt: skip
+    for n, (model, price_in, price_out) in (
+        (1, ("gpt-4o-mini", "0.15", "0.60")),
+        (2, ("gpt-4o", "2.50", "10.00")),
+    ):
+        data.update({
+            f"stage{n}_model": model, f"stage{n}_base_url": "http://127.0.0.1:9/v1",
+            f"stage{n}_api_key_env": "OPENAI_API_KEY", f"stage{n}_price_in_per_m": price_in,
+            f"stage{n}_price_out_per_m": price_out, f"stage{n}_concurrency": "8",
+            f"stage{n}_rpm": "0", f"stage{n}_json_mode": "on", f"stage{n}_max_tokens": "4096",
+        })  # fmt: skip
+    data.update(changes)
+    return data
 
 
 def chat_requests(server) -> list[dict]:
