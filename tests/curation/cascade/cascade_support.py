@@ -13,6 +13,7 @@ from tests.support.openai_server import Reply
 
 _QUERY_RE = re.compile(r"<query>(.*?)</query>", re.S)
 _DOC_RE = re.compile(r"^Doc \((\d+)\): <doc>(.*?)</doc>$", re.M)
+_GROUND_TRUTH_RE = re.compile(r'<ground_truth n="(\d+)">(.*?)</ground_truth>', re.S)
 
 
 def small_dataset(*, queries: int = 6, negatives: int = 4, name: str = "cascade-small"):
@@ -36,12 +37,36 @@ def small_dataset(*, queries: int = 6, negatives: int = 4, name: str = "cascade-
     return dataset
 
 
+def dataset_with_positives(positives: int, *, negatives: int = 3, name: str = "many-positives"):
+    """One query with ``positives`` positives ("positive passage 1" … in id order, the first
+    with a title) and ``negatives`` ranked negatives: fixed texts, so its prompt is too."""
+    dataset = DatasetFactory(name=name)
+    query = QueryFactory(dataset=dataset, query_id="q1", text="which passages answer this?")
+    for n in range(1, positives + 1):
+        CandidateFactory(
+            query=query,
+            role=CandidateRole.POSITIVE,
+            passage__title="A title" if n == 1 else "",
+            passage__text=f"positive passage {n}",
+        )
+    for rank in range(1, negatives + 1):
+        CandidateFactory(query=query, rank=rank, passage__text=f"negative passage {rank}")
+    return dataset
+
+
 def query_of(body: dict) -> str:
     return _QUERY_RE.search(body["messages"][-1]["content"]).group(1)
 
 
 def docs_of(body: dict) -> dict[int, str]:
     return {int(n): text for n, text in _DOC_RE.findall(body["messages"][-1]["content"])}
+
+
+def ground_truths_of(body: dict) -> list[str]:
+    """The positives a prompt showed, in order (checked to be numbered 1, 2, …)."""
+    found = _GROUND_TRUTH_RE.findall(body["messages"][-1]["content"])
+    assert [int(n) for n, _ in found] == list(range(1, len(found) + 1))
+    return [text for _, text in found]
 
 
 def byte_counter():
