@@ -421,11 +421,21 @@ class CascadeRun(Job):
     forward_tags = models.JSONField(default=list)
     false_negative_tags = models.JSONField(default=list)
     max_negatives = models.IntegerField(default=25)
+    # Ground-truth passages shown per prompt, first by id; null: all of them (RLHN's recipe).
+    max_positives = models.IntegerField(null=True, blank=True)
     budget_usd = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
     estimate = models.JSONField(default=dict, blank=True)  # dry-run cost estimate
     cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
     input_tokens = models.BigIntegerField(default=0)
     output_tokens = models.BigIntegerField(default=0)
+
+    class Meta(Job.Meta):
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(max_positives__isnull=True) | Q(max_positives__gte=1),
+                name="cascade_run_max_positives_at_least_one",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"cascade #{self.pk} {self.dataset}"

@@ -44,6 +44,7 @@ def cascade_defaults(*, environ: dict | None = None) -> dict:
         "forward_tags": list(DEFAULT_FORWARD_TAGS),
         "false_negative_tags": list(DEFAULT_FALSE_NEGATIVE_TAGS),
         "max_negatives": 25,
+        "max_positives": None,  # all of a query's positives, as RLHN's prompt shows them
         "output_tokens_per_call": DEFAULT_OUTPUT_TOKENS_PER_CALL,
         "flag_rate": DEFAULT_FLAG_RATE,
     }
@@ -97,6 +98,26 @@ def _validate(
         raise ApplicationError("the budget must be more than $0", detail={"field": "budget_usd"})
 
 
+def max_positives_parse(value) -> int | None:
+    """A run's cap on the positives each prompt shows: a whole number of at least 1, or
+    empty (None or "") for all of them. Text is read as a number (the form, the command);
+    anything else is refused with an error on the field ``max_positives``."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    number = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        number = int(value.strip())
+    if number is None or number < 1:
+        raise ApplicationError(
+            f"max_positives must be a whole number of at least 1, or empty for all positives "
+            f"(got {value!r})",
+            detail={"field": "max_positives"},
+        )
+    return number
+
+
 def stages_parse(data: list) -> list[StageSettings]:
     return [s if isinstance(s, StageSettings) else StageSettings.from_dict(s) for s in data]
 
@@ -109,6 +130,7 @@ def cascade_estimate(
     dataset: Dataset,
     stages: list,
     max_negatives: int = 25,
+    max_positives: int | str | None = None,
     mode: str = CascadeMode.ONLINE,
     output_tokens_per_call: int = DEFAULT_OUTPUT_TOKENS_PER_CALL,
     flag_rate: float = DEFAULT_FLAG_RATE,
@@ -118,8 +140,10 @@ def cascade_estimate(
     (tiktoken where its vocabulary is available, else characters / 4, flagged ``exact``
     False), ``output_tokens_per_call`` assumed per call, and each later stage judging
     ``flag_rate`` of the queries of the stage before. With ``sample_limit``, datasets with
-    more queries than that are estimated from an evenly spread sample of them."""
+    more queries than that are estimated from an evenly spread sample of them. The prompts
+    show ``max_positives`` positives per query (None: all), as the run would."""
     stages = stages_parse(stages)
+    max_positives = max_positives_parse(max_positives)
     total = queries_with_negatives(dataset).count()
     sampled = bool(sample_limit and total > sample_limit)
     query_ids = queries_with_negatives(dataset).order_by("id").values_list("id", flat=True)
@@ -137,7 +161,11 @@ def cascade_estimate(
     input_tokens = {stage.number: 0 for stage in stages}
     counted = 0
     for prompts in _prompt_pages_for_estimate(
-        dataset=dataset, query_ids=chosen, max_negatives=max_negatives, stages=stages
+        dataset=dataset,
+        query_ids=chosen,
+        max_negatives=max_negatives,
+        max_positives=max_positives,
+        stages=stages,
     ):
         for per_stage in prompts:
             counted += 1
@@ -181,6 +209,7 @@ def cascade_estimate(
         "sampled": sampled,
         "scale": round(scale, 4),
         "mode": mode,
+        "max_positives": max_positives,
         "output_tokens_per_call": output_tokens_per_call,
         "flag_rate": flag_rate,
         "stages": rows,
@@ -191,7 +220,7 @@ def cascade_estimate(
 
 
 def _prompt_pages_for_estimate(
-    *, dataset, query_ids, max_negatives, stages
+    *, dataset, query_ids, max_negatives, max_positives, stages
 ) -> Iterator[list[dict]]:
     """Pages of {stage number: messages} for each query (the prompt differs only in its answer
     format, JSON or tagged, which each stage may choose)."""
@@ -206,7 +235,9 @@ def _prompt_pages_for_estimate(
             return
         negatives = query_negative_ids(page, max_negatives)
         data = prompt_data(
-            query_ids=page, candidate_ids=[c for ids in negatives.values() for c in ids]
+            query_ids=page,
+            candidate_ids=[c for ids in negatives.values() for c in ids],
+            max_positives=max_positives,
         )
         result = []
         for qid in page:
@@ -229,6 +260,7 @@ def cascade_run_create(
     forward_tags: list[str] | None = None,
     false_negative_tags: list[str] | None = None,
     max_negatives: int = 25,
+    max_positives: int | str | None = None,
     budget_usd: Decimal | None = None,
     estimate: dict | None = None,
     user=None,
@@ -240,6 +272,7 @@ def cascade_run_create(
     forward_tags = list(forward_tags or DEFAULT_FORWARD_TAGS)
     false_negative_tags = list(false_negative_tags or DEFAULT_FALSE_NEGATIVE_TAGS)
     budget_usd = Decimal(str(budget_usd)) if budget_usd not in (None, "") else None
+    max_positives = max_positives_parse(max_positives)
     _validate(
         stages=stages,
         mode=mode,
@@ -253,6 +286,7 @@ def cascade_run_create(
             dataset=dataset,
             stages=stages,
             max_negatives=max_negatives,
+            max_positives=max_positives,
             mode=mode,
             sample_limit=2000,
         )
@@ -264,6 +298,7 @@ def cascade_run_create(
             forward_tags=forward_tags,
             false_negative_tags=false_negative_tags,
             max_negatives=max_negatives,
+            max_positives=max_positives,
             budget_usd=budget_usd,
             estimate=estimate,
             created_by=user if getattr(user, "is_authenticated", False) else None,

@@ -203,6 +203,7 @@ class Executor:
         data = prompt_data(
             query_ids=[item.query_id for item in page],
             candidate_ids=[c for item in page for c in item.candidate_ids],
+            max_positives=self.run.max_positives,
         )
         for item in page:
             if any(c not in data.negatives for c in item.candidate_ids) or not item.candidate_ids:

@@ -33,6 +33,10 @@ class CascadeLaunchForm(forms.Form):
         help_text="Tags that make a negative's judgment 'relevant' (a false negative).",
     )  # fmt: skip
     max_negatives = forms.IntegerField(min_value=1, max_value=100, help_text="Negatives per call.")
+    max_positives = forms.IntegerField(
+        label="Max positives", required=False, min_value=1,
+        help_text="Ground-truth passages shown per call (first by id); empty: all (RLHN).",
+    )  # fmt: skip
     output_tokens_per_call = forms.IntegerField(
         min_value=1, help_text="Estimate only: output tokens assumed per call (RLHN: 2,048)."
     )
@@ -51,7 +55,7 @@ class CascadeLaunchForm(forms.Form):
         self.base_stages = [StageSettings.from_dict(s) for s in defaults["stages"]]
         kwargs.setdefault("initial", {})
         for key in ("mode", "forward_tags", "false_negative_tags", "max_negatives",
-                    "output_tokens_per_call", "flag_rate"):  # fmt: skip
+                    "max_positives", "output_tokens_per_call", "flag_rate"):  # fmt: skip
             kwargs["initial"].setdefault(key, defaults[key])
         super().__init__(*args, **kwargs)
         for stage in self.base_stages:
@@ -105,6 +109,7 @@ class CascadeLaunchForm(forms.Form):
                 "forward_tags",
                 "false_negative_tags",
                 "max_negatives",
+                "max_positives",
                 "output_tokens_per_call",
                 "flag_rate",
             )

@@ -14,7 +14,6 @@ from django.db.models import Exists, F, OuterRef
 from ..models import Candidate, CandidateRole, CascadeRun, Dataset, Query
 from .prompts import judge_prompt_build
 
-MAX_POSITIVES_IN_PROMPT = 5
 CREATE_PAGE = 1000  # queries per page when creating items
 
 
@@ -106,8 +105,11 @@ class PromptData:
     negatives: dict[int, str]
 
 
-def prompt_data(*, query_ids: list[int], candidate_ids: list[int]) -> PromptData:
-    """The texts a page of prompts needs, in three queries whatever the page size."""
+def prompt_data(
+    *, query_ids: list[int], candidate_ids: list[int], max_positives: int | None = None
+) -> PromptData:
+    """The texts a page of prompts needs, in three queries whatever the page size. Each query's
+    positives in id order: all of them (RLHN's prompt), or the first ``max_positives``."""
     queries = dict(Query.objects.filter(id__in=query_ids).values_list("id", "text"))
     positives: dict[int, list[str]] = {qid: [] for qid in query_ids}
     rows = (
@@ -116,7 +118,7 @@ def prompt_data(*, query_ids: list[int], candidate_ids: list[int]) -> PromptData
         .values_list("query_id", "passage__title", "passage__text")
     )
     for query_id, title, text in rows:
-        if len(positives[query_id]) < MAX_POSITIVES_IN_PROMPT:
+        if max_positives is None or len(positives[query_id]) < max_positives:
             positives[query_id].append(_passage_text(title, text))
     negatives = {
         cid: _passage_text(title, text)

@@ -1,11 +1,13 @@
 """manage.py run_cascade DATASET [--estimate-only] [--budget USD] [--mode online|batch]
 [--stages N] [--base-url URL] [--concurrency N] [--forward-tags better,worse]
-[--fn-tags better] [--max-negatives 25] [--output-tokens 2048] [--flag-rate 0.8] [--async]
+[--fn-tags better] [--max-negatives 25] [--max-positives N] [--output-tokens 2048]
+[--flag-rate 0.8] [--async]
 
 Prints the dry-run estimate (tokens counted on every query's prompt), then runs the cascade
 here with a progress line, or with ``--async`` queues it for the ``llm`` workers. Stage
 settings come from the environment (``SIEVE_LLM_STAGE<n>_*``, see curation/llm/stages.py);
-``--base-url`` and ``--concurrency`` override them for every stage.
+``--base-url`` and ``--concurrency`` override them for every stage. Prompts show all of a
+query's positives unless ``--max-positives`` caps them.
 """
 
 from decimal import Decimal, InvalidOperation
@@ -21,6 +23,7 @@ from curation.cascade.create import (
     DEFAULT_OUTPUT_TOKENS_PER_CALL,
     cascade_estimate,
     cascade_run_create,
+    max_positives_parse,
 )
 from curation.cascade.execute import cascade_run_execute
 from curation.llm.stages import stages_from_env
@@ -47,6 +50,10 @@ class Command(BaseCommand):
         parser.add_argument("--forward-tags", type=_tags, default=DEFAULT_FORWARD_TAGS)
         parser.add_argument("--fn-tags", type=_tags, default=DEFAULT_FALSE_NEGATIVE_TAGS)
         parser.add_argument("--max-negatives", type=int, default=25)
+        parser.add_argument(
+            "--max-positives",
+            help="show at most N of a query's positives per prompt (default: all of them)",
+        )
         parser.add_argument(
             "--output-tokens",
             type=int,
@@ -89,10 +96,15 @@ class Command(BaseCommand):
                 budget = Decimal(options["budget"])
             except InvalidOperation:
                 raise CommandError(f"--budget {options['budget']!r} is not an amount") from None
+        try:
+            max_positives = max_positives_parse(options["max_positives"])
+        except ApplicationError as error:
+            raise CommandError(f"--max-positives: {error.message}") from None
 
         estimate = cascade_estimate(
             dataset=dataset, stages=stages, max_negatives=options["max_negatives"],
-            mode=options["mode"], output_tokens_per_call=options["output_tokens"],
+            max_positives=max_positives, mode=options["mode"],
+            output_tokens_per_call=options["output_tokens"],
             flag_rate=options["flag_rate"],
         )  # fmt: skip
         self._print_estimate(estimate)
@@ -102,7 +114,8 @@ class Command(BaseCommand):
             run = cascade_run_create(
                 dataset=dataset, stages=stages, mode=options["mode"],
                 forward_tags=options["forward_tags"], false_negative_tags=options["fn_tags"],
-                max_negatives=options["max_negatives"], budget_usd=budget, estimate=estimate,
+                max_negatives=options["max_negatives"], max_positives=max_positives,
+                budget_usd=budget, estimate=estimate,
                 enqueue=options["run_async"],
             )  # fmt: skip
         except ApplicationError as error:
@@ -126,6 +139,7 @@ class Command(BaseCommand):
         )
         self.stdout.write(
             f"{estimate['queries']:,} queries with negatives · mode {estimate['mode']} · "
+            f"positives per prompt: {estimate['max_positives'] or 'all'} · "
             f"{estimate['output_tokens_per_call']:,} output tokens assumed per call · "
             f"flag rate {estimate['flag_rate']}{how}"
         )

@@ -13,6 +13,7 @@ from tests.support.openai_server import Reply
 
 _QUERY_RE = re.compile(r"<query>(.*?)</query>", re.S)
 _DOC_RE = re.compile(r"^Doc \((\d+)\): <doc>(.*?)</doc>$", re.M)
+_GROUND_TRUTH_RE = re.compile(r'<ground_truth n="(\d+)">(.*?)</ground_truth>', re.S)
 
 
 def small_dataset(*, queries: int = 6, negatives: int = 4, name: str = "cascade-small"):
@@ -36,12 +37,58 @@ def small_dataset(*, queries: int = 6, negatives: int = 4, name: str = "cascade-
     return dataset
 
 
+def dataset_with_positives(positives: int, *, negatives: int = 3, name: str = "many-positives"):
+    """One query with ``positives`` positives ("positive passage 1" … in id order, the first
+    with a title) and ``negatives`` ranked negatives: fixed texts, so its prompt is too."""
+    dataset = DatasetFactory(name=name)
+    query = QueryFactory(dataset=dataset, query_id="q1", text="which passages answer this?")
+    for n in range(1, positives + 1):
+        CandidateFactory(
+            query=query,
+            role=CandidateRole.POSITIVE,
+            passage__title="A title" if n == 1 else "",
+            passage__text=f"positive passage {n}",
+        )
+    for rank in range(1, negatives + 1):
+        CandidateFactory(query=query, rank=rank, passage__text=f"negative passage {rank}")
+    return dataset
+
+
 def query_of(body: dict) -> str:
     return _QUERY_RE.search(body["messages"][-1]["content"]).group(1)
 
 
 def docs_of(body: dict) -> dict[int, str]:
     return {int(n): text for n, text in _DOC_RE.findall(body["messages"][-1]["content"])}
+
+
+def ground_truths_of(body: dict) -> list[str]:
+    """The positives a prompt showed, in order (checked to be numbered 1, 2, …)."""
+    found = _GROUND_TRUTH_RE.findall(body["messages"][-1]["content"])
+    assert [int(n) for n, _ in found] == list(range(1, len(found) + 1))
+    return [text for _, text in found]
+
+
+def byte_counter():
+    """A real tiktoken Encoding whose tokens are single bytes: exact and checkable offline."""
+    import tiktoken
+
+    from curation.llm import tokens
+
+    encoding = tiktoken.Encoding(
+        name="bytes", pat_str=r"[\s\S]", mergeable_ranks={bytes([i]): i for i in range(256)},
+        special_tokens={},
+    )  # fmt: skip
+    return tokens.encoding_counter(encoding, "bytes")
+
+
+def received_tokens(bodies: list[dict]) -> int:
+    """What the server received, one token a byte, the way OpenAI counts a chat request:
+    3 tokens per message plus its role and content, and 3 for the reply's priming."""
+    return sum(
+        3 + sum(3 + len(m["role"].encode()) + len(m["content"].encode()) for m in body["messages"])
+        for body in bodies
+    )
 
 
 def judge_answer(body: dict) -> str:
@@ -75,6 +122,27 @@ def stage(number: int, server=None, **changes) -> StageSettings:
         max_tokens=1000,
     )
     return settings.with_changes(**changes)
+
+
+def form_data(**changes) -> dict:
+    """A valid POST of the launch form (two stages; ``env_stages``), with ``changes``."""
+    data = {
+        "mode": "online", "budget_usd": "5", "forward_tags": ["better", "worse"],
+        "false_negative_tags": ["better"], "max_negatives": "25",
+        "output_tokens_per_call": "2048", "flag_rate": "0.8",
+    }  # fmt: skip
+    for n, (model, price_in, price_out) in (
+        (1, ("gpt-4o-mini", "0.15", "0.60")),
+        (2, ("gpt-4o", "2.50", "10.00")),
+    ):
+        data.update({
+            f"stage{n}_model": model, f"stage{n}_base_url": "http://127.0.0.1:9/v1",
+            f"stage{n}_api_key_env": "OPENAI_API_KEY", f"stage{n}_price_in_per_m": price_in,
+            f"stage{n}_price_out_per_m": price_out, f"stage{n}_concurrency": "8",
+            f"stage{n}_rpm": "0", f"stage{n}_json_mode": "on", f"stage{n}_max_tokens": "4096",
+        })  # fmt: skip
+    data.update(changes)
+    return data
 
 
 def chat_requests(server) -> list[dict]:

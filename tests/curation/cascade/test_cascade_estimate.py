@@ -12,7 +12,14 @@ from curation.cascade.create import cascade_estimate, cascade_run_create
 from curation.cascade.execute import cascade_run_execute
 from curation.llm import tokens
 from curation.llm.stages import StageSettings, call_cost, stage_settings_from_env, stages_from_env
-from tests.curation.cascade.cascade_support import chat_requests, small_dataset, sound_judge, stage
+from tests.curation.cascade.cascade_support import (
+    byte_counter,
+    chat_requests,
+    received_tokens,
+    small_dataset,
+    sound_judge,
+    stage,
+)
 from tests.support.openai_server import FakeOpenAIServer
 
 pytestmark = pytest.mark.django_db
@@ -23,17 +30,6 @@ def stages():
         StageSettings(number=1, model="gpt-4o-mini", price_in_per_m="0.15", price_out_per_m="0.60"),
         StageSettings(number=2, model="gpt-4o", price_in_per_m="2.50", price_out_per_m="10.00"),
     ]
-
-
-def byte_counter():
-    """A real tiktoken Encoding whose tokens are single bytes: exact and checkable offline."""
-    import tiktoken
-
-    encoding = tiktoken.Encoding(
-        name="bytes", pat_str=r"[\s\S]", mergeable_ranks={bytes([i]): i for i in range(256)},
-        special_tokens={},
-    )  # fmt: skip
-    return tokens.encoding_counter(encoding, "bytes")
 
 
 def received_bytes(dataset, *, max_negatives: int) -> int:
@@ -47,10 +43,7 @@ def received_bytes(dataset, *, max_negatives: int) -> int:
         cascade_run_execute(run_id=run.pk)
     bodies = chat_requests(server)
     assert len(bodies) == dataset.queries.count()  # one call per query, no retry
-    return sum(
-        3 + sum(3 + len(m["role"].encode()) + len(m["content"].encode()) for m in body["messages"])
-        for body in bodies
-    )
+    return received_tokens(bodies)
 
 
 def test_input_tokens_are_counted_exactly_on_our_prompts(monkeypatch):

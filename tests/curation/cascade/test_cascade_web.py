@@ -10,50 +10,11 @@ from django.urls import reverse
 from core.models import JobStatus
 from curation.cascade.create import cascade_run_create
 from curation.cascade.execute import cascade_run_execute
-from curation.llm.tokens import token_counter_for
 from curation.models import CascadeRun
-from tests.curation.cascade.cascade_support import small_dataset, sound_judge, stage
+from tests.curation.cascade.cascade_support import form_data, small_dataset, sound_judge, stage
 from tests.support.openai_server import FakeOpenAIServer
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def env_stages(monkeypatch, tmp_path):
-    # No tiktoken vocabulary in the cache: bpe-openai counts, on any machine.
-    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
-    monkeypatch.delenv("SIEVE_TIKTOKEN_DOWNLOAD", raising=False)
-    token_counter_for.cache_clear()
-    yield from _env_stages(monkeypatch)
-    token_counter_for.cache_clear()
-
-
-def _env_stages(monkeypatch):
-    monkeypatch.setenv("SIEVE_LLM_STAGE1_BASE_URL", "http://127.0.0.1:9/v1")
-    monkeypatch.setenv("SIEVE_LLM_STAGE1_MODEL", "gpt-4o-mini")
-    monkeypatch.setenv("SIEVE_LLM_STAGE2_MODEL", "gpt-4o")
-    monkeypatch.setenv("SIEVE_LLM_STAGE2_CONCURRENCY", "32")
-    yield
-
-
-def form_data(page_content: bytes | None = None, **changes) -> dict:
-    data = {
-        "mode": "online", "budget_usd": "5", "forward_tags": ["better", "worse"],
-        "false_negative_tags": ["better"], "max_negatives": "25",
-        "output_tokens_per_call": "2048", "flag_rate": "0.8",
-    }  # fmt: skip
-    for n, (model, price_in, price_out) in (
-        (1, ("gpt-4o-mini", "0.15", "0.60")),
-        (2, ("gpt-4o", "2.50", "10.00")),
-    ):
-        data.update({
-            f"stage{n}_model": model, f"stage{n}_base_url": "http://127.0.0.1:9/v1",
-            f"stage{n}_api_key_env": "OPENAI_API_KEY", f"stage{n}_price_in_per_m": price_in,
-            f"stage{n}_price_out_per_m": price_out, f"stage{n}_concurrency": "8",
-            f"stage{n}_rpm": "0", f"stage{n}_json_mode": "on", f"stage{n}_max_tokens": "4096",
-        })  # fmt: skip
-    data.update(changes)
-    return data
 
 
 def test_the_form_is_prefilled_from_the_environment(curator_client, env_stages):
