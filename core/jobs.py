@@ -75,6 +75,31 @@ def job_enqueue(*, job: Job, task=None) -> None:
     transaction.on_commit(send)
 
 
+def job_reopen(*, job: Job, changes: dict | None = None) -> bool:
+    """Queue a job that ended again, to finish what it left (a retry of its failed items, a
+    resume with a larger budget): status back to queued with the cancel flag, the end time
+    and the error cleared, ``changes`` applied, and its task sent once the caller's
+    transaction commits. Only an ended job is reopened (the row is updated only while it
+    is still ended, so two clicks reopen it once); returns whether this call reopened it.
+    The job's own work must resume from what it saved (every item-based job here does)."""
+    reopened = (
+        type(job)
+        .objects.filter(pk=job.pk, status__in=FINISHED_STATUSES)
+        .update(
+            status=JobStatus.QUEUED,
+            cancel_requested=False,
+            finished_at=None,
+            error="",
+            error_detail={},
+            error_traceback="",
+            **(changes or {}),
+        )
+    )
+    if reopened:
+        job_enqueue(job=job)
+    return bool(reopened)
+
+
 def _task(name: str):
     """The registered Celery task ``name`` (``<app>.tasks.<function>``). A web process imports
     no tasks module of its own accord (Celery's autodiscovery runs in workers), so the module

@@ -19,12 +19,13 @@ API (batch.py) answered what it could at half price.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Iterator
 from decimal import Decimal
 
 from django.db import transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 
 from core.jobs import JobOutcome, Progress, job_run
@@ -50,6 +51,8 @@ from .verdict import rationales_by_doc, verdict_parse
 from .work import BudgetReached, Done, Work
 from .writes import items_update, judgments_insert
 
+# Answers of a stage measured before its reservations follow them instead of max_tokens.
+MEASURED_CALLS = 8
 ITEM_PAGE = 500  # pending items read (and prompts built) per query
 
 
@@ -101,6 +104,9 @@ class Executor:
         self.spent = run_spent(run)  # what this run paid so far, from the ledger
         self.reserved = Decimal(0)
         self.budget = run.budget_usd
+        # Per stage: answers paid by this run so far, the longest (output tokens), the
+        # dearest call (USD).
+        self.outputs_seen: dict[int, tuple[int, int, Decimal]] = {}
 
     # -- orchestration
 
@@ -116,6 +122,7 @@ class Executor:
             except BudgetReached:
                 self._skip_pending(stage)
                 self.stats["budget_reached"] = True
+                self.stats["resume"] = self._resume_estimate(stage)
                 self.save_stats()
                 return self._summary(stage)
             self._stage_stats_reload(stage)
@@ -138,10 +145,37 @@ class Executor:
             )[:200]
         return (" · ".join(parts) + f" · {cost}")[:200]
 
+    def _resume_estimate(self, stage: StageSettings) -> dict:
+        """What finishing the stopped stage would cost, at the price per call measured so far
+        in it; later stages were not started (the launch estimate says what they may cost)."""
+        stats = self.stage_stats(stage)
+        paid = stats["paid_calls"]
+        per_call = Decimal(stats["cost_usd"]) / paid if paid else None
+        later = [
+            row.get("cost_usd")
+            for row in (self.run.estimate or {}).get("stages", [])
+            if row.get("stage", 0) > stage.number
+        ]
+        return {
+            "stage": stage.number,
+            "skipped": stats["skipped"],
+            "per_call_usd": str(per_call.quantize(MICRO_USD)) if per_call is not None else None,
+            "stage_usd": str((per_call * stats["skipped"]).quantize(MICRO_USD))
+            if per_call is not None
+            else None,
+            "later_stages_estimate_usd": [str(cost) for cost in later if cost is not None],
+        }
+
     # -- items
 
     def _items_create(self, stage: StageSettings) -> None:
-        if CascadeItem.objects.filter(run=self.run, stage=stage.number).exists():
+        """Stage 1: every query, once (one transaction; a later pass finds them). A later
+        stage: the items the stage before forwards, added at every pass (ON CONFLICT DO
+        NOTHING), so that items a retry judged and flagged are forwarded too."""
+        if (
+            stage.number == 1
+            and CascadeItem.objects.filter(run=self.run, stage=stage.number).exists()
+        ):
             return  # created in one transaction by an earlier pass
         with transaction.atomic():
             if stage.number == 1:
@@ -229,14 +263,37 @@ class Executor:
             params={**work.params, "attempt": work.attempt},
         )
         if self.budget is not None:
-            # The most this call can cost: its prompt plus a full answer.
-            expected_out = work.params.get("max_tokens") or DEFAULT_OUTPUT_TOKENS_PER_CALL
-            work.reserve = call_cost(
-                input_tokens=counter.count_messages(work.messages),
-                output_tokens=expected_out,
-                stage=stage,
-            )
+            work.input_tokens = counter.count_messages(work.messages)
+            work.reserve = self.reserve_for(stage, work)
         return work
+
+    def reserve_for(self, stage: StageSettings, work: Work) -> Decimal:
+        """What to hold back from the budget while ``work``'s call is on the wire. Until
+        MEASURED_CALLS answers of this stage are in: its prompt plus a full ``max_tokens``
+        answer (the worst case). Then 1.5 × what the answers so far measured: the longer of
+        (its prompt + 1.5 × the longest answer) and 1.5 × the dearest call, capped by the
+        worst case. A real judge writes a few hundred tokens of its 4,096: holding the worst
+        case for every call in flight stopped a small budget at a tenth spent (issue 10)."""
+        max_tokens = work.params.get("max_tokens") or DEFAULT_OUTPUT_TOKENS_PER_CALL
+        worst = call_cost(input_tokens=work.input_tokens, output_tokens=max_tokens, stage=stage)
+        seen, longest, dearest = self.outputs_seen.get(stage.number, (0, 0, Decimal(0)))
+        if seen < MEASURED_CALLS:
+            return worst
+        measured = max(
+            call_cost(
+                input_tokens=work.input_tokens, output_tokens=math.ceil(1.5 * longest), stage=stage
+            ),
+            dearest * Decimal("1.5"),
+        )
+        return min(worst, measured)
+
+    def outputs_note(self, stage: StageSettings, calls) -> None:
+        seen, longest, dearest = self.outputs_seen.get(stage.number, (0, 0, Decimal(0)))
+        for call in calls:
+            seen += 1
+            longest = max(longest, call.output_tokens or 0)
+            dearest = max(dearest, Decimal(call.cost_usd or 0))
+        self.outputs_seen[stage.number] = (seen, longest, dearest)
 
     def resolve_cached(self, stage, queue: deque[Work], done: list[Done], counter) -> None:
         """Answer queued work from the ledger where it can: no call, nothing paid."""
@@ -302,6 +359,7 @@ class Executor:
         """Store answers the moment they arrive (and what they cost on the run), so a worker
         killed a second later has still paid for each of them only once."""
         stored = ledger_answers_store(run=self.run, stage=stage, answered=answered, batch=batch)
+        self.outputs_note(stage, stored.calls)
         self.spent += stored.paid
         stats = self.stage_stats(stage)
         stats["paid_calls"] += len(stored.calls)
@@ -396,14 +454,21 @@ class Executor:
         )
         ledger = LLMCall.objects.filter(cascade_run=self.run, stage=stage.number).aggregate(
             paid_calls=Count("id"),
-            input_tokens=Sum("input_tokens"),
-            output_tokens=Sum("output_tokens"),
+            tokens_in=Sum("input_tokens"),
+            tokens_out=Sum("output_tokens"),
             cost=Sum("cost_usd"),
+            longest=Max("output_tokens"),
+            dearest=Max("cost_usd"),
+        )
+        self.outputs_seen[stage.number] = (
+            ledger["paid_calls"],
+            ledger["longest"] or 0,
+            ledger["dearest"] or Decimal(0),
         )
         stats.update(counts)
         stats["paid_calls"] = ledger["paid_calls"]
-        stats["input_tokens"] = ledger["input_tokens"] or 0
-        stats["output_tokens"] = ledger["output_tokens"] or 0
+        stats["input_tokens"] = ledger["tokens_in"] or 0
+        stats["output_tokens"] = ledger["tokens_out"] or 0
         stats["cost_usd"] = str((ledger["cost"] or Decimal(0)).quantize(MICRO_USD))
 
     def save_stats(self) -> None:

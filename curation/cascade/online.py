@@ -111,10 +111,17 @@ class OnlineStage:
             and len(self.in_flight) < self.window
         ):
             work = self.queue[0]
+            if executor.budget is not None:
+                # Measured answers may have arrived since the work was prepared.
+                work.reserve = executor.reserve_for(self.stage, work)
             if (
                 executor.budget is not None
                 and executor.spent + executor.reserved + work.reserve > executor.budget
             ):
+                if self.in_flight or self.answered:
+                    # Calls on the wire hold back their worst case; their answers return
+                    # most of it. Wait for them before calling the budget reached.
+                    break
                 self.budget_hit = True
                 break
             self.queue.popleft()
@@ -134,10 +141,12 @@ class OnlineStage:
         )
         for future in finished:
             work = self.in_flight.pop(future)
-            self.executor.reserved -= work.reserve
             try:
+                # The reservation is released once the answer's cost is on the run
+                # (_store_answers), never before: spent + reserved never undercounts.
                 self.answered.append((work, future.result()))
             except CallFailed as error:
+                self.executor.reserved -= work.reserve
                 self._failed(work, error)
 
     def _failed(self, work: Work, error: CallFailed) -> None:
@@ -170,6 +179,8 @@ class OnlineStage:
             return
         executor = self.executor
         calls = executor.ledger_write(self.stage, self.answered)
+        for work, _ in self.answered:
+            executor.reserved -= work.reserve
         for (work, _), call in zip(self.answered, calls, strict=True):
             executor.handle_answer(self.stage, work, call, self.queue, self.done, self.counter)
         self.answered = []

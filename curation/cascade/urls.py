@@ -12,4 +12,5 @@ urlpatterns = [
     path("datasets/<int:pk>/cascade/launch", views.cascade_launch, name="cascade_launch"),
     path("cascades/<int:pk>/", views.cascade_run_detail, name="cascade_run_detail"),
     path("cascades/<int:pk>/cancel", views.cascade_run_cancel, name="cascade_run_cancel"),
+    path("cascades/<int:pk>/retry", views.cascade_run_retry_view, name="cascade_run_retry"),
 ]

@@ -20,6 +20,7 @@ from ..models import CascadeRun
 from . import selectors as reads
 from .create import cascade_estimate, cascade_run_create
 from .forms import CascadeLaunchForm
+from .retry import cascade_run_retry, cascade_run_retryable
 
 # The web estimate counts tokens on at most this many queries (spread over the dataset) so
 # that the request stays short; `manage.py run_cascade --estimate-only` counts them all.
@@ -109,6 +110,7 @@ def _run_context(run: CascadeRun) -> dict:
         "cancel_url": reverse("curation:cascade_run_cancel", args=[run.pk]),
         "details": "curation/_cascade_details.html",
         "hide_stats": True,  # the stage table shows them
+        "retryable": cascade_run_retryable(run=run),
     }
 
 
@@ -130,3 +132,18 @@ def cascade_run_detail(request, pk: int):
 @role_required(*CAN_CURATE)
 def cascade_run_cancel(request, pk: int):
     return job_cancel(request, get_object_or_404(CascadeRun, pk=pk), context=_run_context)
+
+
+@require_POST
+@role_required(*CAN_CURATE)
+def cascade_run_retry_view(request, pk: int):
+    """Retry the failed (and pending) items of an ended run; with a larger budget, also the
+    items the budget skipped."""
+    run = get_object_or_404(CascadeRun, pk=pk)
+    try:
+        cascade_run_retry(run=run, budget_usd=request.POST.get("budget_usd"))
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"Cascade #{run.pk} queued again for what it left undone.")
+    return redirect("curation:cascade_run_detail", pk=run.pk)

@@ -20,6 +20,7 @@ class Work:
     attempt: int = 1
     key: str = ""
     params: dict = field(default_factory=dict)
+    input_tokens: int = 0  # of the prompt, counted when prepared
     reserve: Decimal = Decimal(0)
 
 
