@@ -8,12 +8,9 @@ dataset, all or nothing. Flow and reasons: ``imports.md`` beside this file.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
-import tempfile
-import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,9 +27,9 @@ from curation.datasets.formats import (
     FormatError,
     OptionError,
     PassageRow,
+    ReadLimits,
     open_dataset,
 )
-from curation.datasets.formats.beir import is_beir_folder
 from curation.models import Candidate, Corpus, Dataset, DatasetFormat, ImportJob, Passage, Query
 
 from .import_staging import (
@@ -93,29 +90,41 @@ def dataset_import(
     source = Path(source)
     label = source_name or source.name
     try:
-        with _unpacked(source, label) as path:
-            reader = open_dataset(path, format=format or None, options=options, name=label)
-            staging = staging_for_connection()
-            try:
-                staging.create()
-                read = _stage(reader, staging, report)
-                report(STAGING_SHARE, "writing to the database", force=True)
-                with transaction.atomic():
-                    return _merge(
-                        reader=reader,
-                        staging=staging,
-                        read=read,
-                        dataset_name=dataset_name,
-                        corpus_name=corpus_name,
-                        source_label=label,
-                        user=user,
-                    )
-            finally:
-                _drop_quietly(staging)
+        reader = open_dataset(
+            source, format=format or None, options=options, name=label, limits=read_limits()
+        )
+        staging = staging_for_connection()
+        try:
+            staging.create()
+            read = _stage(reader, staging, report)
+            report(STAGING_SHARE, "writing to the database", force=True)
+            with transaction.atomic():
+                return _merge(
+                    reader=reader,
+                    staging=staging,
+                    read=read,
+                    dataset_name=dataset_name,
+                    corpus_name=corpus_name,
+                    source_label=label,
+                    user=user,
+                )
+        finally:
+            _drop_quietly(staging)
     except FormatError as error:
         raise ApplicationError(error.message, detail=error.detail) from None
     except OptionError as error:
         raise ApplicationError(error.message, detail={"field": error.field}) from None
+
+
+def read_limits() -> ReadLimits:
+    """What one import may read (settings ``SIEVE_IMPORT_MAX_*``): bounds on a line and on
+    what a .zip or .gz may unpack to, so a hostile file cannot exhaust memory."""
+    return ReadLimits(
+        max_line_bytes=settings.SIEVE_IMPORT_MAX_LINE_BYTES,
+        max_uncompressed_bytes=settings.SIEVE_IMPORT_MAX_UNCOMPRESSED_BYTES,
+        max_compression_ratio=settings.SIEVE_IMPORT_MAX_COMPRESSION_RATIO,
+        ratio_checked_above_bytes=settings.SIEVE_IMPORT_RATIO_CHECKED_ABOVE_BYTES,
+    )
 
 
 def _drop_quietly(staging: Staging) -> None:
@@ -368,40 +377,6 @@ def _error(conflict: Conflict, files: list[str], problem: str) -> ApplicationErr
         problem, file=files[conflict.file_no], line=conflict.line, field=conflict.field
     )
     return ApplicationError(error.message, detail=error.detail)
-
-
-@contextlib.contextmanager
-def _unpacked(source: Path, label: str) -> Iterator[Path]:
-    """A .zip upload is unpacked into a temporary folder (removed afterwards) and the BEIR
-    folder inside it is imported; anything else is used as it is."""
-    if not _is_zip(source, label):
-        yield source
-        return
-    scratch = Path(settings.VAR_DIR) / "tmp"
-    scratch.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=scratch, prefix="import-") as folder:
-        try:
-            with zipfile.ZipFile(source) as archive:
-                # extractall drops absolute paths and ".." parts: nothing lands outside.
-                archive.extractall(folder)
-        except (zipfile.BadZipFile, OSError) as error:
-            raise FormatError(f"not a readable .zip file ({error})", file=label) from None
-        yield _beir_root(Path(folder), label)
-
-
-def _is_zip(source: Path, label: str) -> bool:
-    return source.is_file() and (source.suffix.lower() == ".zip" or label.lower().endswith(".zip"))
-
-
-def _beir_root(folder: Path, label: str) -> Path:
-    candidates = [folder, *sorted(path for path in folder.rglob("*") if path.is_dir())]
-    for candidate in candidates:
-        if is_beir_folder(candidate) and "__MACOSX" not in candidate.parts:
-            return candidate
-    raise FormatError(
-        "the .zip holds no BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)",
-        file=label,
-    )
 
 
 def source_sha256(path: Path) -> str:

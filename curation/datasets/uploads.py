@@ -2,7 +2,7 @@
 
 The upload is written under ``settings.SIEVE_UPLOAD_DIR`` under a generated name that keeps only
 the file's type suffix: the user's file name never becomes a path. A ``.zip`` of a BEIR folder
-is stored as it is; the import job unpacks it on the worker, not inside the request.
+is stored as it is; the import job reads it on the worker (never unpacking it to disk).
 """
 
 import uuid

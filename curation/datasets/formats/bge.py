@@ -12,7 +12,6 @@ from .base import (
     POSITIVE,
     CandidateRow,
     FormatError,
-    JsonlFileReader,
     QueryRow,
     RecentKeys,
     Where,
@@ -23,6 +22,7 @@ from .base import (
     text_passage,
     type_name,
 )
+from .lines import JsonlFileReader
 
 _LISTS = ((POSITIVE, "pos", "pos_scores"), (NEGATIVE, "neg", "neg_scores"))
 

@@ -19,7 +19,6 @@ from .base import (
     POSITIVE,
     CandidateRow,
     FormatError,
-    LineFile,
     QueryRow,
     RecentKeys,
     Where,
@@ -29,11 +28,10 @@ from .base import (
     text_id,
     text_passage,
 )
+from .lines import LineFile
+from .sources import ReadLimits
 
 _NUMBERED_NEGATIVE = re.compile(r"(?:negative|neg)_(\d+)")
-
-# Large passages exceed the csv module's default 128 KiB cell limit.
-csv.field_size_limit(1 << 28)
 
 
 def st_columns(names, *, file: str, line: int | None, unit: str = "line"):
@@ -78,8 +76,16 @@ class SentenceTransformersReader:
     candidates_need_lookup = False
     queries_need_candidates = False
 
-    def __init__(self, path: Path, *, name: str | None = None, passage_cache: int | None = None):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        name: str | None = None,
+        passage_cache: int | None = None,
+        limits: ReadLimits | None = None,
+    ):
         self.path = Path(path)
+        self._limits = limits or ReadLimits()
         self.name = name or self.path.name
         self.files = [self.name]
         self._cache = passage_cache or DEFAULT_PASSAGE_CACHE
@@ -93,7 +99,9 @@ class SentenceTransformersReader:
             self._kind = "tsv"
         else:
             self._kind = "jsonl"
-        self._line_file = None if self._kind == "parquet" else LineFile(self.path, self.name)
+        self._line_file = (
+            None if self._kind == "parquet" else LineFile(self.path, self.name, limits=self._limits)
+        )
         self._rows_done = 0
         self._rows_total = 0
 
@@ -149,6 +157,9 @@ class SentenceTransformersReader:
 
     def _csv(self):
         delimiter = "\t" if self._kind == "tsv" else ","
+        # A quoted cell may span lines: bound it like a line (the limit is process-wide, and
+        # every import sets it the same way from settings).
+        csv.field_size_limit(self._limits.max_line_bytes)
         lines = (text for _, text in self._line_file.lines())
         reader = csv.reader(lines, delimiter=delimiter)
         header = None

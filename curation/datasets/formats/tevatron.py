@@ -12,7 +12,6 @@ from .base import (
     POSITIVE,
     CandidateRow,
     FormatError,
-    JsonlFileReader,
     PassageRow,
     QueryRow,
     RecentKeys,
@@ -24,6 +23,7 @@ from .base import (
     text_hash,
     type_name,
 )
+from .lines import JsonlFileReader
 
 _LISTS = ((POSITIVE, "positive_passages"), (NEGATIVE, "negative_passages"))
 
