@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Count, Q
 
 from core.errors import ApplicationError
@@ -225,30 +225,13 @@ def _merge(
 ) -> ImportResult:
     """Inside the import's transaction: find or create the dataset and corpus, check the
     staged data in SQL, insert it set-based, keep the counts."""
-    dataset = (
-        Dataset.objects.select_for_update()
-        .select_related("corpus")
-        .filter(name=dataset_name)
-        .first()
+    dataset, corpus, corpus_is_new, dataset_is_new = _dataset_found_or_created(
+        dataset_name=dataset_name,
+        corpus_name=corpus_name,
+        source_label=source_label,
+        format=reader.format,
+        user=user,
     )
-    if dataset is not None:
-        if corpus_name and dataset.corpus.name != corpus_name:
-            raise ApplicationError(
-                f'dataset "{dataset_name}" already exists over corpus "{dataset.corpus.name}", '
-                f'not "{corpus_name}"',
-                detail={"field": "corpus_name"},
-            )
-        corpus, corpus_is_new, dataset_is_new = dataset.corpus, False, False
-    else:
-        corpus, corpus_is_new = Corpus.objects.get_or_create(name=corpus_name or dataset_name)
-        dataset = Dataset.objects.create(
-            name=dataset_name,
-            corpus=corpus,
-            source=source_label[:500],
-            format=reader.format,
-            created_by=user if getattr(user, "is_authenticated", False) else None,
-        )
-        dataset_is_new = True
     # Imports into one corpus take turns from here to the commit, so each one's checks and
     # counts see the other's committed passages.
     Corpus.objects.select_for_update().filter(pk=corpus.pk).first()
@@ -298,6 +281,50 @@ def _merge(
             staging.distinct_queries(with_candidates=False) - queries_in_file
         )
     return ImportResult(dataset=dataset, stats=stats)
+
+
+def _dataset_found_or_created(
+    *, dataset_name: str, corpus_name: str | None, source_label: str, format: str, user
+) -> tuple[Dataset, Corpus, bool, bool]:
+    """The dataset (locked) and its corpus, and whether each is new to this transaction.
+
+    Two imports may race to create the same new name (a double click, two curators): the
+    second one's INSERT waits for the first to commit and then hits the unique name. It
+    then takes the committed dataset as an existing one, so both imports succeed and the
+    second adds only what the first did not.
+    """
+    for _attempt in range(2):
+        dataset = (
+            Dataset.objects.select_for_update()
+            .select_related("corpus")
+            .filter(name=dataset_name)
+            .first()
+        )
+        if dataset is not None:
+            if corpus_name and dataset.corpus.name != corpus_name:
+                raise ApplicationError(
+                    f'dataset "{dataset_name}" already exists over corpus '
+                    f'"{dataset.corpus.name}", not "{corpus_name}"',
+                    detail={"field": "corpus_name"},
+                )
+            return dataset, dataset.corpus, False, False
+        try:
+            with transaction.atomic():  # a savepoint: losing the race keeps the transaction
+                corpus, corpus_is_new = Corpus.objects.get_or_create(
+                    name=corpus_name or dataset_name
+                )
+                dataset = Dataset.objects.create(
+                    name=dataset_name,
+                    corpus=corpus,
+                    source=source_label[:500],
+                    format=format,
+                    created_by=user if getattr(user, "is_authenticated", False) else None,
+                )
+            return dataset, corpus, corpus_is_new, True
+        except IntegrityError:
+            if not Dataset.objects.filter(name=dataset_name).exists():
+                raise
+    raise AssertionError("a dataset that exists was not found twice")  # pragma: no cover
 
 
 def _counts_refresh(*, corpus: Corpus, dataset: Dataset) -> None:
