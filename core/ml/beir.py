@@ -232,11 +232,14 @@ def qrel_records(lines: Iterable[tuple[int, str]], *, file: str) -> Iterator[Qre
 
 
 def file_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """``(line number, text)`` of a UTF-8 file, gunzipped when its name ends in ``.gz``."""
+    """``(line number, text)`` of a UTF-8 file (a leading byte-order mark dropped), gunzipped
+    when its name ends in ``.gz``."""
     opener = gzip.open if path.name.endswith(".gz") else open
     label = path.name
     with opener(path, "rb") as f:
         for number, data in enumerate(f, start=1):
+            if number == 1 and data.startswith(b"\xef\xbb\xbf"):
+                data = data[3:]
             try:
                 yield number, data.decode("utf-8")
             except UnicodeDecodeError as error:

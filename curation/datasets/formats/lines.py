@@ -23,13 +23,15 @@ from .sources import (
 )
 
 _BUFFER = io.DEFAULT_BUFFER_SIZE
+# Excel's "CSV UTF-8" and some editors start a UTF-8 file with a byte-order mark.
+_BOM = b"\xef\xbb\xbf"
 
 
 class LineFile:
-    """Reads a text file line by line as strict UTF-8, transparently gunzipping ``.gz``;
-    never holds more than ``limits.max_line_bytes`` of one line, counts decompressed bytes
-    against ``limits``, and knows how far through the file (in the bytes ``source.open()``
-    gives) it is."""
+    """Reads a text file line by line as strict UTF-8 (a leading byte-order mark dropped),
+    transparently gunzipping ``.gz``; never holds more than ``limits.max_line_bytes`` of one
+    line, counts decompressed bytes against ``limits``, and knows how far through the file
+    (in the bytes ``source.open()`` gives) it is."""
 
     def __init__(
         self,
@@ -103,6 +105,8 @@ class LineFile:
                         file=self.name,
                         line=number,
                     )
+                if number == 1 and data.startswith(_BOM):
+                    data = data[len(_BOM) :]
                 try:
                     text = data.decode("utf-8")
                 except UnicodeDecodeError as error:
