@@ -17,11 +17,14 @@ from django.core.files.uploadedfile import UploadedFile
 from core.errors import ApplicationError
 from curation.models import ImportJob
 
+from .formats import FILE_SUFFIXES
 from .imports import import_job_create
 
-# The longest suffix wins: "x.jsonl.gz" is ".jsonl.gz", not ".gz". The importer detects the
-# format from it when the user leaves the format on auto.
-ACCEPTED_SUFFIXES = (".jsonl.gz", ".jsonl", ".csv", ".parquet", ".zip")
+# Whatever the importer reads (the command line accepts the same files), and a .zip of a
+# BEIR folder. The longest suffix wins: "x.jsonl.gz" is ".jsonl.gz", not ".gz". The importer
+# detects the format from it when the user leaves the format on auto.
+ACCEPTED_SUFFIXES = tuple(sorted((*FILE_SUFFIXES, ".zip"), key=len, reverse=True))
+ACCEPTED_HELP = "jsonl, csv or tsv (each also .gz), parquet, or a .zip of a BEIR folder"
 
 
 @dataclass

@@ -39,6 +39,7 @@ from .sources import ReadLimits, zip_beir_folder
 from .tevatron import TevatronReader
 
 __all__ = [
+    "FILE_SUFFIXES",
     "FORMATS",
     "NEGATIVE",
     "POSITIVE",
@@ -58,6 +59,8 @@ __all__ = [
 FORMATS = ("bge", "tevatron", "beir", "sentence_transformers")
 
 _TABLE_SUFFIXES = (".parquet", ".csv", ".tsv", ".csv.gz", ".tsv.gz")
+# Every single file a reader reads (a BEIR dataset is a folder, or a .zip of one).
+FILE_SUFFIXES = (".jsonl.gz", ".jsonl", *_TABLE_SUFFIXES)
 
 
 def detect_format(path: Path, *, name: str | None = None, limits: ReadLimits | None = None) -> str:

@@ -22,7 +22,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "path", help="a .jsonl / .jsonl.gz / .csv / .parquet file, or a BEIR folder or .zip"
+            "path",
+            help="a .jsonl / .csv / .tsv file (each also .gz), a .parquet file, or a BEIR folder "
+            "or .zip",
         )
         parser.add_argument("--name", required=True, help="dataset name (created when missing)")
         parser.add_argument(
