@@ -34,6 +34,7 @@ from .base import (
 from .beir import BeirReader, holds_beir, is_beir_folder
 from .bge import BgeReader
 from .lines import LineFile
+from .parquet import parquet_columns
 from .sentence_transformers import SentenceTransformersReader
 from .sources import ReadLimits, zip_beir_folder
 from .tevatron import TevatronReader
@@ -64,8 +65,9 @@ FILE_SUFFIXES = (".jsonl.gz", ".jsonl", *_TABLE_SUFFIXES)
 
 
 def detect_format(path: Path, *, name: str | None = None, limits: ReadLimits | None = None) -> str:
-    """The format of ``path``: a folder is BEIR, a table is sentence-transformers, and a
-    jsonl file is told by the keys of its first record."""
+    """The format of ``path``: a folder is BEIR, a parquet file is Tevatron when it has its
+    passage-list columns, any other table is sentence-transformers, and a jsonl file is told
+    by the keys of its first record."""
     path = Path(path)
     label = name or path.name
     if path.is_dir():
@@ -75,6 +77,11 @@ def detect_format(path: Path, *, name: str | None = None, limits: ReadLimits | N
             "this folder is not a BEIR dataset (corpus.jsonl, queries.jsonl, qrels/)", file=label
         )
     lower = label.lower()
+    if lower.endswith(".parquet"):
+        columns = set(parquet_columns(path, label))
+        if columns & {"positive_passages", "negative_passages"}:
+            return "tevatron"
+        return "sentence_transformers"
     if lower.endswith(_TABLE_SUFFIXES) or path.name.lower().endswith(_TABLE_SUFFIXES):
         return "sentence_transformers"
     record, where = _first_record(path, label, limits)

@@ -29,6 +29,7 @@ from .base import (
     text_passage,
 )
 from .lines import LineFile
+from .parquet import ParquetRows
 from .sources import ReadLimits
 
 _NUMBERED_NEGATIVE = re.compile(r"(?:negative|neg)_(\d+)")
@@ -102,14 +103,13 @@ class SentenceTransformersReader:
         self._line_file = (
             None if self._kind == "parquet" else LineFile(self.path, self.name, limits=self._limits)
         )
-        self._rows_done = 0
-        self._rows_total = 0
+        self._parquet_rows = None
 
     def fraction(self) -> float:
         if self._line_file is not None:
             size = self._line_file.size
             return self._line_file.position() / size if size else 1.0
-        return self._rows_done / self._rows_total if self._rows_total else 0.0
+        return self._parquet_rows.fraction() if self._parquet_rows else 0.0
 
     def rows(self) -> Iterator:
         records = {"jsonl": self._jsonl, "csv": self._csv, "tsv": self._csv}.get(
@@ -187,39 +187,19 @@ class SentenceTransformersReader:
 
     def _parquet(self):
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
-        try:
-            parquet = pq.ParquetFile(self.path)
-        except (pa.ArrowException, OSError) as error:
-            raise FormatError(f"not a readable parquet file ({error})", file=self.name) from None
-        schema = parquet.schema_arrow
-        columns = st_columns(schema.names, file=self.name, line=None, unit="row")
+        parquet = ParquetRows(self.path, self.name)
+        self._parquet_rows = parquet
+        columns = st_columns(parquet.names, file=self.name, line=None, unit="row")
         query_key, positive_key, negative_keys = columns
         wanted = [query_key, positive_key, *negative_keys]
         for key in wanted:
-            kind = schema.field(key).type
+            kind = parquet.schema.field(key).type
             if pa.types.is_dictionary(kind):
                 kind = kind.value_type
             if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
                 raise FormatError(
                     f"expected a column of strings, got {kind}", file=self.name, field=key
                 )
-        self._rows_total = parquet.metadata.num_rows
-        try:
-            for batch in parquet.iter_batches(batch_size=4096, columns=wanted):
-                data = batch.to_pydict()
-                for offset, values in enumerate(zip(*(data[key] for key in wanted), strict=True)):
-                    yield (
-                        Where(self.name, self._rows_done + offset + 1),
-                        dict(zip(wanted, values, strict=True)),
-                        columns,
-                    )
-                self._rows_done += batch.num_rows
-        except pa.ArrowException as error:
-            raise FormatError(
-                f"the parquet data is damaged ({error})",
-                file=self.name,
-                line=self._rows_done + 1,
-                unit="row",
-            ) from None
+        for where, values in parquet.records(wanted):
+            yield where, values, columns

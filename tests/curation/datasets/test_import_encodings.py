@@ -56,3 +56,43 @@ def test_a_beir_corpus_with_a_byte_order_mark_reads_for_evaluation_too(tmp_path)
     path = tmp_path / "corpus.jsonl"
     path.write_text(BOM + json.dumps({"_id": "d1", "text": "one"}) + "\n", encoding="utf-8")
     assert read_corpus(path) == {"d1": ("", "one")}
+
+
+# --- Tevatron as parquet (how the hub serves RLHN) -----------------------------------------
+
+
+def write_parquet(path, records):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist(records), path)
+    return path
+
+
+@pytest.mark.parametrize("format", [None, "tevatron"])
+def test_tevatron_parquet_imports_like_its_jsonl(shared_data, tmp_path, format):
+    source = shared_data / "rlhn" / "msmarco_passage.stage_1.gpt-4o-mini.jsonl"
+    records = [json.loads(line) for line in source.read_text().splitlines()]
+    parquet = write_parquet(tmp_path / "train-00000-of-00001.parquet", records)
+    from_jsonl = dataset_import(source=source, dataset_name="jsonl", corpus_name="jsonl")
+    from_parquet = dataset_import(
+        source=parquet, dataset_name="parquet", corpus_name="parquet", format=format
+    )
+    assert from_parquet.dataset.format == "tevatron"
+    assert counts(from_parquet.dataset) == counts(from_jsonl.dataset)
+    assert from_parquet.dataset.corpus.passage_count == from_jsonl.dataset.corpus.passage_count
+    assert sorted(Passage.objects.filter(corpus__name="parquet").values_list("doc_id", "text")) == (
+        sorted(Passage.objects.filter(corpus__name="jsonl").values_list("doc_id", "text"))
+    )
+
+
+def test_a_bad_tevatron_parquet_row_is_named(tmp_path):
+    passage = {"docid": "d1", "title": "", "text": "one"}
+    records = [
+        {"query_id": "q1", "query": "first", "positive_passages": [passage]},
+        {"query_id": "q2", "query": None, "positive_passages": [passage]},
+    ]
+    path = write_parquet(tmp_path / "train.parquet", records)
+    error = import_error(source=path, dataset_name="bad")
+    assert error.message.startswith('train.parquet row 2, field "query": expected a string')
+    assert error.detail == {"file": "train.parquet", "line": 2, "field": "query"}
