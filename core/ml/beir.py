@@ -25,6 +25,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,6 +222,13 @@ def qrel_records(lines: Iterable[tuple[int, str]], *, file: str) -> Iterator[Qre
                 f'expected a number, got "{score_text}"', file=file, line=number, field="score"
             )
         first = False
+        if not math.isfinite(score):
+            raise BeirError(
+                f'expected a finite number, got "{score_text}"',
+                file=file,
+                line=number,
+                field="score",
+            )
         if not query_id:
             raise BeirError("the id is empty", file=file, line=number, field="query-id")
         if not doc_id:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 from .base import (
@@ -104,5 +105,11 @@ def _scores(value, count: int, where: Where, field: str) -> list[float] | None:
         if kind is not float and kind is not int:
             raise FormatError.at(
                 f"expected a number, got {type_name(score)}", where, f"{field}[{index}]"
+            )
+        if kind is float and not math.isfinite(score):
+            # JSON has no NaN or Infinity; Python's parser accepts them, a snapshot could
+            # not write them back as valid JSON, and no teacher scores them.
+            raise FormatError.at(
+                f"expected a finite number, got {score}", where, f"{field}[{index}]"
             )
     return [float(score) for score in value]

@@ -96,3 +96,31 @@ def test_a_bad_tevatron_parquet_row_is_named(tmp_path):
     error = import_error(source=path, dataset_name="bad")
     assert error.message.startswith('train.parquet row 2, field "query": expected a string')
     assert error.detail == {"file": "train.parquet", "line": 2, "field": "query"}
+
+
+# --- NaN and Infinity ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
+def test_a_bge_score_that_is_not_finite_is_refused(tmp_path, value):
+    path = tmp_path / "train.jsonl"
+    good = '{"query": "q1", "pos": ["p1"], "neg": ["n1", "n2"], "neg_scores": [0.5, 0.2]}'
+    bad = f'{{"query": "q2", "pos": ["p2"], "neg": ["n1", "n2"], "neg_scores": [0.5, {value}]}}'
+    path.write_text(f"{good}\n{bad}\n")
+    error = import_error(source=path, dataset_name="nan")
+    assert error.detail == {"file": "train.jsonl", "line": 2, "field": "neg_scores[1]"}
+    assert "expected a finite number" in error.message
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-Infinity"])
+def test_a_qrels_score_that_is_not_finite_is_refused(tmp_path, value):
+    folder = tmp_path / "beir"
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text(
+        '{"_id": "d1", "text": "one"}\n{"_id": "d2", "text": "two"}\n'
+    )
+    (folder / "queries.jsonl").write_text('{"_id": "q1", "text": "first"}\n')
+    (folder / "qrels" / "test.tsv").write_text(f"q1\td1\t1\nq1\td2\t{value}\n")
+    error = import_error(source=folder, dataset_name="nan")
+    assert error.detail == {"file": "qrels/test.tsv", "line": 2, "field": "score"}
+    assert f'expected a finite number, got "{value}"' in error.message
