@@ -124,6 +124,13 @@ def json_record(text: str, *, file: str, line: int, error: type = BeirError) -> 
         raise error(
             f"invalid JSON at column {problem.colno}: {problem.msg}{hint}", file=file, line=line
         ) from None
+    except RecursionError:
+        # Python's parser recurses once per [ or {; no record of any format nests this deep.
+        raise error(
+            "the JSON is nested too deeply to read (thousands of [ or { inside each other)",
+            file=file,
+            line=line,
+        ) from None
     if type(value) is not dict:
         raise error(f"expected a JSON object, got {json_type_name(value)}", file=file, line=line)
     return value

@@ -124,3 +124,30 @@ def test_a_qrels_score_that_is_not_finite_is_refused(tmp_path, value):
     error = import_error(source=folder, dataset_name="nan")
     assert error.detail == {"file": "qrels/test.tsv", "line": 2, "field": "score"}
     assert f'expected a finite number, got "{value}"' in error.message
+
+
+# --- JSON nested without end --------------------------------------------------------------
+
+
+def test_deeply_nested_json_is_refused_with_its_line(tmp_path):
+    path = tmp_path / "train.jsonl"
+    deep = '{"query": "q2", "pos": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    path.write_text('{"query": "q1", "pos": ["p1"]}\n' + deep + "\n")
+    error = import_error(source=path, dataset_name="deep", format="bge")
+    assert error.message.startswith("train.jsonl line 2: the JSON is nested too deeply")
+
+
+def test_deeply_nested_first_record_is_refused_when_detecting_the_format(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_text("[" * 100_000 + "]" * 100_000 + "\n")
+    error = import_error(source=path, dataset_name="deep")
+    assert error.message.startswith("train.jsonl line 1: the JSON is nested too deeply")
+
+
+def test_the_command_reports_deep_json_without_a_traceback(tmp_path):
+    from django.core.management import CommandError, call_command
+
+    path = tmp_path / "corpus.jsonl"
+    path.write_text('{"_id": "d1", "text": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    with pytest.raises(CommandError, match="line 1: the JSON is nested too deeply"):
+        call_command("import_dataset", str(path), "--name", "deep", "--format", "bge")
