@@ -132,6 +132,14 @@ def check_text(value, *, where: Where, field: str, unit: str = "line") -> str:
     return value
 
 
+def check_not_empty(value: str, *, where: Where, field: str, unit: str = "line") -> str:
+    """A query or training passage with text: an empty one (or only spaces) teaches nothing,
+    and in the formats without ids every empty text would be one and the same passage."""
+    if not value or value.isspace():
+        raise FormatError.at("the text is empty", where, field, unit)
+    return value
+
+
 def _not_a_string(value, where: Where, field: str, unit: str) -> FormatError:
     return FormatError.at(f"expected a string, got {type_name(value)}", where, field, unit)
 
@@ -220,6 +228,8 @@ def text_passage(
     except UnicodeEncodeError:
         check_text(value, where=where, field=field, unit=unit)
         raise
+    if not value or value.isspace():
+        check_not_empty(value, where=where, field=field, unit=unit)
     doc_id = "h:" + _blake2b(data, digest_size=16).hexdigest()
     if recent.seen(doc_id):
         return doc_id, None

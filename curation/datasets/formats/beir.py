@@ -36,6 +36,7 @@ from .base import (
     QueryRow,
     Where,
     check_id,
+    check_not_empty,
     check_text,
     empty_file_error,
     text_hash,
@@ -120,16 +121,24 @@ class BeirReader:
 
     def _corpus_rows(self) -> Iterator[PassageRow]:
         name = self._corpus.name
-        records = 0
+        records = empty = 0
         for doc in _format_errors(corpus_records(self._corpus.lines(), file=name)):
             where = Where(name, doc.line)
             records += 1
             doc_id = check_id(doc.doc_id, where=where, field="_id")
             body = check_text(doc.text, where=where, field="text")
             title = check_text(doc.title, where=where, field="title")
+            if (not body or body.isspace()) and (not title or title.isspace()):
+                # Published BEIR corpora hold a few empty documents that their qrels may
+                # judge: kept (evaluation reads them as they are), and reported.
+                empty += 1
+                if empty == 1:
+                    self.notes["first_empty_document"] = f"{name} line {doc.line}"
             yield PassageRow(doc_id, title, body, text_hash(title, body), where, "text")
         if records == 0:
             raise empty_file_error(name)
+        if empty:
+            self.notes["empty_documents"] = empty
 
     def _query_rows(self) -> Iterator[QueryRow]:
         name = self._queries.name
@@ -138,9 +147,9 @@ class BeirReader:
             where = Where(name, query.line)
             records += 1
             query_id = check_id(query.query_id, where=where, field="_id")
-            yield QueryRow(
-                query_id, check_text(query.text, where=where, field="text"), where, "text"
-            )
+            text = check_text(query.text, where=where, field="text")
+            check_not_empty(text, where=where, field="text")
+            yield QueryRow(query_id, text, where, "text")
         if records == 0:
             raise empty_file_error(name)
 

@@ -16,6 +16,7 @@ from .base import (
     QueryRow,
     RecentKeys,
     Where,
+    check_not_empty,
     check_text,
     jsonl_records,
     missing_field,
@@ -44,6 +45,7 @@ class BgeReader(JsonlFileReader):
             if "query" not in record:
                 raise missing_field(where, "query")
             query = check_text(record["query"], where=where, field="query")
+            check_not_empty(query, where=where, field="query")
             query_id = text_id(query)
             yield QueryRow(query_id, query, where, "query")
 

@@ -22,6 +22,7 @@ from .base import (
     QueryRow,
     RecentKeys,
     Where,
+    check_not_empty,
     check_text,
     empty_file_error,
     jsonl_records,
@@ -122,6 +123,7 @@ class SentenceTransformersReader:
         for where, values, (query_key, positive_key, negative_keys) in records:
             count += 1
             query = check_text(values[query_key], where=where, field=query_key, unit=unit)
+            check_not_empty(query, where=where, field=query_key, unit=unit)
             query_id = text_id(query)
             if not queries.seen(query_id):
                 yield QueryRow(query_id, query, where, query_key)
@@ -133,7 +135,7 @@ class SentenceTransformersReader:
             yield CandidateRow(query_id, doc_id, POSITIVE, None, None, where)
             for rank, key in enumerate(negative_keys, 1):
                 value = values.get(key)
-                if value is None or value == "":
+                if value is None or value == "" or (type(value) is str and value.isspace()):
                     continue
                 doc_id, row = text_passage(
                     value, where=where, field=key, recent=passages, unit=unit

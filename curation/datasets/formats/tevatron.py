@@ -22,6 +22,7 @@ from .base import (
     RecentKeys,
     Where,
     check_id,
+    check_not_empty,
     check_text,
     jsonl_records,
     missing_field,
@@ -82,6 +83,7 @@ class TevatronReader(JsonlFileReader):
                     raise missing_field(where, key, unit)
             query_id = check_id(record["query_id"], where=where, field="query_id", unit=unit)
             query = check_text(record["query"], where=where, field="query", unit=unit)
+            check_not_empty(query, where=where, field="query", unit=unit)
             yield QueryRow(query_id, query, where, "query")
 
             for role, key in _LISTS:
@@ -121,4 +123,6 @@ def _passage(passage, where: Where, field: str, unit: str) -> tuple[str, str, st
     title = (
         "" if title is None else check_text(title, where=where, field=f"{field}.title", unit=unit)
     )
+    if not title.strip():
+        check_not_empty(body, where=where, field=f"{field}.text", unit=unit)
     return doc_id, title, body

@@ -96,6 +96,11 @@ class Command(BaseCommand):
                 f"{stats['positive_and_negative']:,} pairs listed both as positive and negative "
                 f"were kept as positives"
             )
+        if stats.get("empty_documents"):
+            self.stdout.write(
+                f"{stats['empty_documents']:,} corpus documents have no title and no text "
+                f"(the first at {stats['first_empty_document']}); they were kept"
+            )
         self.stdout.write(
             f"dataset totals: {result.dataset.query_count:,} queries, "
             f"{result.dataset.positive_count:,} positives, "

@@ -151,3 +151,117 @@ def test_the_command_reports_deep_json_without_a_traceback(tmp_path):
     path.write_text('{"_id": "d1", "text": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
     with pytest.raises(CommandError, match="line 1: the JSON is nested too deeply"):
         call_command("import_dataset", str(path), "--name", "deep", "--format", "bge")
+
+
+# --- empty texts: refused in training data, reported in a BEIR corpus ---------------------
+
+
+def write_lines(path, *lines):
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "lines", "format", "line", "field"),
+    [
+        (
+            "bge.jsonl",
+            ['{"query": "q", "pos": ["p"]}', '{"query": " ", "pos": ["p"]}'],
+            "bge",
+            2,
+            "query",
+        ),
+        ("bge.jsonl", ['{"query": "q", "pos": ["p"], "neg": ["n", ""]}'], "bge", 1, "neg[1]"),
+        ("st.csv", ["anchor,positive", "q,p", '"",p'], None, 3, "anchor"),
+        ("st.csv", ["anchor,positive,negative", "q,p,n", "q2,  ,n"], None, 3, "positive"),
+        (
+            "tev.jsonl",
+            ['{"query_id": "1", "query": "q", "positive_passages": [{"docid": "d", "text": " "}]}'],
+            None,
+            1,
+            "positive_passages[0].text",
+        ),
+        (
+            "tev.jsonl",
+            ['{"query_id": "1", "query": "", "positive_passages": []}'],
+            None,
+            1,
+            "query",
+        ),
+    ],
+    ids=[
+        "bge-query",
+        "bge-negative",
+        "st-anchor",
+        "st-positive",
+        "tevatron-passage",
+        "tevatron-query",
+    ],
+)
+def test_an_empty_query_or_training_passage_is_refused(tmp_path, name, lines, format, line, field):
+    path = write_lines(tmp_path / name, *lines)
+    error = import_error(source=path, dataset_name="empty", format=format)
+    assert error.detail == {"file": name, "line": line, "field": field}
+    assert error.message.endswith("the text is empty")
+
+
+def test_a_blank_sentence_transformers_negative_cell_is_a_shorter_tuple(tmp_path):
+    path = write_lines(tmp_path / "st.csv", "anchor,positive,negative_1,negative_2", "q,p,n1, ")
+    dataset = dataset_import(source=path, dataset_name="short").dataset
+    assert counts(dataset) == (1, 1, 1)
+
+
+def test_a_tevatron_passage_with_a_title_and_no_text_is_kept(tmp_path):
+    passage = '{"docid": "d", "title": "Only a title", "text": ""}'
+    path = write_lines(
+        tmp_path / "tev.jsonl",
+        f'{{"query_id": "1", "query": "q", "positive_passages": [{passage}]}}',
+    )
+    assert counts(dataset_import(source=path, dataset_name="title").dataset) == (1, 1, 0)
+
+
+def beir_folder(folder, corpus_lines, queries_lines):
+    (folder / "qrels").mkdir(parents=True)
+    write_lines(folder / "corpus.jsonl", *corpus_lines)
+    write_lines(folder / "queries.jsonl", *queries_lines)
+    write_lines(folder / "qrels" / "test.tsv", "q1\td1\t1", "q1\td2\t1")
+    return folder
+
+
+def test_an_empty_beir_document_is_kept_and_reported(tmp_path):
+    folder = beir_folder(
+        tmp_path / "b",
+        ['{"_id": "d1", "text": "one"}', '{"_id": "d2", "title": "", "text": " "}'],
+        ['{"_id": "q1", "text": "first"}'],
+    )
+    result = dataset_import(source=folder, dataset_name="b")
+    assert counts(result.dataset) == (1, 2, 0)
+    assert result.stats["empty_documents"] == 1
+    assert result.stats["first_empty_document"] == "corpus.jsonl line 2"
+
+
+def test_an_empty_beir_query_is_refused(tmp_path):
+    folder = beir_folder(
+        tmp_path / "b",
+        ['{"_id": "d1", "text": "one"}', '{"_id": "d2", "text": "two"}'],
+        ['{"_id": "q1", "text": ""}'],
+    )
+    error = import_error(source=folder, dataset_name="b")
+    assert error.detail == {"file": "queries.jsonl", "line": 1, "field": "text"}
+
+
+def test_the_command_warns_about_empty_beir_documents(tmp_path):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    folder = beir_folder(
+        tmp_path / "b",
+        ['{"_id": "d1", "text": "one"}', '{"_id": "d2", "text": ""}'],
+        ['{"_id": "q1", "text": "first"}'],
+    )
+    out = StringIO()
+    call_command("import_dataset", str(folder), "--name", "b", stdout=out, stderr=StringIO())
+    assert "1 corpus documents have no title and no text (the first at corpus.jsonl line 2)" in (
+        out.getvalue()
+    )
