@@ -206,6 +206,16 @@ SIEVE_REVIEW_LOCK_SECONDS = env.int("SIEVE_REVIEW_LOCK_SECONDS", default=600)
 # PostgreSQL imports: check foreign keys set-based instead of one trigger query per row, when
 # the database role may set session_replication_role (curation/datasets/imports.md).
 SIEVE_IMPORT_SET_BASED_FK = env.bool("SIEVE_IMPORT_SET_BASED_FK", default=True)
+# What one import may read: the longest line, and what a .zip or .gz may unpack to (in
+# total, and as a multiple of its compressed size), so a hostile file cannot exhaust memory.
+SIEVE_IMPORT_MAX_LINE_BYTES = env.int("SIEVE_IMPORT_MAX_LINE_BYTES", default=8 * 1024 * 1024)
+SIEVE_IMPORT_MAX_UNCOMPRESSED_BYTES = env.int(
+    "SIEVE_IMPORT_MAX_UNCOMPRESSED_BYTES", default=50 * 1024**3
+)
+SIEVE_IMPORT_MAX_COMPRESSION_RATIO = env.float("SIEVE_IMPORT_MAX_COMPRESSION_RATIO", default=100.0)
+SIEVE_IMPORT_RATIO_CHECKED_ABOVE_BYTES = env.int(
+    "SIEVE_IMPORT_RATIO_CHECKED_ABOVE_BYTES", default=100 * 1024 * 1024
+)
 SIEVE_UPLOAD_DIR = MEDIA_ROOT / "uploads"
 SIEVE_SNAPSHOT_DIR = MEDIA_ROOT / "snapshots"
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +123,13 @@ def json_record(text: str, *, file: str, line: int, error: type = BeirError) -> 
         hint = " (is the line truncated?)" if problem.pos >= len(text.rstrip()) else ""
         raise error(
             f"invalid JSON at column {problem.colno}: {problem.msg}{hint}", file=file, line=line
+        ) from None
+    except RecursionError:
+        # Python's parser recurses once per [ or {; no record of any format nests this deep.
+        raise error(
+            "the JSON is nested too deeply to read (thousands of [ or { inside each other)",
+            file=file,
+            line=line,
         ) from None
     if type(value) is not dict:
         raise error(f"expected a JSON object, got {json_type_name(value)}", file=file, line=line)
@@ -221,6 +229,13 @@ def qrel_records(lines: Iterable[tuple[int, str]], *, file: str) -> Iterator[Qre
                 f'expected a number, got "{score_text}"', file=file, line=number, field="score"
             )
         first = False
+        if not math.isfinite(score):
+            raise BeirError(
+                f'expected a finite number, got "{score_text}"',
+                file=file,
+                line=number,
+                field="score",
+            )
         if not query_id:
             raise BeirError("the id is empty", file=file, line=number, field="query-id")
         if not doc_id:
@@ -232,11 +247,14 @@ def qrel_records(lines: Iterable[tuple[int, str]], *, file: str) -> Iterator[Qre
 
 
 def file_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """``(line number, text)`` of a UTF-8 file, gunzipped when its name ends in ``.gz``."""
+    """``(line number, text)`` of a UTF-8 file (a leading byte-order mark dropped), gunzipped
+    when its name ends in ``.gz``."""
     opener = gzip.open if path.name.endswith(".gz") else open
     label = path.name
     with opener(path, "rb") as f:
         for number, data in enumerate(f, start=1):
+            if number == 1 and data.startswith(b"\xef\xbb\xbf"):
+                data = data[3:]
             try:
                 yield number, data.decode("utf-8")
             except UnicodeDecodeError as error:

@@ -38,7 +38,7 @@ from ..models import (
 )
 from . import selectors as reads
 from .snapshots import export_job_create
-from .uploads import ACCEPTED_SUFFIXES, import_upload_start, upload_suffix
+from .uploads import ACCEPTED_HELP, ACCEPTED_SUFFIXES, import_upload_start, upload_suffix
 from .views import snapshot_file_response
 
 
@@ -146,9 +146,7 @@ class ImportListCreateApi(SieveApi):
     parser_classes = [MultiPartParser, FormParser]
 
     class ImportInputSerializer(serializers.Serializer):
-        file = serializers.FileField(
-            help_text="jsonl, jsonl.gz, csv, parquet, or a .zip of a BEIR folder"
-        )
+        file = serializers.FileField(help_text=ACCEPTED_HELP)
         dataset_name = serializers.CharField(max_length=200)
         corpus_name = serializers.CharField(max_length=200, required=False, default="")
         format = serializers.ChoiceField(

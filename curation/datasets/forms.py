@@ -2,12 +2,12 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from ..models import DatasetFormat, ExportFormat, SnapshotPolicy
-from .uploads import ACCEPTED_SUFFIXES, upload_suffix
+from .uploads import ACCEPTED_HELP, ACCEPTED_SUFFIXES, upload_suffix
 
 
 class ImportUploadForm(forms.Form):
     file = forms.FileField(
-        help_text="jsonl, jsonl.gz, csv, parquet, or a .zip of a BEIR folder",
+        help_text=ACCEPTED_HELP,
         widget=forms.ClearableFileInput(attrs={"accept": ",".join(ACCEPTED_SUFFIXES)}),
     )
     dataset_name = forms.CharField(max_length=200)

@@ -8,17 +8,14 @@ dataset, all or nothing. Flow and reasons: ``imports.md`` beside this file.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
-import tempfile
-import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Count, Q
 
 from core.errors import ApplicationError
@@ -30,9 +27,9 @@ from curation.datasets.formats import (
     FormatError,
     OptionError,
     PassageRow,
+    ReadLimits,
     open_dataset,
 )
-from curation.datasets.formats.beir import is_beir_folder
 from curation.models import Candidate, Corpus, Dataset, DatasetFormat, ImportJob, Passage, Query
 
 from .import_staging import (
@@ -93,29 +90,41 @@ def dataset_import(
     source = Path(source)
     label = source_name or source.name
     try:
-        with _unpacked(source, label) as path:
-            reader = open_dataset(path, format=format or None, options=options, name=label)
-            staging = staging_for_connection()
-            try:
-                staging.create()
-                read = _stage(reader, staging, report)
-                report(STAGING_SHARE, "writing to the database", force=True)
-                with transaction.atomic():
-                    return _merge(
-                        reader=reader,
-                        staging=staging,
-                        read=read,
-                        dataset_name=dataset_name,
-                        corpus_name=corpus_name,
-                        source_label=label,
-                        user=user,
-                    )
-            finally:
-                _drop_quietly(staging)
+        reader = open_dataset(
+            source, format=format or None, options=options, name=label, limits=read_limits()
+        )
+        staging = staging_for_connection()
+        try:
+            staging.create()
+            read = _stage(reader, staging, report)
+            report(STAGING_SHARE, "writing to the database", force=True)
+            with transaction.atomic():
+                return _merge(
+                    reader=reader,
+                    staging=staging,
+                    read=read,
+                    dataset_name=dataset_name,
+                    corpus_name=corpus_name,
+                    source_label=label,
+                    user=user,
+                )
+        finally:
+            _drop_quietly(staging)
     except FormatError as error:
         raise ApplicationError(error.message, detail=error.detail) from None
     except OptionError as error:
         raise ApplicationError(error.message, detail={"field": error.field}) from None
+
+
+def read_limits() -> ReadLimits:
+    """What one import may read (settings ``SIEVE_IMPORT_MAX_*``): bounds on a line and on
+    what a .zip or .gz may unpack to, so a hostile file cannot exhaust memory."""
+    return ReadLimits(
+        max_line_bytes=settings.SIEVE_IMPORT_MAX_LINE_BYTES,
+        max_uncompressed_bytes=settings.SIEVE_IMPORT_MAX_UNCOMPRESSED_BYTES,
+        max_compression_ratio=settings.SIEVE_IMPORT_MAX_COMPRESSION_RATIO,
+        ratio_checked_above_bytes=settings.SIEVE_IMPORT_RATIO_CHECKED_ABOVE_BYTES,
+    )
 
 
 def _drop_quietly(staging: Staging) -> None:
@@ -216,30 +225,13 @@ def _merge(
 ) -> ImportResult:
     """Inside the import's transaction: find or create the dataset and corpus, check the
     staged data in SQL, insert it set-based, keep the counts."""
-    dataset = (
-        Dataset.objects.select_for_update()
-        .select_related("corpus")
-        .filter(name=dataset_name)
-        .first()
+    dataset, corpus, corpus_is_new, dataset_is_new = _dataset_found_or_created(
+        dataset_name=dataset_name,
+        corpus_name=corpus_name,
+        source_label=source_label,
+        format=reader.format,
+        user=user,
     )
-    if dataset is not None:
-        if corpus_name and dataset.corpus.name != corpus_name:
-            raise ApplicationError(
-                f'dataset "{dataset_name}" already exists over corpus "{dataset.corpus.name}", '
-                f'not "{corpus_name}"',
-                detail={"field": "corpus_name"},
-            )
-        corpus, corpus_is_new, dataset_is_new = dataset.corpus, False, False
-    else:
-        corpus, corpus_is_new = Corpus.objects.get_or_create(name=corpus_name or dataset_name)
-        dataset = Dataset.objects.create(
-            name=dataset_name,
-            corpus=corpus,
-            source=source_label[:500],
-            format=reader.format,
-            created_by=user if getattr(user, "is_authenticated", False) else None,
-        )
-        dataset_is_new = True
     # Imports into one corpus take turns from here to the commit, so each one's checks and
     # counts see the other's committed passages.
     Corpus.objects.select_for_update().filter(pk=corpus.pk).first()
@@ -289,6 +281,50 @@ def _merge(
             staging.distinct_queries(with_candidates=False) - queries_in_file
         )
     return ImportResult(dataset=dataset, stats=stats)
+
+
+def _dataset_found_or_created(
+    *, dataset_name: str, corpus_name: str | None, source_label: str, format: str, user
+) -> tuple[Dataset, Corpus, bool, bool]:
+    """The dataset (locked) and its corpus, and whether each is new to this transaction.
+
+    Two imports may race to create the same new name (a double click, two curators): the
+    second one's INSERT waits for the first to commit and then hits the unique name. It
+    then takes the committed dataset as an existing one, so both imports succeed and the
+    second adds only what the first did not.
+    """
+    for _attempt in range(2):
+        dataset = (
+            Dataset.objects.select_for_update()
+            .select_related("corpus")
+            .filter(name=dataset_name)
+            .first()
+        )
+        if dataset is not None:
+            if corpus_name and dataset.corpus.name != corpus_name:
+                raise ApplicationError(
+                    f'dataset "{dataset_name}" already exists over corpus '
+                    f'"{dataset.corpus.name}", not "{corpus_name}"',
+                    detail={"field": "corpus_name"},
+                )
+            return dataset, dataset.corpus, False, False
+        try:
+            with transaction.atomic():  # a savepoint: losing the race keeps the transaction
+                corpus, corpus_is_new = Corpus.objects.get_or_create(
+                    name=corpus_name or dataset_name
+                )
+                dataset = Dataset.objects.create(
+                    name=dataset_name,
+                    corpus=corpus,
+                    source=source_label[:500],
+                    format=format,
+                    created_by=user if getattr(user, "is_authenticated", False) else None,
+                )
+            return dataset, corpus, corpus_is_new, True
+        except IntegrityError:
+            if not Dataset.objects.filter(name=dataset_name).exists():
+                raise
+    raise AssertionError("a dataset that exists was not found twice")  # pragma: no cover
 
 
 def _counts_refresh(*, corpus: Corpus, dataset: Dataset) -> None:
@@ -368,40 +404,6 @@ def _error(conflict: Conflict, files: list[str], problem: str) -> ApplicationErr
         problem, file=files[conflict.file_no], line=conflict.line, field=conflict.field
     )
     return ApplicationError(error.message, detail=error.detail)
-
-
-@contextlib.contextmanager
-def _unpacked(source: Path, label: str) -> Iterator[Path]:
-    """A .zip upload is unpacked into a temporary folder (removed afterwards) and the BEIR
-    folder inside it is imported; anything else is used as it is."""
-    if not _is_zip(source, label):
-        yield source
-        return
-    scratch = Path(settings.VAR_DIR) / "tmp"
-    scratch.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=scratch, prefix="import-") as folder:
-        try:
-            with zipfile.ZipFile(source) as archive:
-                # extractall drops absolute paths and ".." parts: nothing lands outside.
-                archive.extractall(folder)
-        except (zipfile.BadZipFile, OSError) as error:
-            raise FormatError(f"not a readable .zip file ({error})", file=label) from None
-        yield _beir_root(Path(folder), label)
-
-
-def _is_zip(source: Path, label: str) -> bool:
-    return source.is_file() and (source.suffix.lower() == ".zip" or label.lower().endswith(".zip"))
-
-
-def _beir_root(folder: Path, label: str) -> Path:
-    candidates = [folder, *sorted(path for path in folder.rglob("*") if path.is_dir())]
-    for candidate in candidates:
-        if is_beir_folder(candidate) and "__MACOSX" not in candidate.parts:
-            return candidate
-    raise FormatError(
-        "the .zip holds no BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)",
-        file=label,
-    )
 
 
 def source_sha256(path: Path) -> str:

@@ -2,7 +2,7 @@
 
 The upload is written under ``settings.SIEVE_UPLOAD_DIR`` under a generated name that keeps only
 the file's type suffix: the user's file name never becomes a path. A ``.zip`` of a BEIR folder
-is stored as it is; the import job unpacks it on the worker, not inside the request.
+is stored as it is; the import job reads it on the worker (never unpacking it to disk).
 """
 
 import uuid
@@ -17,11 +17,14 @@ from django.core.files.uploadedfile import UploadedFile
 from core.errors import ApplicationError
 from curation.models import ImportJob
 
+from .formats import FILE_SUFFIXES
 from .imports import import_job_create
 
-# The longest suffix wins: "x.jsonl.gz" is ".jsonl.gz", not ".gz". The importer detects the
-# format from it when the user leaves the format on auto.
-ACCEPTED_SUFFIXES = (".jsonl.gz", ".jsonl", ".csv", ".parquet", ".zip")
+# Whatever the importer reads (the command line accepts the same files), and a .zip of a
+# BEIR folder. The longest suffix wins: "x.jsonl.gz" is ".jsonl.gz", not ".gz". The importer
+# detects the format from it when the user leaves the format on auto.
+ACCEPTED_SUFFIXES = tuple(sorted((*FILE_SUFFIXES, ".zip"), key=len, reverse=True))
+ACCEPTED_HELP = "jsonl, csv or tsv (each also .gz), parquet, or a .zip of a BEIR folder"
 
 
 @dataclass

@@ -23,7 +23,6 @@ from .base import (
     POSITIVE,
     CandidateRow,
     FormatError,
-    LineFile,
     OptionError,
     PassageRow,
     QueryRow,
@@ -32,12 +31,16 @@ from .base import (
     text_hash,
     text_id,
 )
-from .beir import BeirReader, is_beir_folder
+from .beir import BeirReader, holds_beir, is_beir_folder
 from .bge import BgeReader
+from .lines import LineFile
+from .parquet import parquet_columns
 from .sentence_transformers import SentenceTransformersReader
+from .sources import ReadLimits, zip_beir_folder
 from .tevatron import TevatronReader
 
 __all__ = [
+    "FILE_SUFFIXES",
     "FORMATS",
     "NEGATIVE",
     "POSITIVE",
@@ -46,6 +49,7 @@ __all__ = [
     "OptionError",
     "PassageRow",
     "QueryRow",
+    "ReadLimits",
     "Where",
     "detect_format",
     "open_dataset",
@@ -56,11 +60,14 @@ __all__ = [
 FORMATS = ("bge", "tevatron", "beir", "sentence_transformers")
 
 _TABLE_SUFFIXES = (".parquet", ".csv", ".tsv", ".csv.gz", ".tsv.gz")
+# Every single file a reader reads (a BEIR dataset is a folder, or a .zip of one).
+FILE_SUFFIXES = (".jsonl.gz", ".jsonl", *_TABLE_SUFFIXES)
 
 
-def detect_format(path: Path, *, name: str | None = None) -> str:
-    """The format of ``path``: a folder is BEIR, a table is sentence-transformers, and a
-    jsonl file is told by the keys of its first record."""
+def detect_format(path: Path, *, name: str | None = None, limits: ReadLimits | None = None) -> str:
+    """The format of ``path``: a folder is BEIR, a parquet file is Tevatron when it has its
+    passage-list columns, any other table is sentence-transformers, and a jsonl file is told
+    by the keys of its first record."""
     path = Path(path)
     label = name or path.name
     if path.is_dir():
@@ -70,9 +77,14 @@ def detect_format(path: Path, *, name: str | None = None) -> str:
             "this folder is not a BEIR dataset (corpus.jsonl, queries.jsonl, qrels/)", file=label
         )
     lower = label.lower()
+    if lower.endswith(".parquet"):
+        columns = set(parquet_columns(path, label))
+        if columns & {"positive_passages", "negative_passages"}:
+            return "tevatron"
+        return "sentence_transformers"
     if lower.endswith(_TABLE_SUFFIXES) or path.name.lower().endswith(_TABLE_SUFFIXES):
         return "sentence_transformers"
-    record, where = _first_record(path, label)
+    record, where = _first_record(path, label, limits)
     keys = set(record)
     if keys & {"positive_passages", "negative_passages"}:
         return "tevatron"
@@ -95,14 +107,23 @@ def open_dataset(
     format: str | None = None,
     options: dict | None = None,
     name: str | None = None,
+    limits: ReadLimits | None = None,
 ):
-    """A reader for ``path`` (a file or a BEIR folder). ``options``: ``split`` and
-    ``min_relevance`` (BEIR), ``passage_cache`` (how many recent passages to remember)."""
+    """A reader for ``path`` (a file, a BEIR folder or a .zip of one, read without unpacking
+    it to disk). ``options``: ``split`` and ``min_relevance`` (BEIR), ``passage_cache`` (how
+    many recent passages to remember); ``limits``: line length and decompression limits."""
     path = Path(path)
     options = options or {}
+    limits = limits or ReadLimits()
+    label = name or path.name
     if not path.exists():
         raise FormatError("the file does not exist", file=name or str(path))
-    format = format or detect_format(path, name=name)
+    if path.is_file() and (path.suffix.lower() == ".zip" or label.lower().endswith(".zip")):
+        if format and format != "beir":
+            raise FormatError(f"a .zip is read as a BEIR folder, not as {format}", file=label)
+        path = zip_beir_folder(path, label=label, limits=limits, is_beir=holds_beir)
+        format = "beir"
+    format = format or detect_format(path, name=name, limits=limits)
     cache = options.get("passage_cache")
     if format == "beir":
         return BeirReader(
@@ -110,6 +131,7 @@ def open_dataset(
             name=name,
             split=options.get("split") or None,
             min_relevance=_min_relevance(options.get("min_relevance")),
+            limits=limits,
         )
     if path.is_dir():
         raise FormatError(
@@ -125,7 +147,7 @@ def open_dataset(
         raise OptionError(
             f'unknown format "{format}"; choose one of {", ".join(FORMATS)}', field="format"
         )
-    return readers[format](path, name=name, passage_cache=cache)
+    return readers[format](path, name=name, passage_cache=cache, limits=limits)
 
 
 def _min_relevance(value) -> float:
@@ -140,8 +162,8 @@ def _min_relevance(value) -> float:
     return int(number) if number.is_integer() else number
 
 
-def _first_record(path: Path, label: str) -> tuple[dict, Where]:
-    records = jsonl_records(LineFile(path, label))
+def _first_record(path: Path, label: str, limits: ReadLimits | None) -> tuple[dict, Where]:
+    records = jsonl_records(LineFile(path, label, limits=limits))
     try:
         where, record = next(records)
     finally:

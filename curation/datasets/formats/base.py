@@ -1,5 +1,6 @@
 """What every reader shares: the plain rows it yields, the error it raises, ids and hashes,
-and a strict line reader. Pure Python (no Django) so readers run in a notebook or a test.
+and the checks every reader applies to ids and texts. Pure Python (no Django) so readers
+run in a notebook or a test.
 
 A reader yields three kinds of rows, in any interleaving:
 
@@ -13,12 +14,8 @@ problem found later, in the database, can still be reported where the user can f
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import os
-import zlib
 from collections.abc import Iterator
-from pathlib import Path
 from typing import NamedTuple
 
 from core.ml.beir import error_message, json_record
@@ -135,6 +132,14 @@ def check_text(value, *, where: Where, field: str, unit: str = "line") -> str:
     return value
 
 
+def check_not_empty(value: str, *, where: Where, field: str, unit: str = "line") -> str:
+    """A query or training passage with text: an empty one (or only spaces) teaches nothing,
+    and in the formats without ids every empty text would be one and the same passage."""
+    if not value or value.isspace():
+        raise FormatError.at("the text is empty", where, field, unit)
+    return value
+
+
 def _not_a_string(value, where: Where, field: str, unit: str) -> FormatError:
     return FormatError.at(f"expected a string, got {type_name(value)}", where, field, unit)
 
@@ -182,63 +187,11 @@ class RecentKeys:
         return hit
 
 
-class LineFile:
-    """Reads a text file line by line as strict UTF-8, transparently gunzipping ``.gz``,
-    and knows how far through the file (in bytes on disk) it is."""
-
-    def __init__(self, path: Path, name: str):
-        self.path = Path(path)
-        self.name = name
-        self.size = os.path.getsize(self.path)
-        self._raw = None
-        self._finished = False
-
-    def position(self) -> int:
-        if self._finished:
-            return self.size
-        if self._raw is None or self._raw.closed:
-            return 0
-        return self._raw.tell()
-
-    def lines(self) -> Iterator[tuple[int, str]]:
-        """Yields ``(line number, text)``; raises FormatError on a byte that is not UTF-8
-        and on a damaged gzip stream."""
-        with open(self.path, "rb") as raw:
-            self._raw = raw
-            stream = gzip.GzipFile(fileobj=raw) if self.path.name.endswith(".gz") else raw
-            number = 0
-            iterator = iter(stream)
-            while True:
-                try:
-                    data = next(iterator)
-                except StopIteration:
-                    break
-                except (OSError, EOFError, zlib.error) as error:
-                    raise FormatError(
-                        f"the gzip data is damaged or truncated ({error})",
-                        file=self.name,
-                        line=number + 1,
-                    ) from None
-                number += 1
-                try:
-                    text = data.decode("utf-8")
-                except UnicodeDecodeError as error:
-                    raise FormatError(
-                        f"byte {error.start + 1} of the line is not valid UTF-8 "
-                        f"({data[error.start : error.start + 1]!r}); save the file as UTF-8",
-                        file=self.name,
-                        line=number,
-                    ) from None
-                yield number, text
-            self._finished = True
-            self._raw = None
-
-
 def json_object(text: str, where: Where) -> dict:
     return json_record(text, file=where.file, line=where.line, error=FormatError)
 
 
-def jsonl_records(lines: LineFile) -> Iterator[tuple[Where, dict]]:
+def jsonl_records(lines) -> Iterator[tuple[Where, dict]]:
     """Each non-blank line of a jsonl file as ``(where, object)``; raises the empty-file
     error at the end when there was none."""
     records = 0
@@ -275,6 +228,8 @@ def text_passage(
     except UnicodeEncodeError:
         check_text(value, where=where, field=field, unit=unit)
         raise
+    if not value or value.isspace():
+        check_not_empty(value, where=where, field=field, unit=unit)
     doc_id = "h:" + _blake2b(data, digest_size=16).hexdigest()
     if recent.seen(doc_id):
         return doc_id, None
@@ -288,24 +243,6 @@ def text_passage(
 
 def missing_field(where: Where, field: str, unit: str = "line") -> FormatError:
     return FormatError.at("the field is missing", where, field, unit)
-
-
-class JsonlFileReader:
-    """What the one-file jsonl readers (BGE, Tevatron) share: the file, its name in errors,
-    the passage cache, the notes for the import, and progress through the file."""
-
-    ids_from_text = False
-    candidates_need_lookup = False
-    queries_need_candidates = False
-
-    def __init__(self, path: Path, *, name: str | None = None, passage_cache: int | None = None):
-        self._file = LineFile(path, name or Path(path).name)
-        self.files = [self._file.name]
-        self._cache = passage_cache or DEFAULT_PASSAGE_CACHE
-        self.notes: dict = {}
-
-    def fraction(self) -> float:
-        return self._file.position() / self._file.size if self._file.size else 1.0
 
 
 class OptionError(ValueError):

@@ -23,7 +23,6 @@ from core.ml.beir import (
     corpus_records,
     first_file,
     qrel_records,
-    qrels_splits,
     query_records,
 )
 
@@ -32,16 +31,18 @@ from .base import (
     POSITIVE,
     CandidateRow,
     FormatError,
-    LineFile,
     OptionError,
     PassageRow,
     QueryRow,
     Where,
     check_id,
+    check_not_empty,
     check_text,
     empty_file_error,
     text_hash,
 )
+from .lines import LineFile
+from .sources import DiskFolder, FileSource, ReadLimits, ZipFolder
 
 
 def is_beir_folder(folder: Path) -> bool:
@@ -49,6 +50,13 @@ def is_beir_folder(folder: Path) -> bool:
         folder.is_dir()
         and first_file(folder, CORPUS_NAMES) is not None
         and first_file(folder, QUERIES_NAMES) is not None
+    )
+
+
+def holds_beir(folder: DiskFolder | ZipFolder) -> bool:
+    """``is_beir_folder`` for a folder on disk or inside a .zip."""
+    return _first_of(folder, CORPUS_NAMES) is not None and (
+        _first_of(folder, QUERIES_NAMES) is not None
     )
 
 
@@ -60,20 +68,25 @@ class BeirReader:
 
     def __init__(
         self,
-        folder: Path,
+        folder: Path | DiskFolder | ZipFolder,
         *,
         name: str | None = None,
         split: str | None = None,
         min_relevance: float = 1,
+        limits: ReadLimits | None = None,
     ):
-        folder = Path(folder)
-        label = name or folder.name
-        if not folder.is_dir():
-            raise FormatError(
-                "a BEIR dataset is a folder (or a .zip of one) with corpus.jsonl, "
-                "queries.jsonl and qrels/<split>.tsv",
-                file=label,
-            )
+        if isinstance(folder, (DiskFolder, ZipFolder)):
+            label = name or folder.label
+        else:
+            folder = Path(folder)
+            label = name or folder.name
+            if not folder.is_dir():
+                raise FormatError(
+                    "a BEIR dataset is a folder (or a .zip of one) with corpus.jsonl, "
+                    "queries.jsonl and qrels/<split>.tsv",
+                    file=label,
+                )
+            folder = DiskFolder(folder, label)
         if min_relevance <= 0:
             raise OptionError(
                 f"min_relevance must be above 0 (qrels with score 0 are negatives), "
@@ -84,9 +97,10 @@ class BeirReader:
         corpus = _one_of(folder, label, CORPUS_NAMES)
         queries = _one_of(folder, label, QUERIES_NAMES)
         self.split, qrels = _split_file(folder, label, split)
-        self._corpus = LineFile(corpus, corpus.name)
-        self._queries = LineFile(queries, queries.name)
-        self._qrels = LineFile(qrels, f"qrels/{qrels.name}")
+        folder.check_declared([corpus.name, queries.name, qrels.name])
+        self._corpus = LineFile(corpus, limits=limits)
+        self._queries = LineFile(queries, limits=limits)
+        self._qrels = LineFile(qrels, limits=limits)
         self._parts = [self._corpus, self._queries, self._qrels]
         self._total = sum(part.size for part in self._parts) or 1
         self._done = 0
@@ -107,16 +121,24 @@ class BeirReader:
 
     def _corpus_rows(self) -> Iterator[PassageRow]:
         name = self._corpus.name
-        records = 0
+        records = empty = 0
         for doc in _format_errors(corpus_records(self._corpus.lines(), file=name)):
             where = Where(name, doc.line)
             records += 1
             doc_id = check_id(doc.doc_id, where=where, field="_id")
             body = check_text(doc.text, where=where, field="text")
             title = check_text(doc.title, where=where, field="title")
+            if (not body or body.isspace()) and (not title or title.isspace()):
+                # Published BEIR corpora hold a few empty documents that their qrels may
+                # judge: kept (evaluation reads them as they are), and reported.
+                empty += 1
+                if empty == 1:
+                    self.notes["first_empty_document"] = f"{name} line {doc.line}"
             yield PassageRow(doc_id, title, body, text_hash(title, body), where, "text")
         if records == 0:
             raise empty_file_error(name)
+        if empty:
+            self.notes["empty_documents"] = empty
 
     def _query_rows(self) -> Iterator[QueryRow]:
         name = self._queries.name
@@ -125,9 +147,9 @@ class BeirReader:
             where = Where(name, query.line)
             records += 1
             query_id = check_id(query.query_id, where=where, field="_id")
-            yield QueryRow(
-                query_id, check_text(query.text, where=where, field="text"), where, "text"
-            )
+            text = check_text(query.text, where=where, field="text")
+            check_not_empty(text, where=where, field="text")
+            yield QueryRow(query_id, text, where, "text")
         if records == 0:
             raise empty_file_error(name)
 
@@ -162,15 +184,21 @@ def _format_errors(records: Iterator) -> Iterator:
         ) from None
 
 
-def _one_of(folder: Path, label: str, names: tuple[str, ...]) -> Path:
-    found = first_file(folder, names)
+def _first_of(folder: DiskFolder | ZipFolder, names: tuple[str, ...]) -> FileSource | None:
+    return next((found for name in names if (found := folder.file(name)) is not None), None)
+
+
+def _one_of(folder: DiskFolder | ZipFolder, label: str, names: tuple[str, ...]) -> FileSource:
+    found = _first_of(folder, names)
     if found is None:
         raise FormatError(f"{' or '.join(names)} is missing", file=label)
     return found
 
 
-def _split_file(folder: Path, label: str, split: str | None) -> tuple[str, Path]:
-    available = list(qrels_splits(folder))
+def _split_file(
+    folder: DiskFolder | ZipFolder, label: str, split: str | None
+) -> tuple[str, FileSource]:
+    available = [name[: -len(".tsv")] for name in folder.names_in("qrels") if name.endswith(".tsv")]
     if not available:
         raise FormatError("qrels/<split>.tsv is missing", file=label)
     if split:
@@ -185,4 +213,4 @@ def _split_file(folder: Path, label: str, split: str | None) -> tuple[str, Path]
         split = "train"
     else:
         raise OptionError(f"choose a split: {', '.join(available)}", field="split")
-    return split, folder / "qrels" / f"{split}.tsv"
+    return split, folder.file(f"qrels/{split}.tsv")

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 from .base import (
@@ -12,10 +13,10 @@ from .base import (
     POSITIVE,
     CandidateRow,
     FormatError,
-    JsonlFileReader,
     QueryRow,
     RecentKeys,
     Where,
+    check_not_empty,
     check_text,
     jsonl_records,
     missing_field,
@@ -23,6 +24,7 @@ from .base import (
     text_passage,
     type_name,
 )
+from .lines import JsonlFileReader
 
 _LISTS = ((POSITIVE, "pos", "pos_scores"), (NEGATIVE, "neg", "neg_scores"))
 
@@ -43,6 +45,7 @@ class BgeReader(JsonlFileReader):
             if "query" not in record:
                 raise missing_field(where, "query")
             query = check_text(record["query"], where=where, field="query")
+            check_not_empty(query, where=where, field="query")
             query_id = text_id(query)
             yield QueryRow(query_id, query, where, "query")
 
@@ -104,5 +107,11 @@ def _scores(value, count: int, where: Where, field: str) -> list[float] | None:
         if kind is not float and kind is not int:
             raise FormatError.at(
                 f"expected a number, got {type_name(score)}", where, f"{field}[{index}]"
+            )
+        if kind is float and not math.isfinite(score):
+            # JSON has no NaN or Infinity; Python's parser accepts them, a snapshot could
+            # not write them back as valid JSON, and no teacher scores them.
+            raise FormatError.at(
+                f"expected a finite number, got {score}", where, f"{field}[{index}]"
             )
     return [float(score) for score in value]

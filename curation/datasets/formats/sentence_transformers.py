@@ -19,21 +19,21 @@ from .base import (
     POSITIVE,
     CandidateRow,
     FormatError,
-    LineFile,
     QueryRow,
     RecentKeys,
     Where,
+    check_not_empty,
     check_text,
     empty_file_error,
     jsonl_records,
     text_id,
     text_passage,
 )
+from .lines import LineFile
+from .parquet import ParquetRows
+from .sources import ReadLimits
 
 _NUMBERED_NEGATIVE = re.compile(r"(?:negative|neg)_(\d+)")
-
-# Large passages exceed the csv module's default 128 KiB cell limit.
-csv.field_size_limit(1 << 28)
 
 
 def st_columns(names, *, file: str, line: int | None, unit: str = "line"):
@@ -78,8 +78,16 @@ class SentenceTransformersReader:
     candidates_need_lookup = False
     queries_need_candidates = False
 
-    def __init__(self, path: Path, *, name: str | None = None, passage_cache: int | None = None):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        name: str | None = None,
+        passage_cache: int | None = None,
+        limits: ReadLimits | None = None,
+    ):
         self.path = Path(path)
+        self._limits = limits or ReadLimits()
         self.name = name or self.path.name
         self.files = [self.name]
         self._cache = passage_cache or DEFAULT_PASSAGE_CACHE
@@ -93,15 +101,16 @@ class SentenceTransformersReader:
             self._kind = "tsv"
         else:
             self._kind = "jsonl"
-        self._line_file = None if self._kind == "parquet" else LineFile(self.path, self.name)
-        self._rows_done = 0
-        self._rows_total = 0
+        self._line_file = (
+            None if self._kind == "parquet" else LineFile(self.path, self.name, limits=self._limits)
+        )
+        self._parquet_rows = None
 
     def fraction(self) -> float:
         if self._line_file is not None:
             size = self._line_file.size
             return self._line_file.position() / size if size else 1.0
-        return self._rows_done / self._rows_total if self._rows_total else 0.0
+        return self._parquet_rows.fraction() if self._parquet_rows else 0.0
 
     def rows(self) -> Iterator:
         records = {"jsonl": self._jsonl, "csv": self._csv, "tsv": self._csv}.get(
@@ -114,6 +123,7 @@ class SentenceTransformersReader:
         for where, values, (query_key, positive_key, negative_keys) in records:
             count += 1
             query = check_text(values[query_key], where=where, field=query_key, unit=unit)
+            check_not_empty(query, where=where, field=query_key, unit=unit)
             query_id = text_id(query)
             if not queries.seen(query_id):
                 yield QueryRow(query_id, query, where, query_key)
@@ -125,7 +135,7 @@ class SentenceTransformersReader:
             yield CandidateRow(query_id, doc_id, POSITIVE, None, None, where)
             for rank, key in enumerate(negative_keys, 1):
                 value = values.get(key)
-                if value is None or value == "":
+                if value is None or value == "" or (type(value) is str and value.isspace()):
                     continue
                 doc_id, row = text_passage(
                     value, where=where, field=key, recent=passages, unit=unit
@@ -149,6 +159,9 @@ class SentenceTransformersReader:
 
     def _csv(self):
         delimiter = "\t" if self._kind == "tsv" else ","
+        # A quoted cell may span lines: bound it like a line (the limit is process-wide, and
+        # every import sets it the same way from settings).
+        csv.field_size_limit(self._limits.max_line_bytes)
         lines = (text for _, text in self._line_file.lines())
         reader = csv.reader(lines, delimiter=delimiter)
         header = None
@@ -176,39 +189,19 @@ class SentenceTransformersReader:
 
     def _parquet(self):
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
-        try:
-            parquet = pq.ParquetFile(self.path)
-        except (pa.ArrowException, OSError) as error:
-            raise FormatError(f"not a readable parquet file ({error})", file=self.name) from None
-        schema = parquet.schema_arrow
-        columns = st_columns(schema.names, file=self.name, line=None, unit="row")
+        parquet = ParquetRows(self.path, self.name)
+        self._parquet_rows = parquet
+        columns = st_columns(parquet.names, file=self.name, line=None, unit="row")
         query_key, positive_key, negative_keys = columns
         wanted = [query_key, positive_key, *negative_keys]
         for key in wanted:
-            kind = schema.field(key).type
+            kind = parquet.schema.field(key).type
             if pa.types.is_dictionary(kind):
                 kind = kind.value_type
             if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
                 raise FormatError(
                     f"expected a column of strings, got {kind}", file=self.name, field=key
                 )
-        self._rows_total = parquet.metadata.num_rows
-        try:
-            for batch in parquet.iter_batches(batch_size=4096, columns=wanted):
-                data = batch.to_pydict()
-                for offset, values in enumerate(zip(*(data[key] for key in wanted), strict=True)):
-                    yield (
-                        Where(self.name, self._rows_done + offset + 1),
-                        dict(zip(wanted, values, strict=True)),
-                        columns,
-                    )
-                self._rows_done += batch.num_rows
-        except pa.ArrowException as error:
-            raise FormatError(
-                f"the parquet data is damaged ({error})",
-                file=self.name,
-                line=self._rows_done + 1,
-                unit="row",
-            ) from None
+        for where, values in parquet.records(wanted):
+            yield where, values, columns

@@ -22,7 +22,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "path", help="a .jsonl / .jsonl.gz / .csv / .parquet file, or a BEIR folder or .zip"
+            "path",
+            help="a .jsonl / .csv / .tsv file (each also .gz), a .parquet file, or a BEIR folder "
+            "or .zip",
         )
         parser.add_argument("--name", required=True, help="dataset name (created when missing)")
         parser.add_argument(
@@ -93,6 +95,11 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"{stats['positive_and_negative']:,} pairs listed both as positive and negative "
                 f"were kept as positives"
+            )
+        if stats.get("empty_documents"):
+            self.stdout.write(
+                f"{stats['empty_documents']:,} corpus documents have no title and no text "
+                f"(the first at {stats['first_empty_document']}); they were kept"
             )
         self.stdout.write(
             f"dataset totals: {result.dataset.query_count:,} queries, "
