@@ -125,9 +125,12 @@ def test_the_budget_holds_back_measured_answers_not_max_tokens():
     assert run.stats["budget_reached"] is True
     assert Decimal("0.8") * budget <= run.cost_usd <= budget
     resume = run.stats["resume"]
-    assert resume["stage"] == 1 and resume["skipped"] == stage_items(run, 1).filter(
-        status=CascadeItemStatus.SKIPPED
-    ).count() > 0
+    assert (
+        resume["stage"] == 1
+        and resume["skipped"]
+        == stage_items(run, 1).filter(status=CascadeItemStatus.SKIPPED).count()
+        > 0
+    )
     per_call = Decimal(resume["per_call_usd"])
     assert per_call == (run.cost_usd / run.stats["stages"]["1"]["paid_calls"]).quantize(per_call)
 
