@@ -45,3 +45,12 @@ def approval_apply(job_id: int) -> None:
     from .cascade.approvals import approval_execute
 
     approval_execute(run_id=job_id)
+
+
+# Routed to the `llm` queue: it must run where the cascade's calls will run (preflight.py).
+@shared_task(name="curation.tasks.llm_preflight")
+def llm_preflight(stages: list[dict]) -> list[dict]:
+    from .llm.preflight import stages_preflight
+    from .llm.stages import StageSettings
+
+    return stages_preflight([StageSettings.from_dict(stage) for stage in stages])

@@ -159,6 +159,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "curation.tasks.cascade_run": {"queue": "llm"},
     "curation.tasks.synthesis_run": {"queue": "llm"},
+    "curation.tasks.llm_preflight": {"queue": "llm"},
     "curation.tasks.*": {"queue": "default"},
     "review.tasks.*": {"queue": "default"},
     "training.tasks.*": {"queue": "gpu"},

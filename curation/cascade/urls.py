@@ -10,6 +10,7 @@ urlpatterns = [
         "datasets/<int:pk>/cascade/estimate", views.cascade_estimate_view, name="cascade_estimate"
     ),
     path("datasets/<int:pk>/cascade/launch", views.cascade_launch, name="cascade_launch"),
+    path("datasets/<int:pk>/cascade/preflight", views.cascade_preflight, name="cascade_preflight"),
     path("cascades/<int:pk>/", views.cascade_run_detail, name="cascade_run_detail"),
     path("cascades/<int:pk>/cancel", views.cascade_run_cancel, name="cascade_run_cancel"),
     path("cascades/<int:pk>/retry", views.cascade_run_retry_view, name="cascade_run_retry"),

@@ -16,6 +16,7 @@ from core.job_pages import job_cancel, job_page
 from core.roles import CAN_CURATE, CAN_READ_DATA, role_required
 
 from ..datasets.views import dataset_or_404
+from ..llm.preflight import stages_preflight_on_workers
 from ..models import CascadeRun
 from . import selectors as reads
 from .create import cascade_estimate, cascade_run_create
@@ -27,7 +28,7 @@ from .retry import cascade_run_retry, cascade_run_retryable
 WEB_ESTIMATE_SAMPLE = 2000
 
 
-def _form_page(request, dataset, form, *, estimate=None, status=200):
+def _form_page(request, dataset, form, *, estimate=None, preflight=None, status=200):
     return render(
         request,
         "curation/cascade_new.html",
@@ -36,6 +37,7 @@ def _form_page(request, dataset, form, *, estimate=None, status=200):
             "dataset": dataset,
             "form": form,
             "estimate": estimate,
+            "preflight": preflight,
             "runs": reads.dataset_cascade_runs(dataset=dataset),
         },
         status=status,
@@ -71,6 +73,19 @@ def cascade_estimate_view(request, pk: int):
     if not form.is_valid():
         return _form_page(request, dataset, form, status=400)
     return _form_page(request, dataset, form, estimate=_estimate(dataset, form))
+
+
+@require_POST
+@role_required(*CAN_CURATE)
+def cascade_preflight(request, pk: int):
+    """Test connection: a worker of the llm queue checks each stage (key, endpoint, model)."""
+    dataset = dataset_or_404(pk)
+    form = CascadeLaunchForm(request.POST)
+    if not form.is_valid():
+        return _form_page(request, dataset, form, status=400)
+    preflight = stages_preflight_on_workers(form.stages())
+    preflight["all_ok"] = preflight["answered"] and all(s["ok"] for s in preflight["stages"])
+    return _form_page(request, dataset, form, preflight=preflight)
 
 
 @require_POST
