@@ -158,3 +158,18 @@ def test_logout_is_a_post_form(curator_client):
     response = curator_client.post(reverse("logout"))
     assert response.status_code == 302
     assert curator_client.get(reverse("curation:dataset_list")).status_code == 302
+
+
+def test_a_403_is_logged_as_one_line_without_a_traceback(annotator_client, caplog):
+    import logging
+
+    from core.logging import ForbiddenWithoutTraceback
+
+    logger = logging.getLogger("django.request")
+    assert any(isinstance(f, ForbiddenWithoutTraceback) for f in logger.filters)
+    with caplog.at_level(logging.WARNING, logger="django.request"):
+        assert annotator_client.get(reverse("curation:dataset_list")).status_code == 403
+    records = [r for r in caplog.records if r.name == "django.request"]
+    assert records and "Forbidden" in records[0].getMessage()
+    assert all(r.exc_info is None for r in records)
+    assert "Traceback" not in caplog.text
