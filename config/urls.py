@@ -18,6 +18,7 @@ urlpatterns = [
     path("training/", include("training.urls")),
     path("leaderboard/", include("evaluation.urls")),
     path("leaderboard/", include("experiments.urls")),
+    path("overview/", include("experiments.overview_urls")),
     path("api/", include("config.api_urls")),
     path("api/schema/", login_not_required(SpectacularAPIView.as_view()), name="api-schema"),
     path(

@@ -13,7 +13,7 @@ from .roles import CAN_READ_DATA, Role, has_role, role_required
 def home(request):
     """Send each role to where its work is (by URL name: core imports no app above it)."""
     if has_role(request.user, *CAN_READ_DATA):
-        return redirect("curation:dataset_list")
+        return redirect("overview:overview")
     if has_role(request.user, Role.ANNOTATOR):
         return redirect("review:annotator_home")
     return render(request, "core/no_role.html", status=403)

@@ -18,6 +18,7 @@ from training.services import training_config_defaults
 
 from . import selectors as reads
 from .forms import PolicyComparisonForm
+from .loop import dataset_loops
 from .models import PolicyComparison
 from .services import policy_comparison_create
 
@@ -112,4 +113,14 @@ def comparison_detail(request, pk: int):
     }
     return render(
         request, "experiments/comparison_detail.html", job_context(request, comparison, context)
+    )
+
+
+@require_GET
+@role_required(*CAN_READ_DATA)
+def overview(request):
+    """The loop, per dataset: each step's state and the next thing to do."""
+    page, loops = dataset_loops(after=request.GET.get("after"), before=request.GET.get("before"))
+    return render(
+        request, "experiments/overview.html", {"section": "overview", "page": page, "loops": loops}
     )

@@ -1,0 +1,278 @@
+"""The whole loop on one screen: for each dataset, where it stands in imported → mined →
+judged → reviewed → approved → frozen → trained → evaluated, and the next thing to do.
+
+Experiments is the one app that may read every other (docs/architecture.md), so the page
+lives here. Sized for many datasets: one keyset page of datasets at a time, and per kind of
+job two grouped statements for the whole page (the newest row id per dataset, then those
+rows), never a query per dataset — but for the score of an evaluated dataset and its base
+model's (two small statements for each of those on the page)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.db.models import Max
+from django.urls import reverse
+
+from core.models import USABLE_STATUSES, JobStatus
+from core.pagination import KeysetPage, keyset_paginate
+from curation.models import Approval, CascadeRun, Dataset, MiningRun, Snapshot
+from evaluation.models import EvalResult, EvaluationRun
+from review.models import AgreementReport, ReviewCampaign
+from training.models import TrainingRun
+
+DONE, RUNNING, FAILED, TODO, SKIPPED = "done", "running", "failed", "todo", "skipped"
+RUNNING_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+@dataclass
+class Step:
+    key: str
+    label: str
+    state: str = TODO
+    summary: str = ""
+    url: str | None = None  # the thing this step made
+    action: str = ""  # what to do next here
+    action_url: str | None = None
+
+
+@dataclass
+class DatasetLoop:
+    dataset: Dataset
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def next_step(self) -> Step | None:
+        """The first step that is not done (a skipped optional step counts as done)."""
+        return next((s for s in self.steps if s.state not in (DONE, SKIPPED)), None)
+
+
+def _newest(model, *, dataset_field: str, ids: list[int], **filters) -> dict[int, object]:
+    """The newest row of ``model`` per dataset in ``ids``: two statements for the page."""
+    newest = (
+        model.objects.filter(**{f"{dataset_field}__in": ids}, **filters)
+        .values(dataset_field)
+        .annotate(last=Max("id"))
+        .order_by()
+    )
+    by_id = {row["last"]: row[dataset_field] for row in newest}
+    rows = model.objects.in_bulk(list(by_id))
+    return {by_id[pk]: row for pk, row in rows.items()}
+
+
+def _job_state(job) -> str:
+    if job.status in RUNNING_STATUSES:
+        return RUNNING
+    if job.status in USABLE_STATUSES:
+        return DONE
+    return FAILED
+
+
+def _kappa(report: AgreementReport | None) -> float | None:
+    if report is None:
+        return None
+    machines = (report.result or {}).get("machines", [])
+    final = next((m for m in machines if m.get("rater") == "cascade_final"), None)
+    return final.get("kappa") if final else None
+
+
+def _base_delta(run: EvaluationRun) -> tuple[float | None, float | None]:
+    """nDCG@10 of the run's first result and its difference to the base model's newest
+    result on the same task, split and mode (None where there is none)."""
+    result = run.results.order_by("task", "split").first()
+    if result is None:
+        return None, None
+    base = (
+        EvalResult.objects.filter(
+            run__model_key=run.base_model,
+            run__mode=run.mode,
+            task=result.task,
+            split=result.split,
+        )
+        .order_by("-run_id")
+        .first()
+    )
+    score = result.ndcg_at_10 if result.ndcg_at_10 is not None else result.main_score
+    if base is None:
+        return score, None
+    base_score = base.ndcg_at_10 if base.ndcg_at_10 is not None else base.main_score
+    return score, score - base_score
+
+
+class _Page:
+    """The newest job of each kind for every dataset of one page."""
+
+    def __init__(self, datasets: list[Dataset]):
+        ids = [d.pk for d in datasets]
+        self.mining = _newest(MiningRun, dataset_field="dataset_id", ids=ids)
+        self.cascade = _newest(CascadeRun, dataset_field="dataset_id", ids=ids)
+        self.campaign = _newest(ReviewCampaign, dataset_field="dataset_id", ids=ids)
+        self.report = _newest(
+            AgreementReport,
+            dataset_field="campaign__dataset_id",
+            ids=ids,
+            status=JobStatus.SUCCEEDED,
+        )
+        self.approval = _newest(
+            Approval,
+            dataset_field="dataset_id",
+            ids=ids,
+            status=JobStatus.SUCCEEDED,
+            revoked_at__isnull=True,
+        )
+        self.approval_any = _newest(Approval, dataset_field="dataset_id", ids=ids)
+        self.snapshot = _newest(Snapshot, dataset_field="dataset_id", ids=ids)
+        self.training = _newest(TrainingRun, dataset_field="snapshot__dataset_id", ids=ids)
+        self.evaluation = _newest(
+            EvaluationRun, dataset_field="training_run__snapshot__dataset_id", ids=ids
+        )
+
+
+def _imported(dataset: Dataset) -> Step:
+    return Step(
+        "imported",
+        "Imported",
+        DONE,
+        f"{dataset.query_count:,} queries · {dataset.negative_count:,} negatives",
+        reverse("curation:dataset_detail", args=[dataset.pk]),
+    )
+
+
+def _mined(dataset: Dataset, run: MiningRun | None) -> Step:
+    step = Step("mined", "Mined")
+    if run is None:
+        step.action, step.action_url = "Mine hard negatives", reverse(
+            "curation:mining_new", args=[dataset.pk]
+        )
+        if dataset.negative_count:
+            step.state, step.summary = SKIPPED, "came with its negatives"
+        return step
+    step.state, step.url = _job_state(run), reverse("curation:mining_run_detail", args=[run.pk])
+    step.summary = run.get_status_display()
+    return step
+
+
+def _judged(dataset: Dataset, run: CascadeRun | None) -> Step:
+    step = Step("judged", "Judged")
+    step.action, step.action_url = "Run the cascade", reverse(
+        "curation:cascade_new", args=[dataset.pk]
+    )
+    if run is None:
+        return step
+    stages = (run.stats or {}).get("stages", {})
+    flagged = stages.get(str(len(run.stages)), {}).get("flagged")
+    step.state, step.url = _job_state(run), reverse("curation:cascade_run_detail", args=[run.pk])
+    step.summary = f"${run.cost_usd:.2f}" + (f" · {flagged:,} flagged" if flagged else "")
+    return step
+
+
+def _reviewed(dataset: Dataset, campaign, report) -> Step:
+    step = Step("reviewed", "Reviewed")
+    step.action, step.action_url = "Start a review campaign", reverse("review:campaign_list")
+    if campaign is None:
+        return step
+    step.url = reverse("review:campaign_detail", args=[campaign.pk])
+    step.summary = f"{campaign.done_count:,} of {campaign.item_count:,} items"
+    kappa = _kappa(report)
+    if kappa is not None:
+        step.summary += f" · κ {kappa:.2f} vs people"
+    if report is not None:
+        step.state = DONE
+    else:
+        step.state = RUNNING
+        step.action, step.action_url = "Compute the agreement report", reverse(
+            "review:agreement_index"
+        ) + f"?campaign={campaign.pk}"
+    return step
+
+
+def _approved(dataset: Dataset, approval, latest, cascade) -> Step:
+    step = Step("approved", "Approved")
+    step.action = "Approve the cascade's verdicts"
+    step.action_url = reverse("review:approval_new") + (f"?run={cascade.pk}" if cascade else "")
+    if approval is not None:
+        step.state = DONE
+        step.url = reverse("review:approval_detail", args=[approval.pk])
+        gate = "gate met" if approval.gate_passed else "gate not met: reason given"
+        step.summary = f"{approval.false_negative_count:,} false negatives · {gate}"
+    elif latest is not None and latest.status in RUNNING_STATUSES:
+        step.state, step.summary = RUNNING, "being applied"
+        step.url = reverse("review:approval_detail", args=[latest.pk])
+    elif latest is not None and latest.revoked_at is not None:
+        step.summary = "the last approval was revoked"
+    return step
+
+
+def _frozen(dataset: Dataset, snapshot) -> Step:
+    step = Step("frozen", "Frozen")
+    step.action, step.action_url = "Freeze a snapshot", reverse(
+        "curation:dataset_detail", args=[dataset.pk]
+    )
+    if snapshot is not None:
+        step.state = DONE
+        step.url = reverse("curation:snapshot_detail", args=[snapshot.pk])
+        queries = (snapshot.manifest or {}).get("counts", {}).get("queries_out")
+        step.summary = snapshot.policy + (
+            f" · {queries:,} queries" if queries is not None else ""
+        )
+    return step
+
+
+def _trained(snapshot, run) -> Step:
+    step = Step("trained", "Trained")
+    if snapshot is not None:
+        step.action, step.action_url = "Train on the snapshot", reverse(
+            "training:new", args=[snapshot.pk]
+        )
+    if run is not None:
+        step.state, step.url = _job_state(run), reverse("training:run_detail", args=[run.pk])
+        step.summary = f"{run.base_model.rsplit('/', 1)[-1]} · {run.get_method_display()}"
+    return step
+
+
+def _evaluated(training, run) -> Step:
+    step = Step("evaluated", "Evaluated")
+    if training is not None:
+        step.action = "Evaluate the fine-tuned model"
+        step.action_url = reverse("evaluation:new") + f"?training_run={training.pk}"
+    if run is None:
+        return step
+    step.state, step.url = _job_state(run), reverse("evaluation:run_detail", args=[run.pk])
+    if step.state == DONE:
+        score, delta = _base_delta(run)
+        if score is not None:
+            step.summary = f"nDCG@10 {score:.4f}" + (
+                f" (Δ {delta:+.4f} vs base)" if delta is not None else " (base not evaluated)"
+            )
+    return step
+
+
+def dataset_loops(
+    *, after: str | None = None, before: str | None = None, size: int = 20
+) -> tuple[KeysetPage, list[DatasetLoop]]:
+    """One page of datasets (by name) with their steps."""
+    page = keyset_paginate(Dataset.objects.all(), key="name", after=after, before=before, size=size)
+    newest = _Page(page.items)
+    loops = []
+    for dataset in page.items:
+        pk = dataset.pk
+        snapshot, training = newest.snapshot.get(pk), newest.training.get(pk)
+        cascade = newest.cascade.get(pk)
+        loops.append(
+            DatasetLoop(
+                dataset,
+                [
+                    _imported(dataset),
+                    _mined(dataset, newest.mining.get(pk)),
+                    _judged(dataset, cascade),
+                    _reviewed(dataset, newest.campaign.get(pk), newest.report.get(pk)),
+                    _approved(
+                        dataset, newest.approval.get(pk), newest.approval_any.get(pk), cascade
+                    ),
+                    _frozen(dataset, snapshot),
+                    _trained(snapshot, training),
+                    _evaluated(training, newest.evaluation.get(pk)),
+                ],
+            )
+        )
+    return page, loops

@@ -1,0 +1,111 @@
+"""The overview (issue 10): the whole loop per dataset on one screen, each step's state and
+the next action; readers land on it; the number of statements does not grow with the
+number of datasets on the page."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from curation.models import Approval, CascadeRun
+from review.models import AgreementReport, ReviewCampaign
+from tests.factories import (
+    DatasetFactory,
+    EvalResultFactory,
+    EvaluationRunFactory,
+    SnapshotFactory,
+    TrainingRunFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def _cells(html: str, dataset: str) -> str:
+    start = html.index(f'data-dataset="{dataset}"')
+    return html[start : html.index("</tr>", start)]
+
+
+def _whole_loop(name: str, *, ndcg: float = 0.70, base: float = 0.65):
+    dataset = DatasetFactory(name=name, query_count=50, negative_count=500)
+    run = CascadeRun.objects.create(
+        dataset=dataset,
+        stages=[{"number": 1, "model": "m1"}, {"number": 2, "model": "m2"}],
+        status="succeeded",
+        cost_usd="1.25",
+        stats={"stages": {"1": {"flagged": 20}, "2": {"flagged": 12}}},
+    )
+    campaign = ReviewCampaign.objects.create(
+        name="sample", dataset=dataset, cascade_run=run, item_count=100, done_count=100
+    )
+    AgreementReport.objects.create(
+        campaign=campaign,
+        status="succeeded",
+        result={"machines": [{"rater": "cascade_final", "kappa": 0.41}]},
+    )
+    Approval.objects.create(
+        dataset=dataset,
+        cascade_run=run,
+        status="succeeded",
+        gate_passed=True,
+        false_negative_count=37,
+    )
+    snapshot = SnapshotFactory(
+        dataset=dataset, policy="relabel", manifest={"counts": {"queries_out": 48}}
+    )
+    training = TrainingRunFactory(snapshot=snapshot)
+    tuned = EvaluationRunFactory(
+        training_run=training,
+        model_key=f"training:{training.pk}",
+        model_ref="/models/x",
+        base_model="sentence-transformers/all-MiniLM-L6-v2",
+    )
+    EvalResultFactory(run=tuned, main_score=ndcg)
+    EvalResultFactory(run=EvaluationRunFactory(), main_score=base)  # the base model
+    return dataset
+
+
+def test_readers_land_on_the_overview(client, curator, annotator):
+    client.force_login(curator)
+    assert client.get("/")["Location"] == reverse("overview:overview")
+    page = client.get(reverse("overview:overview")).content.decode()
+    assert "No dataset yet" in page
+    client.force_login(annotator)
+    assert client.get("/")["Location"] == reverse("review:annotator_home")
+    assert client.get(reverse("overview:overview")).status_code == 403
+
+
+def test_a_fresh_import_points_to_the_cascade(curator_client):
+    DatasetFactory(name="fresh", query_count=10, negative_count=90)
+    cells = _cells(curator_client.get(reverse("overview:overview")).content.decode(), "fresh")
+    assert 'data-step="mined" data-state="skipped"' in cells  # it came with its negatives
+    assert 'data-step="judged" data-state="todo"' in cells
+    judged = cells[cells.rindex("<td", 0, cells.index('data-step="judged"')) :]
+    assert judged.startswith('<td class="step step-todo step-next"')
+    assert "Run the cascade" in judged.split("</td>")[0]
+
+
+def test_the_whole_loop_shows_each_step_and_the_gain_over_the_base(curator_client, viewer):
+    _whole_loop("full")
+    cells = _cells(curator_client.get(reverse("overview:overview")).content.decode(), "full")
+    for step in ("imported", "judged", "reviewed", "approved", "frozen", "trained", "evaluated"):
+        assert f'data-step="{step}" data-state="done"' in cells, step
+    assert "$1.25 · 12 flagged" in cells
+    assert "κ 0.41" in cells
+    assert "37 false negatives · gate met" in cells
+    assert "Relabel" in cells or "relabel" in cells
+    assert "nDCG@10 0.7000 (Δ +0.0500 vs base)" in cells
+    assert "step-next" not in cells
+
+
+def test_statements_do_not_grow_with_the_datasets_on_the_page(curator_client):
+    _whole_loop("a")
+
+    def statements() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert curator_client.get(reverse("overview:overview")).status_code == 200
+        return len(captured)
+
+    one = statements()
+    for name in ("b", "c", "d"):
+        DatasetFactory(name=name, query_count=1)
+    assert statements() == one
