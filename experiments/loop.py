@@ -141,8 +141,9 @@ def _imported(dataset: Dataset) -> Step:
 def _mined(dataset: Dataset, run: MiningRun | None) -> Step:
     step = Step("mined", "Mined")
     if run is None:
-        step.action, step.action_url = "Mine hard negatives", reverse(
-            "curation:mining_new", args=[dataset.pk]
+        step.action, step.action_url = (
+            "Mine hard negatives",
+            reverse("curation:mining_new", args=[dataset.pk]),
         )
         if dataset.negative_count:
             step.state, step.summary = SKIPPED, "came with its negatives"
@@ -154,8 +155,9 @@ def _mined(dataset: Dataset, run: MiningRun | None) -> Step:
 
 def _judged(dataset: Dataset, run: CascadeRun | None) -> Step:
     step = Step("judged", "Judged")
-    step.action, step.action_url = "Run the cascade", reverse(
-        "curation:cascade_new", args=[dataset.pk]
+    step.action, step.action_url = (
+        "Run the cascade",
+        reverse("curation:cascade_new", args=[dataset.pk]),
     )
     if run is None:
         return step
@@ -180,9 +182,10 @@ def _reviewed(dataset: Dataset, campaign, report) -> Step:
         step.state = DONE
     else:
         step.state = RUNNING
-        step.action, step.action_url = "Compute the agreement report", reverse(
-            "review:agreement_index"
-        ) + f"?campaign={campaign.pk}"
+        step.action, step.action_url = (
+            "Compute the agreement report",
+            reverse("review:agreement_index") + f"?campaign={campaign.pk}",
+        )
     return step
 
 
@@ -205,24 +208,24 @@ def _approved(dataset: Dataset, approval, latest, cascade) -> Step:
 
 def _frozen(dataset: Dataset, snapshot) -> Step:
     step = Step("frozen", "Frozen")
-    step.action, step.action_url = "Freeze a snapshot", reverse(
-        "curation:dataset_detail", args=[dataset.pk]
+    step.action, step.action_url = (
+        "Freeze a snapshot",
+        reverse("curation:dataset_detail", args=[dataset.pk]),
     )
     if snapshot is not None:
         step.state = DONE
         step.url = reverse("curation:snapshot_detail", args=[snapshot.pk])
         queries = (snapshot.manifest or {}).get("counts", {}).get("queries_out")
-        step.summary = snapshot.policy + (
-            f" · {queries:,} queries" if queries is not None else ""
-        )
+        step.summary = snapshot.policy + (f" · {queries:,} queries" if queries is not None else "")
     return step
 
 
 def _trained(snapshot, run) -> Step:
     step = Step("trained", "Trained")
     if snapshot is not None:
-        step.action, step.action_url = "Train on the snapshot", reverse(
-            "training:new", args=[snapshot.pk]
+        step.action, step.action_url = (
+            "Train on the snapshot",
+            reverse("training:new", args=[snapshot.pk]),
         )
     if run is not None:
         step.state, step.url = _job_state(run), reverse("training:run_detail", args=[run.pk])
