@@ -168,3 +168,66 @@ def test_cancelling_a_running_mining_run_adds_no_negatives(
     assert run.status == JobStatus.CANCELLED, (run.status, run.error)
     assert isinstance(run, MiningRun) and run.progress < 1.0
     assert not Candidate.objects.filter(origin=CandidateOrigin.MINED).exists()
+
+
+@pytest.fixture
+def generator_key(monkeypatch):
+    """Set before the worker starts: it inherits the environment."""
+    monkeypatch.setenv("SIEVE_TEST_SYNTH_KEY", "sk-worker-test")
+
+
+def test_cancelling_a_running_synthesis_run_keeps_only_whole_chunks(
+    generator_key, celery_worker_process, curator, settings
+):
+    """Synthesis writes its triplets one chunk of 100 passages at a time. 300 short passages,
+    a generator that answers slowly: once the run reports progress past the teacher, the
+    cancel is seen at the next chunk; what was written is whole triplets of whole chunks."""
+    from curation.models import CandidateOrigin, SynthesisRun
+    from curation.synthesis.services import CHUNK, synthesis_run_create
+    from tests.curation.mining_support import minilm_path
+    from tests.factories import DatasetFactory, PassageFactory
+    from tests.support.openai_server import FakeOpenAIServer, Reply
+
+    dataset = DatasetFactory(name="synthesize-then-stop")
+    for i in range(3 * CHUNK):
+        PassageFactory(corpus=dataset.corpus, text=f"Passage {i}: bees make honey in hive {i}.")
+
+    def slow(body):
+        if "hard negative" in body["messages"][0]["content"]:
+            return Reply(content=json.dumps({"passage": "Butterflies drink nectar."}), delay=0.05)
+        return Reply(content=json.dumps({"query": "how is honey made"}), delay=0.05)
+
+    with FakeOpenAIServer(slow) as server:
+        run = synthesis_run_create(
+            dataset=dataset, sample_size=3 * CHUNK, teacher_model=minilm_path(),
+            generator={"base_url": server.base_url, "model": "gen", "concurrency": 2,
+                       "api_key_env": "SIEVE_TEST_SYNTH_KEY"},
+            user=curator,
+        )  # fmt: skip
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            run.refresh_from_db()
+            if run.status in FINISHED_STATUSES or "passages" in run.progress_message:
+                break
+            time.sleep(0.1)
+        assert run.status == JobStatus.RUNNING, (run.status, celery_worker_process.log_text())
+        page = Client()
+        page.force_login(curator)
+        cancel = reverse("curation:synthesis_run_cancel", args=[run.pk])
+        assert page.post(cancel).status_code == 302
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while time.monotonic() < deadline:
+            run.refresh_from_db()
+            if run.status in FINISHED_STATUSES:
+                break
+            time.sleep(0.1)
+    assert run.status == JobStatus.CANCELLED, (run.status, run.error)
+    assert isinstance(run, SynthesisRun) and run.progress < 1.0
+    queries = Query.objects.filter(dataset=dataset)
+    # Whole triplets only: every generated query has its positive and its negative.
+    for query in queries.prefetch_related("candidates"):
+        roles = sorted(c.role for c in query.candidates.all())
+        assert roles == [CandidateRole.NEGATIVE, CandidateRole.POSITIVE], query.query_id
+    assert queries.count() < 3 * CHUNK
+    generated = Candidate.objects.filter(query__dataset=dataset, origin=CandidateOrigin.GENERATED)
+    assert generated.count() == 2 * queries.count()
