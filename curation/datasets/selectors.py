@@ -31,6 +31,8 @@ from ..models import (
     Decision,
     DecisionLabel,
     ExportJob,
+    Judgment,
+    RaterKind,
     ImportJob,
     Query,
     Snapshot,
@@ -243,19 +245,38 @@ def query_get(*, query_id: int) -> Query:
 
 
 def query_candidates(*, query: Query) -> list[Candidate]:
-    """A query's candidates with their passage and the label of their latest decision.
+    """A query's candidates with their passage, the decision in force (a person's, else an
+    approval's in force: ``_decision_in_force``) and each machine rater's latest verdict
+    (``machine_verdicts``: rater, verdict, tag; stage order).
 
-    One query has tens to a few hundred candidates, so the whole list is one page."""
-    latest = Decision.objects.filter(candidate=OuterRef("pk")).order_by("-id")
-    return list(
+    One query has tens to a few hundred candidates, so the whole list is one page: three
+    statements."""
+    approvals = [a.pk for a in approvals_in_force(dataset=query.dataset)]
+    in_force = _decision_in_force(decision_cutoff=decision_cutoff(), approval_ids=approvals)
+    candidates = list(
         Candidate.objects.filter(query=query)
         .select_related("passage")
         .annotate(
-            decision_label=Subquery(latest.values("label")[:1]),
-            decision_source=Subquery(latest.values("source")[:1]),
+            decision_label=Subquery(in_force.values("label")[:1]),
+            decision_source=Subquery(in_force.values("source")[:1]),
+            decision_approval=Subquery(in_force.values("approval_id")[:1]),
         )
-        .order_by("role", "rank", "id")
+        .order_by("role", "origin", "rank", "id")
     )
+    latest: dict[int, dict[str, tuple[str, str]]] = {}
+    judgments = (
+        Judgment.objects.filter(candidate__query=query, rater_kind=RaterKind.MACHINE)
+        .order_by("id")
+        .values_list("candidate_id", "rater", "verdict", "tag")
+    )
+    for candidate_id, rater, verdict, tag in judgments:
+        latest.setdefault(candidate_id, {})[rater] = (verdict, tag)  # later rows win
+    for candidate in candidates:
+        candidate.machine_verdicts = [
+            {"rater": rater, "verdict": verdict, "tag": tag}
+            for rater, (verdict, tag) in sorted(latest.get(candidate.pk, {}).items())
+        ]
+    return candidates
 
 
 # --- jobs and snapshots --------------------------------------------------------------------

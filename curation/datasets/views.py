@@ -16,7 +16,7 @@ from core.http import form_error_add, query_int
 from core.job_pages import job_cancel, job_page
 from core.roles import CAN_CURATE, CAN_READ_DATA, has_role, role_required
 
-from ..models import CandidateRole, Dataset, ExportJob, ImportJob, Query, Snapshot
+from ..models import CandidateOrigin, CandidateRole, Dataset, ExportJob, ImportJob, Query, Snapshot
 from . import selectors as reads
 from .forms import ImportUploadForm, SnapshotFreezeForm
 from .snapshots import export_job_create, snapshot_file_path
@@ -122,6 +122,16 @@ def query_detail(request, pk: int):
             "dataset": query.dataset,
             "positives": [c for c in candidates if c.role == CandidateRole.POSITIVE],
             "negatives": [c for c in candidates if c.role == CandidateRole.NEGATIVE],
+            # Imported and mined negatives are ranked apart (each list starts at rank 1).
+            "negative_groups": [
+                (label, [c for c in candidates if c.role == CandidateRole.NEGATIVE
+                         and c.origin == origin])
+                for origin, label in (
+                    (CandidateOrigin.ORIGINAL, "Imported negatives"),
+                    (CandidateOrigin.MINED, "Mined negatives"),
+                    (CandidateOrigin.GENERATED, "Generated negatives"),
+                )
+            ],
         },
     )
 

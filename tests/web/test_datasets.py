@@ -2,6 +2,7 @@
 
 import re
 
+import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -143,3 +144,52 @@ def test_dataset_page_cost_does_not_grow_with_its_queries(viewer_client, tiny_da
         page = viewer_client.get(url)
     assert page.content.count(b'<td class="mono muted"') == 50
     assert len(large.captured_queries) == len(small.captured_queries)
+
+
+@pytest.mark.django_db
+def test_the_query_page_ranks_imported_and_mined_negatives_apart_with_their_verdicts(
+    viewer_client,
+):
+    """Issue 10: imported and mined negatives each start at rank 1 and were shown as one list
+    with duplicated ranks and no machine verdicts; the decision shown must be the one in
+    force (a person's over an approval's; a revoked approval's not at all)."""
+    from curation.models import Approval, CandidateOrigin, CascadeRun, Judgment
+
+    query = QueryFactory(text="what do bees make")
+    dataset = query.dataset
+    CandidateFactory(query=query, role=CandidateRole.POSITIVE, passage__text="Bees make honey.")
+    imported = [CandidateFactory(query=query, rank=r, passage__text=f"imp {r}") for r in (1, 2)]
+    mined = [
+        CandidateFactory(query=query, rank=r, origin=CandidateOrigin.MINED,
+                         passage__text=f"mined {r}")
+        for r in (1, 2)
+    ]  # fmt: skip
+    Judgment.objects.create(
+        candidate=mined[0], rater="llm:gpt-4o:stage2", rater_kind="machine",
+        verdict="relevant", tag="better",
+    )  # fmt: skip
+    run = CascadeRun.objects.create(dataset=dataset, stages=[], status="succeeded")
+    in_force = Approval.objects.create(dataset=dataset, cascade_run=run, status="succeeded",
+                                       reason="r")  # fmt: skip
+    revoked = Approval.objects.create(dataset=dataset, cascade_run=run, status="succeeded",
+                                      reason="r", revoked_at="2026-12-01T00:00:00Z")  # fmt: skip
+    DecisionFactory(candidate=mined[0], label=DecisionLabel.RELEVANT, source="approval",
+                    approval=in_force)  # fmt: skip
+    DecisionFactory(candidate=imported[0], label=DecisionLabel.NOT_RELEVANT)  # a person
+    DecisionFactory(candidate=imported[0], label=DecisionLabel.RELEVANT, source="approval",
+                    approval=in_force)  # fmt: skip
+    DecisionFactory(candidate=imported[1], label=DecisionLabel.RELEVANT, source="approval",
+                    approval=revoked)  # fmt: skip
+
+    html = viewer_client.get(reverse("curation:query_detail", args=[query.pk])).content.decode()
+    assert "Imported negatives" in html and "Mined negatives" in html
+    assert html.index("imp 2") < html.index("Mined negatives") < html.index("mined 1")
+
+    def row(candidate) -> str:
+        start = html.index(f'id="candidate-{candidate.pk}"')
+        return html[start : html.index("</tr>", start)]
+
+    assert "llm:gpt-4o:stage2" in row(mined[0]) and "(better)" in row(mined[0])
+    assert f"approval #{in_force.pk}" in row(mined[0])
+    assert "not_relevant" in row(imported[0]) and "approval #" not in row(imported[0])
+    assert "decision-relevant" not in row(imported[1])  # the revoked approval is not in force
