@@ -46,21 +46,37 @@ def corpus_subsample(doc_ids, *, judged: set[str], sample: int, seed: int) -> li
 def beir_task_build(folder: BeirFolder, *, splits: list[str] | None = None):
     """An mteb ``AbsTaskRetrieval`` for ``folder`` (evaluated on ``splits``, default: all).
     Its name is the spec, ``beir:<folder name>``; its dataset revision a digest of the files."""
-    from mteb.abstasks.retrieval import AbsTaskRetrieval
-    from mteb.abstasks.task_metadata import TaskMetadata
-
     splits = list(splits or folder.splits)
     for split in splits:
         if split not in folder.splits:
             raise split_missing_error(folder, split)
-    metadata = TaskMetadata(
+    return retrieval_task_build(
         name=folder.spec,
-        dataset={"path": str(folder.path), "revision": folder_revision(folder)},
+        path=str(folder.path),
+        revision=folder_revision(folder),
         description=f"Local BEIR folder {folder.path}",
+        splits=splits,
+        read=lambda split: beir_split_read(folder, split),
+    )
+
+
+def retrieval_task_build(
+    *, name: str, path: str, revision: str, description: str, splits: list[str], read
+):
+    """An mteb ``AbsTaskRetrieval`` named ``name`` whose ``load_data`` fills mteb's layout
+    with ``read(split)`` (a ``BeirSplit``) for each split: a local folder or a Sieve dataset
+    evaluates as mteb evaluates a registry task, with no hub."""
+    from mteb.abstasks.retrieval import AbsTaskRetrieval
+    from mteb.abstasks.task_metadata import TaskMetadata
+
+    metadata = TaskMetadata(
+        name=name,
+        dataset={"path": path, "revision": revision},
+        description=description,
         type="Retrieval",
         category="t2t",
         modalities=["text"],
-        eval_splits=splits,
+        eval_splits=list(splits),
         eval_langs=DEFAULT_LANGUAGES,
         main_score="ndcg_at_10",
     )
@@ -73,7 +89,7 @@ def beir_task_build(folder: BeirFolder, *, splits: list[str] | None = None):
 
             self.dataset = {"default": {}}
             for split in self.eval_splits:
-                data = beir_split_read(folder, split)
+                data = read(split)
                 corpus_ids = list(data.corpus)
                 corpus = Dataset.from_dict(
                     {

@@ -1,12 +1,43 @@
-"""The "Evaluate" form: a training run's artifact or any model, on local BEIR tasks and/or
-mteb registry tasks, in full or streamlined mode."""
+"""The "Evaluate" form: a training run's artifact or any model, on Sieve datasets, local
+BEIR folders and/or mteb registry tasks, in full or streamlined mode. Its task picker is a
+search (``templates/evaluation/_task_picker.html``): the form never lists the registry."""
 
 from django import forms
 
+from core.ml.hardware import machine_detect
 from core.models import JobStatus
 from training.models import TrainingRun
 
 from .models import EvaluationMode
+
+
+def mode_choices() -> list[tuple[str, str]]:
+    """The modes in words that match this machine: 4-bit is named only where it runs."""
+    four_bit = " and a 4-bit model on the GPU" if machine_detect().four_bit else ""
+    return [
+        (EvaluationMode.FULL, "Full corpus: every document of the task"),
+        (
+            EvaluationMode.STREAMLINED,
+            f"Streamlined: every judged document plus a seeded sample of the rest{four_bit}"
+            " (faster; the page shows its difference to a full run)",
+        ),
+    ]
+
+
+MODE_NAMES = {EvaluationMode.FULL: "full corpus", EvaluationMode.STREAMLINED: "streamlined"}
+
+
+class TaskSpecsField(forms.Field):
+    """The chosen task specs (``tasks`` repeated); the service checks each one, so the form
+    never needs the whole registry to validate a choice."""
+
+    widget = forms.MultipleHiddenInput
+
+    def to_python(self, value) -> list[str]:
+        if not value:
+            return []
+        values = [value] if isinstance(value, str) else value
+        return [str(v).strip() for v in values if str(v).strip()]
 
 
 class TaskChoiceForm(forms.Form):
@@ -37,18 +68,26 @@ class TaskChoiceForm(forms.Form):
         return data
 
 
-class EvaluationLaunchForm(TaskChoiceForm):
+class EvaluationLaunchForm(forms.Form):
     training_run = forms.ModelChoiceField(
-        queryset=TrainingRun.objects.none(), required=False,
-        help_text="Evaluate a fine-tuned model; leave empty to evaluate the model below.",
+        queryset=TrainingRun.objects.none(), required=False, label="Fine-tuned model",
+        help_text="A training run's result; leave empty to evaluate the model below.",
     )  # fmt: skip
     model_ref = forms.CharField(
         label="Model", max_length=500, required=False,
-        help_text="A Hugging Face id or a folder on the GPU workers; empty: the configured "
-        "default (all-MiniLM-L6-v2, offline). Ignored when a training run is chosen.",
+        help_text="A Hugging Face id or a model folder on this machine; empty: the configured "
+        "default (all-MiniLM-L6-v2, offline). Ignored when a fine-tuned model is chosen.",
     )  # fmt: skip
-    mode = forms.ChoiceField(choices=EvaluationMode.choices, initial=EvaluationMode.FULL)
-    split = forms.CharField(max_length=50, initial="test")
+    tasks = TaskSpecsField(required=False)
+    other_tasks = forms.CharField(
+        label="Other mteb tasks", required=False,
+        help_text="Comma-separated mteb registry names (NFCorpus, FiQA2018) — need the hub.",
+    )  # fmt: skip
+    mode = forms.ChoiceField(choices=(), initial=EvaluationMode.FULL, widget=forms.RadioSelect)
+    split = forms.CharField(
+        max_length=50, initial="test",
+        help_text="Where a task has no such split, its own first split is used (MS MARCO: dev).",
+    )  # fmt: skip
     batch_size = forms.IntegerField(min_value=1, max_value=4096, initial=64)
     corpus_sample = forms.IntegerField(
         label="Streamlined: extra documents", min_value=0, required=False, initial=10000,
@@ -56,13 +95,32 @@ class EvaluationLaunchForm(TaskChoiceForm):
         "with the seed.",
     )  # fmt: skip
     seed = forms.IntegerField(min_value=0, initial=0)
-    field_order = ["training_run", "model_ref", "tasks", "other_tasks"]
+    task_fields = ("tasks", "other_tasks")
 
-    def __init__(self, *args, task_options, **kwargs):
-        super().__init__(*args, task_options=task_options, **kwargs)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["mode"].choices = mode_choices()
         self.fields["training_run"].queryset = TrainingRun.objects.filter(
             status=JobStatus.SUCCEEDED
         ).order_by("-id")
+
+    def clean(self):
+        data = super().clean()
+        extra = [t.strip() for t in (data.get("other_tasks") or "").split(",") if t.strip()]
+        data["task_specs"] = list(dict.fromkeys([*(data.get("tasks") or []), *extra]))
+        if not data["task_specs"]:
+            self.add_error("tasks", "choose at least one task")
+        return data
+
+    def chosen_tasks(self) -> list[str]:
+        """The specs to show as chosen when the form comes back (an error elsewhere)."""
+        return self.fields["tasks"].to_python(self["tasks"].value())
+
+    def model_fields(self):
+        return [self[name] for name in ("training_run", "model_ref")]
+
+    def setting_fields(self):
+        return [self[n] for n in ("mode", "split", "batch_size", "corpus_sample", "seed")]
 
     def service_options(self) -> dict:
         data = self.cleaned_data

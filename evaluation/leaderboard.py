@@ -82,6 +82,35 @@ def leaderboard_build(
     return ranked + unranked
 
 
+# A snapshot manifest's counts (curation's export policy) in words, the ones a reader of
+# the leaderboard compares first; the rest go into the cell's tooltip.
+MANIFEST_WORDS = {
+    "queries_out": "queries",
+    "positives": "positives",
+    "negatives": "hard negatives",
+    "false_negatives_removed": "false negatives removed",
+    "false_negatives_relabelled": "false negatives relabelled",
+    "positives_removed": "positives removed",
+    "dropped_remove": "queries dropped (remove policy)",
+    "dropped_ambiguous": "queries dropped (ambiguous)",
+}
+
+
+def manifest_summary(counts: dict) -> dict:
+    """``{"short": "8,000 queries · 8,012 positives · …", "full": "every count"}`` of a
+    snapshot manifest's counts: the first three always, the others only when not zero."""
+    parts = []
+    for index, (key, words) in enumerate(MANIFEST_WORDS.items()):
+        value = counts.get(key)
+        if isinstance(value, int) and (index < 3 or value):
+            parts.append(f"{value:,} {words}")
+    full = " · ".join(
+        f"{key.replace('_', ' ')} {value:,}" if isinstance(value, int) else f"{key} {value}"
+        for key, value in counts.items()
+    )
+    return {"short": " · ".join(parts), "full": full}
+
+
 def model_key_for(model_ref: str) -> str:
     """The leaderboard key of a model that is not a training run: a local folder by its
     resolved absolute path (so ``./models/x`` and ``/abs/models/x`` are one row), a hub id as

@@ -11,13 +11,20 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from django.db.models import Max, QuerySet
+from django.db.models import Count, Max, QuerySet
 
 from core.models import JobStatus
 from training.models import TrainingRun
 
-from .leaderboard import LeaderboardRow, ModelEntry, leaderboard_build, model_key_for
+from .leaderboard import (
+    LeaderboardRow,
+    ModelEntry,
+    leaderboard_build,
+    manifest_summary,
+    model_key_for,
+)
 from .models import EvalResult, EvaluationMode, EvaluationRun
+from .services.task_specs import evaluation_task_labels
 
 DEFAULT_SPLIT = "test"
 
@@ -33,10 +40,15 @@ def evaluation_run_results(*, run: EvaluationRun) -> list[EvalResult]:
 
 
 def evaluation_runs_recent(*, limit: int = 20, training_run=None) -> list[EvaluationRun]:
+    """The newest runs, each with ``task_names``: its tasks as pages name them."""
     runs = EvaluationRun.objects.select_related("training_run")
     if training_run is not None:
         runs = runs.filter(training_run=training_run)
-    return list(runs.order_by("-id")[:limit])
+    runs = list(runs.order_by("-id")[:limit])
+    labels = evaluation_task_labels([t for run in runs for t in run.tasks])
+    for run in runs:
+        run.task_names = [labels.get(t, t) for t in run.tasks]
+    return runs
 
 
 def _latest_results(*, mode: str, split: str) -> QuerySet:
@@ -69,7 +81,7 @@ def _entry(run: EvaluationRun) -> ModelEntry:
             policy=snapshot.policy,
             dataset=snapshot.dataset.name,
             dataset_id=snapshot.dataset_id,
-            counts=(snapshot.manifest or {}).get("counts", {}),
+            counts=manifest_summary((snapshot.manifest or {}).get("counts", {})),
         )
     return ModelEntry(key=run.model_key, label=run.model_label, base_key=base_key, info=info)
 
@@ -82,6 +94,26 @@ class Leaderboard:
     mode: str
     split: str
     results: dict[tuple[str, str], EvalResult] = field(default_factory=dict)
+    task_labels: dict[str, str] = field(default_factory=dict)  # spec → what the page shows
+
+
+def leaderboard_mode_counts(*, split: str = DEFAULT_SPLIT) -> dict[str, int]:
+    """{mode: how many models have a result in it}, for the leaderboard's tabs."""
+    counts = (
+        EvalResult.objects.filter(run__status=JobStatus.SUCCEEDED, split=split)
+        .values("run__mode")
+        .annotate(models=Count("run__model_key", distinct=True))
+    )
+    found = {row["run__mode"]: row["models"] for row in counts}
+    return {mode: found.get(mode, 0) for mode in EvaluationMode.values}
+
+
+def leaderboard_default_mode(counts: dict[str, int]) -> str:
+    """The tab the leaderboard opens on: the full corpus when it has results, else the
+    first mode that has some (a streamlined-only start is not an empty page)."""
+    if counts.get(EvaluationMode.FULL):
+        return EvaluationMode.FULL
+    return next((mode for mode, n in counts.items() if n), EvaluationMode.FULL)
 
 
 def leaderboard_get(
@@ -102,8 +134,9 @@ def leaderboard_get(
     models = [_entry(run) for run in newest_run.values()]
     rows = leaderboard_build(models=models, scores=scores, tasks=selected)
     return Leaderboard(
-        tasks=selected, all_tasks=all_tasks, rows=rows, mode=mode, split=split, results=by_cell
-    )
+        tasks=selected, all_tasks=all_tasks, rows=rows, mode=mode, split=split, results=by_cell,
+        task_labels=evaluation_task_labels(all_tasks),
+    )  # fmt: skip
 
 
 # --- experiments: runs that differ only in snapshot policy -----------------------------------

@@ -11,23 +11,50 @@ from django.views.decorators.http import require_GET, require_POST
 from core.csv_export import csv_write
 from core.errors import ApplicationError
 from core.job_pages import job_cancel, job_page
+from core.ml.hardware import machine_detect
 from core.roles import CAN_CURATE, CAN_READ_DATA, role_required
 from training.models import TrainingRun
 
 from . import selectors as reads
-from .forms import EvaluationLaunchForm
+from .charts import scores_chart
+from .forms import MODE_NAMES, EvaluationLaunchForm
 from .models import EvaluationMode, EvaluationRun
 from .services.runs import evaluation_run_create
-from .services.task_specs import evaluation_tasks_available
+from .services.task_specs import (
+    TaskOption,
+    evaluation_task_labels,
+    evaluation_task_search,
+    evaluation_tasks_offline,
+)
+
+
+def _chosen(specs: list[str]) -> list[TaskOption]:
+    """The chosen specs as picker rows (their labels; no registry lookup needed)."""
+    offline = {o.spec: o for o in evaluation_tasks_offline()}
+    labels = evaluation_task_labels(specs)
+    return [
+        offline.get(spec) or TaskOption(spec, labels[spec], "registry", (), "mteb registry task")
+        for spec in specs
+    ]
 
 
 def _form_page(request, form, *, status=200):
-    return render(
-        request,
-        "evaluation/evaluation_new.html",
-        {"section": "leaderboard", "form": form, "runs": reads.evaluation_runs_recent()},
-        status=status,
-    )
+    chosen = form.chosen_tasks()
+    query = request.GET.get("q", "").strip()
+    # The form's first answer never lists mteb's registry (the first listing after an install
+    # takes seconds): the offline tasks come with it and the picker's search asks for the rest,
+    # unless a search was sent without JavaScript (?q=).
+    search = evaluation_task_search(query=query, exclude=chosen, registry=bool(query))
+    context = {
+        "section": "leaderboard",
+        "form": form,
+        "chosen": _chosen(chosen),
+        "search": search,
+        "search_pending": not query,
+        "machine": machine_detect(),
+        "runs": reads.evaluation_runs_recent(),
+    }
+    return render(request, "evaluation/evaluation_new.html", context, status=status)
 
 
 @require_GET
@@ -36,14 +63,24 @@ def evaluation_new(request):
     initial = {}
     if request.GET.get("training_run", "").isdigit():
         initial["training_run"] = int(request.GET["training_run"])
-    form = EvaluationLaunchForm(initial=initial, task_options=evaluation_tasks_available())
-    return _form_page(request, form)
+    return _form_page(request, EvaluationLaunchForm(initial=initial))
+
+
+@require_GET
+@role_required(*CAN_CURATE)
+def evaluation_task_search_view(request):
+    """The picker's results (htmx): ``q`` searched over every task, ``tasks`` (the chosen
+    ones) left out."""
+    search = evaluation_task_search(
+        query=request.GET.get("q", "").strip(), exclude=request.GET.getlist("tasks")
+    )
+    return render(request, "evaluation/_task_results.html", {"search": search})
 
 
 @require_POST
 @role_required(*CAN_CURATE)
 def evaluation_launch(request):
-    form = EvaluationLaunchForm(request.POST, task_options=evaluation_tasks_available())
+    form = EvaluationLaunchForm(request.POST)
     if not form.is_valid():
         return _form_page(request, form, status=400)
     try:
@@ -52,7 +89,9 @@ def evaluation_launch(request):
         field = error.detail.get("field")
         form.add_error(field if field in form.fields else None, error.message)
         return _form_page(request, form, status=400)
-    messages.success(request, f"Evaluation #{run.pk} is queued on the GPU workers.")
+    messages.success(
+        request, f"Evaluation #{run.pk} is queued; it runs on {machine_detect().device_words}."
+    )
     return redirect("evaluation:run_detail", pk=run.pk)
 
 
@@ -63,15 +102,37 @@ def _run(pk: int) -> EvaluationRun:
         raise Http404("no such evaluation run") from None
 
 
+def _scores_chart(run: EvaluationRun, results, labels: dict):
+    rows = [
+        {"task": labels.get(r.task, r.task), "ndcg_at_10": r.ndcg_at_10,
+         "recall_at_100": r.recall_at_100, "mrr_at_10": r.mrr_at_10}
+        for r in results
+    ]  # fmt: skip
+    return scores_chart(rows, title=f"Evaluation #{run.pk}: {run.model_label}")
+
+
 def _run_context(run: EvaluationRun) -> dict:
+    results = reads.evaluation_run_results(run=run)
+    labels = evaluation_task_labels([*run.tasks, *(r.task for r in results)])
+    for result in results:
+        result.task_name = labels.get(result.task, result.task)
     return {
         "section": "leaderboard",
         "run": run,
-        "results": reads.evaluation_run_results(run=run),
+        "results": results,
+        "task_names": [labels[t] for t in run.tasks],
+        "task_stats": [
+            {"name": labels.get(spec, spec), **figures}
+            for spec, figures in ((run.stats or {}).get("tasks") or {}).items()
+        ],
+        "mode_name": MODE_NAMES.get(run.mode, run.mode),
+        "scores_chart": _scores_chart(run, results, labels),
+        "scores_file": f"evaluation-{run.pk}-scores",
         "status_url": reverse("evaluation:run_detail", args=[run.pk]),
         "cancel_url": reverse("evaluation:run_cancel", args=[run.pk]),
         "details": "evaluation/_run_details.html",
         "poll": "2s",
+        "hide_stats": True,  # _run_details.html shows them in words
     }
 
 
@@ -100,6 +161,21 @@ def evaluation_run_detail(request, pk: int):
     )
 
 
+@require_GET
+@role_required(*CAN_READ_DATA)
+def evaluation_run_scores_svg(request, pk: int):
+    """The run's scores chart as an .svg file (the page's SVG link)."""
+    context = _run_context(_run(pk))
+    if context["scores_chart"] is None:
+        raise Http404("no scores yet")
+    response = render(
+        request, "core/_chart_svg.html", {"figure": context["scores_chart"]},
+        content_type="image/svg+xml; charset=utf-8",
+    )  # fmt: skip
+    response["Content-Disposition"] = f'attachment; filename="evaluation-{pk}-scores.svg"'
+    return response
+
+
 @require_POST
 @role_required(*CAN_CURATE)
 def evaluation_run_cancel_view(request, pk: int):
@@ -113,12 +189,21 @@ def _board_params(request) -> tuple[list[str] | None, str]:
 @require_GET
 @role_required(*CAN_READ_DATA)
 def leaderboard(request):
-    tasks, mode = _board_params(request)
+    """Opens on the tab that has results (``?mode=`` picks one)."""
+    counts = reads.leaderboard_mode_counts()
+    tasks = request.GET.getlist("tasks") or None
+    mode = request.GET.get("mode")
+    if mode not in EvaluationMode.values:
+        mode = reads.leaderboard_default_mode(counts)
     board = reads.leaderboard_get(tasks=tasks, mode=mode)
+    tabs = [
+        {"mode": value, "name": MODE_NAMES.get(value, value), "models": counts.get(value, 0)}
+        for value in EvaluationMode.values
+    ]
     return render(
         request,
         "evaluation/leaderboard.html",
-        {"section": "leaderboard", "board": board, "modes": EvaluationMode.choices},
+        {"section": "leaderboard", "board": board, "tabs": tabs},
     )
 
 

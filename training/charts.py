@@ -1,44 +1,39 @@
-"""The loss curve of a run page as SVG coordinates (no Django, no JavaScript): the page draws
-one ``<polyline>`` and two axis labels, and re-renders it with every htmx poll."""
+"""The training run page's charts, on plain data (no Django): loss and learning rate over
+optimizer steps, from the run's ``history`` (one point per logging step). Drawn by
+``core/charts.py`` with axes, ticks and labels; the page shows them inline, re-rendered with
+every htmx poll, and offers each as an SVG (and PNG) download."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from core.charts import Figure, Series, line_chart
+
+CHARTS = {
+    "loss": ("Training loss", "loss"),
+    "learning_rate": ("Learning rate", "learning rate"),
+}
 
 
-@dataclass
-class LossCurve:
-    points: str  # "x,y x,y ..." for <polyline points>
-    width: int
-    height: int
-    min_loss: float
-    max_loss: float
-    first_step: int
-    last_step: int
-    count: int
+def _points(history: list[dict], key: str) -> list[tuple[float, float]]:
+    points = []
+    for point in history or []:
+        step, value = point.get("step"), point.get(key)
+        if isinstance(step, int | float) and isinstance(value, int | float):
+            points.append((step, value))
+    return points
 
 
-def loss_curve(history: list[dict], *, width: int = 600, height: int = 180, pad: int = 6):
-    """Scale ``history`` points ({"step", "loss"}) into a width × height box; None when there
-    are fewer than two finite points to draw."""
-    pairs = [
-        (int(p["step"]), float(p["loss"]))
-        for p in history
-        if p.get("loss") is not None
-        and p.get("step") is not None
-        and float(p["loss"]) == float(p["loss"])  # drop NaN
-    ]
-    if len(pairs) < 2:
-        return None
-    steps = [s for s, _ in pairs]
-    losses = [v for _, v in pairs]
-    s0, s1 = min(steps), max(steps)
-    lo, hi = min(losses), max(losses)
-    span_s = (s1 - s0) or 1
-    span_l = (hi - lo) or 1.0
-    inner_w, inner_h = width - 2 * pad, height - 2 * pad
-    coords = " ".join(
-        f"{pad + (s - s0) / span_s * inner_w:.1f},{pad + (hi - v) / span_l * inner_h:.1f}"
-        for s, v in pairs
+def run_chart(history: list[dict], metric: str, *, run_label: str = "") -> Figure | None:
+    """``metric`` ("loss" or "learning_rate") over steps; None with fewer than two points."""
+    title, y_label = CHARTS[metric]
+    return line_chart(
+        title=f"{title}{f' · {run_label}' if run_label else ''}",
+        series=[Series(y_label, _points(history, metric))],
+        x_label="optimizer step",
+        y_label=y_label,
     )
-    return LossCurve(coords, width, height, lo, hi, s0, s1, len(pairs))
+
+
+def run_charts(history: list[dict], *, run_label: str = "") -> dict[str, Figure]:
+    """Every chart that has something to draw, by metric."""
+    charts = {metric: run_chart(history, metric, run_label=run_label) for metric in CHARTS}
+    return {metric: figure for metric, figure in charts.items() if figure is not None}

@@ -9,5 +9,6 @@ urlpatterns = [
     path("snapshots/<int:pk>/train/", views.training_new, name="new"),
     path("snapshots/<int:pk>/train/launch", views.training_launch, name="launch"),
     path("runs/<int:pk>/", views.training_run_detail, name="run_detail"),
+    path("runs/<int:pk>/<str:metric>.svg", views.training_run_chart_svg, name="run_chart_svg"),
     path("runs/<int:pk>/cancel", views.training_run_cancel_view, name="run_cancel"),
 ]

@@ -13,12 +13,14 @@ from django.views.decorators.http import require_GET, require_POST
 from core.errors import ApplicationError
 from core.http import query_int
 from core.job_pages import job_cancel, job_page
+from core.ml.hardware import machine_detect
 from core.roles import CAN_CURATE, CAN_READ_DATA, role_required
 from curation.datasets.selectors import snapshot_get
 from curation.models import Snapshot
 
 from . import selectors as reads
-from .charts import loss_curve
+from .charts import CHARTS, run_chart, run_charts
+from .core.config import config_fields
 from .forms import TrainingLaunchForm
 from .models import TrainingRun
 from .services import (
@@ -50,6 +52,7 @@ def _form_page(request, snapshot, form, *, status=200):
             "snapshot": snapshot,
             "form": form,
             "runs": reads.snapshot_training_runs(snapshot=snapshot),
+            "machine": machine_detect(),
         },
         status=status,
     )
@@ -80,21 +83,33 @@ def training_launch(request, pk: int):
         field = error.detail.get("field")
         form.add_error(field if field in form.fields else None, error.message)
         return _form_page(request, snapshot, form, status=400)
-    messages.success(request, f"Training run #{run.pk} is queued on the GPU workers.")
+    messages.success(
+        request, f"Training run #{run.pk} is queued; it runs on {machine_detect().device_words}."
+    )
     return redirect("training:run_detail", pk=run.pk)
+
+
+def _config_rows(config: dict) -> list[tuple[str, str, object]]:
+    """The run's hyper-parameters as (label, name, value), in the schema's order."""
+    labels = {f.name: f.label for f in config_fields()}
+    config = config or {}
+    known = [(labels[n], n, config[n]) for n in labels if n in config]
+    return known + [(n.replace("_", " "), n, v) for n, v in config.items() if n not in labels]
 
 
 def _run_context(run: TrainingRun) -> dict:
     return {
         "section": "training",
         "run": run,
-        "curve": loss_curve(run.history or []),
+        "charts": run_charts(run.history or [], run_label=run.name or f"training #{run.pk}"),
+        "config_rows": _config_rows(run.config),
         "last_point": (run.history or [None])[-1],
         "status_url": reverse("training:run_detail", args=[run.pk]),
         "cancel_url": reverse("training:run_cancel", args=[run.pk]),
         "details": "training/_run_details.html",
         "poll": "2s",
         "hide_stats": True,
+        "run_file": f"training-{run.pk}-",
     }
 
 
@@ -103,6 +118,24 @@ def _run_context(run: TrainingRun) -> dict:
 def training_run_detail(request, pk: int):
     run = _run(pk)
     return job_page(request, run, template="training/training_run.html", context=_run_context(run))
+
+
+@require_GET
+@role_required(*CAN_READ_DATA)
+def training_run_chart_svg(request, pk: int, metric: str):
+    """One chart of the run page as an .svg file."""
+    run = _run(pk)
+    if metric not in CHARTS:
+        raise Http404("no such chart")
+    figure = run_chart(run.history or [], metric, run_label=run.name or f"training #{run.pk}")
+    if figure is None:
+        raise Http404("not enough points to draw yet")
+    response = render(
+        request, "core/_chart_svg.html", {"figure": figure},
+        content_type="image/svg+xml; charset=utf-8",
+    )  # fmt: skip
+    response["Content-Disposition"] = f'attachment; filename="training-{pk}-{metric}.svg"'
+    return response
 
 
 @require_POST

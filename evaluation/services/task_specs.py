@@ -1,6 +1,8 @@
-"""The tasks an evaluation can run: local BEIR folders (``beir:<name>``, offline) and mteb's
-registry retrieval tasks; a spec resolved to the split it evaluates, and built into the
-mteb task the worker evaluates."""
+"""The tasks an evaluation can run: Sieve's datasets imported from an evaluation split
+(``dataset:<id>``, offline, read from the database), local BEIR folders (``beir:<name>``,
+offline) and mteb's registry retrieval tasks; the picker's search over them; a spec's label
+for pages; a spec resolved to the split it evaluates, and built into the mteb task the
+worker evaluates."""
 
 from __future__ import annotations
 
@@ -18,7 +20,14 @@ from django.conf import settings
 from core.errors import ApplicationError
 from core.ml.beir import beir_folders_find
 
-from ..beir import beir_task_build
+from ..beir import beir_task_build, retrieval_task_build
+from .dataset_tasks import (
+    DATASET_PREFIX,
+    EVALUATION_SPLITS,
+    dataset_split_read,
+    dataset_task_names,
+    dataset_task_rows,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -29,9 +38,13 @@ LOCAL_PREFIX = "beir:"
 class TaskOption:
     spec: str  # what EvaluationRun.tasks holds: "beir:<folder>" or an mteb task name
     name: str
-    source: str  # "local" | "registry"
+    source: str  # "dataset" | "local" | "registry"
     splits: tuple[str, ...]
     description: str = ""
+
+    @property
+    def offline(self) -> bool:
+        return self.source != "registry"
 
 
 def _local_folders() -> dict:
@@ -91,20 +104,37 @@ def _registry_tasks_compute() -> list[dict] | None:
         return None
 
 
-def evaluation_tasks_available() -> list[TaskOption]:
-    """Local BEIR folders (``beir:<name>``, offline), then mteb's registry retrieval tasks
-    (their data comes from the Hugging Face hub when the run starts)."""
+def evaluation_tasks_offline() -> list[TaskOption]:
+    """What runs with no hub: Sieve's datasets imported from an evaluation split, then the
+    local BEIR folders. Cheap (one query, one folder listing): the form shows them at once."""
     options = [
+        TaskOption(
+            spec=row["spec"],
+            name=row["name"],
+            source="dataset",
+            splits=(row["split"],),
+            description=f"Sieve dataset, {row['split']} split: {row['queries']:,} queries, "
+            f"{row['passages']:,} documents",
+        )
+        for row in dataset_task_rows()
+    ]
+    options += [
         TaskOption(
             spec=folder.spec,
             name=folder.name,
             source="local",
             splits=folder.splits,
-            description=f"local BEIR folder {folder.path}",
+            description=f"BEIR folder {folder.path}",
         )
         for folder in _local_folders().values()
     ]
-    options += [
+    return options
+
+
+def evaluation_tasks_registry() -> list[TaskOption]:
+    """mteb's registry retrieval tasks (their data comes from the Hugging Face hub when the
+    run starts). The first call after an install lists them in a subprocess (seconds)."""
+    return [
         TaskOption(
             spec=task["name"],
             name=task["name"],
@@ -114,7 +144,75 @@ def evaluation_tasks_available() -> list[TaskOption]:
         )
         for task in _registry_tasks()
     ]
-    return options
+
+
+def evaluation_tasks_available() -> list[TaskOption]:
+    """Every task on offer: the offline ones, then mteb's registry."""
+    return evaluation_tasks_offline() + evaluation_tasks_registry()
+
+
+# Registry tasks shown before anything is typed: the BEIR tasks people start with.
+SUGGESTED = ("SciFact", "NFCorpus", "ArguAna", "FiQA2018", "SCIDOCS", "TRECCOVID")
+
+
+@dataclass
+class TaskSearch:
+    query: str
+    options: list[TaskOption]  # at most ``limit``
+    more: int  # matches beyond them
+    registry_size: int
+
+
+def evaluation_task_search(
+    *, query: str = "", exclude=(), limit: int = 25, registry: bool = True
+) -> TaskSearch:
+    """The picker's search: tasks whose name (first) or description holds every word of
+    ``query``, the offline ones before the registry's; with no query, the offline tasks and
+    a few well-known registry tasks. ``exclude``: specs already chosen."""
+    exclude = set(exclude)
+    offline = evaluation_tasks_offline()
+    everything = offline + (evaluation_tasks_registry() if registry else [])
+    registry_size = len(everything) - len(offline)
+    words = query.lower().split()
+    if not words:
+        suggested = [o for o in everything if o.offline or o.spec in SUGGESTED]
+        matches = [o for o in suggested if o.spec not in exclude]
+        return TaskSearch(query, matches[:limit], max(0, len(matches) - limit), registry_size)
+
+    def rank(option: TaskOption) -> int | None:
+        name = f"{option.name} {option.spec}".lower()
+        if all(w in name for w in words):
+            return 0 if name.startswith(words[0]) else 1
+        if all(w in f"{name} {option.description.lower()}" for w in words):
+            return 2
+        return None
+
+    ranked = [
+        (r, index, option)
+        for index, option in enumerate(everything)
+        if option.spec not in exclude and (r := rank(option)) is not None
+    ]
+    ranked.sort(key=lambda item: (item[0], not item[2].offline, item[1]))
+    matches = [option for _, _, option in ranked]
+    return TaskSearch(query, matches[:limit], max(0, len(matches) - limit), registry_size)
+
+
+def evaluation_task_labels(specs) -> dict[str, str]:
+    """{spec: what a page calls it}: a dataset by its name, a local folder by its folder's
+    name, a registry task by its own name."""
+    specs = list(dict.fromkeys(specs))
+    names = dataset_task_names(specs)
+    labels = {}
+    for spec in specs:
+        if spec in names:
+            labels[spec] = names[spec]
+        elif spec.startswith(DATASET_PREFIX):
+            labels[spec] = f"dataset #{spec[len(DATASET_PREFIX) :]} (deleted)"
+        elif spec.startswith(LOCAL_PREFIX):
+            labels[spec] = spec[len(LOCAL_PREFIX) :]
+        else:
+            labels[spec] = spec
+    return labels
 
 
 def evaluation_task_splits_resolve(specs: list[str], split: str) -> dict[str, str]:
@@ -123,13 +221,27 @@ def evaluation_task_splits_resolve(specs: list[str], split: str) -> dict[str, st
     if not specs:
         raise ApplicationError("choose at least one task", detail={"field": "tasks"})
     local = _local_folders()
+    datasets = (
+        {row["spec"]: row for row in dataset_task_rows()}
+        if any(str(s).startswith(DATASET_PREFIX) for s in specs)
+        else {}
+    )
     registry = None
     resolved: dict[str, str] = {}
     for spec in specs:
         spec = str(spec).strip()
         if spec in resolved:
             continue
-        if spec.startswith(LOCAL_PREFIX):
+        if spec.startswith(DATASET_PREFIX):
+            row = datasets.get(spec)
+            if row is None:
+                raise ApplicationError(
+                    f'unknown task "{spec}": no dataset imported from an evaluation split '
+                    f"({', '.join(EVALUATION_SPLITS)}) has this id",
+                    detail={"field": "tasks", "task": spec},
+                )
+            splits = (row["split"],)
+        elif spec.startswith(LOCAL_PREFIX):
             folder = local.get(spec)
             if folder is None:
                 raise ApplicationError(
@@ -154,7 +266,25 @@ def evaluation_task_splits_resolve(specs: list[str], split: str) -> dict[str, st
 
 def evaluation_task_build(spec: str, split: str):
     """The mteb task of ``spec``, to evaluate on ``split`` (a local folder is read only for
-    that split)."""
+    that split; a dataset is read from the database here, on the worker)."""
+    if spec.startswith(DATASET_PREFIX):
+        from curation.models import Dataset
+
+        dataset_id = spec[len(DATASET_PREFIX) :]
+        try:
+            data, revision = dataset_split_read(dataset_id=int(dataset_id))
+        except (ValueError, Dataset.DoesNotExist):
+            raise ApplicationError(
+                f'the dataset of task "{spec}" is no longer there', detail={"field": "tasks"}
+            ) from None
+        return retrieval_task_build(
+            name=spec,
+            path=f"sieve:{spec}",
+            revision=revision,
+            description=f"Sieve dataset #{dataset_id}, {split} split",
+            splits=[split],
+            read=lambda _split: data,
+        )
     if spec.startswith(LOCAL_PREFIX):
         folder = _local_folders().get(spec)
         if folder is None:

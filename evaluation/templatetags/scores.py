@@ -22,3 +22,14 @@ def at(sequence, index):
         return sequence[index]
     except (IndexError, TypeError):
         return None
+
+
+@register.filter
+def task_name(spec, labels=None) -> str:
+    """A task spec as pages name it (``dataset:3`` → the dataset's name, ``beir:scifact`` →
+    ``scifact``): ``labels`` when the page has them (``board.task_labels``), else looked up."""
+    if isinstance(labels, dict) and spec in labels:
+        return labels[spec]
+    from evaluation.services.task_specs import evaluation_task_labels
+
+    return evaluation_task_labels([str(spec)]).get(str(spec), str(spec))

@@ -1,0 +1,102 @@
+"""Sieve's own datasets as evaluation tasks (``dataset:<id>``): a dataset imported from an
+evaluation split (a BEIR folder's ``test`` or ``dev`` qrels) is evaluated from the database,
+with no copy of its files in ``SIEVE_EVAL_DATA_DIRS``.
+
+The task is what BEIR would read from the imported folder: the whole corpus (every passage
+of the dataset's corpus, in the order it was imported), the queries the imported judgments
+name, and those judgments as qrels — an imported positive as 1, an imported negative (a
+qrel of score 0) as 0. Mined and generated candidates, and review decisions, are not part of
+it: the benchmark stays the one that was imported. (Graded qrels arrive as positives, so a
+graded split scores with binary relevance.)
+
+Which split a dataset holds is what its import recorded (``ImportJob.stats["split"]``); a
+dataset that also took in a training split is not offered (its queries would be mixed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from django.db.models import Exists, OuterRef
+
+from core.ml.beir import BeirSplit
+from core.models import JobStatus
+from curation.models import Candidate, CandidateOrigin, CandidateRole, Dataset, ImportJob, Passage
+
+DATASET_PREFIX = "dataset:"
+EVALUATION_SPLITS = ("test", "dev", "validation", "val")
+
+
+def _import_splits() -> dict[int, set[str]]:
+    """{dataset id: the splits its succeeded imports recorded}; a dataset imported from a
+    format without splits (BGE, Tevatron, triplets) records "train" by what it is."""
+    splits: dict[int, set[str]] = {}
+    imports = ImportJob.objects.filter(status=JobStatus.SUCCEEDED, dataset__isnull=False).values(
+        "dataset_id", "stats"
+    )
+    for row in imports:
+        split = (row["stats"] or {}).get("split") or "train"
+        splits.setdefault(row["dataset_id"], set()).add(str(split))
+    return splits
+
+
+def dataset_task_rows() -> list[dict]:
+    """The datasets on offer: ``{"spec", "name", "split", "queries", "passages"}``, by name."""
+    offered = {
+        dataset_id: sorted(found)[0]
+        for dataset_id, found in _import_splits().items()
+        if len(found) == 1 and next(iter(found)) in EVALUATION_SPLITS
+    }
+    datasets = Dataset.objects.filter(pk__in=offered).select_related("corpus").order_by("name")
+    return [
+        {
+            "spec": f"{DATASET_PREFIX}{d.pk}",
+            "name": d.name,
+            "split": offered[d.pk],
+            "queries": d.query_count,
+            "passages": d.corpus.passage_count,
+        }
+        for d in datasets
+    ]
+
+
+def dataset_task_names(specs) -> dict[str, str]:
+    """{``dataset:<id>``: the dataset's name} for the specs that name a dataset still there."""
+    ids = {
+        int(s[len(DATASET_PREFIX) :])
+        for s in specs
+        if str(s).startswith(DATASET_PREFIX) and s[len(DATASET_PREFIX) :].isdigit()
+    }
+    names = Dataset.objects.filter(pk__in=ids).values_list("pk", "name")
+    return {f"{DATASET_PREFIX}{pk}": name for pk, name in names}
+
+
+def dataset_split_read(*, dataset_id: int) -> tuple[BeirSplit, str]:
+    """The task's data and its revision (a digest of every text and judgment it holds, so a
+    changed dataset is a new revision in mteb's results)."""
+    dataset = Dataset.objects.get(pk=dataset_id)
+    digest = hashlib.blake2b(digest_size=16)
+    qrels: dict[str, dict[str, int]] = {}
+    judged = (
+        Candidate.objects.filter(query__dataset=dataset, origin=CandidateOrigin.ORIGINAL)
+        .order_by("pk")
+        .values_list("query__query_id", "passage__doc_id", "role")
+    )
+    for query_id, doc_id, role in judged.iterator(chunk_size=10_000):
+        qrels.setdefault(query_id, {})[doc_id] = 1 if role == CandidateRole.POSITIVE else 0
+        digest.update(f"q\0{query_id}\0{doc_id}\0{role}\n".encode())
+    imported = Candidate.objects.filter(query=OuterRef("pk"), origin=CandidateOrigin.ORIGINAL)
+    texts = dataset.queries.filter(Exists(imported)).order_by("pk").values_list("query_id", "text")
+    queries = dict(texts.iterator(chunk_size=10_000))
+    for query_id, text in queries.items():
+        digest.update(f"t\0{query_id}\0{text}\n".encode())
+    corpus: dict[str, tuple[str, str]] = {}
+    passages = (
+        Passage.objects.filter(corpus_id=dataset.corpus_id)
+        .order_by("pk")
+        .values_list("doc_id", "title", "text_hash", "text")
+    )
+    for doc_id, title, text_hash, text in passages.iterator(chunk_size=10_000):
+        corpus[doc_id] = (title, text)
+        digest.update(f"d\0{doc_id}\0{text_hash}\n".encode())
+    return BeirSplit(corpus=corpus, queries=queries, qrels=qrels), digest.hexdigest()
