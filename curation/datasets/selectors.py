@@ -31,10 +31,10 @@ from ..models import (
     Decision,
     DecisionLabel,
     ExportJob,
-    Judgment,
-    RaterKind,
     ImportJob,
+    Judgment,
     Query,
+    RaterKind,
     Snapshot,
 )
 from .export import Candidate as ExportCandidate

@@ -124,8 +124,14 @@ def query_detail(request, pk: int):
             "negatives": [c for c in candidates if c.role == CandidateRole.NEGATIVE],
             # Imported and mined negatives are ranked apart (each list starts at rank 1).
             "negative_groups": [
-                (label, [c for c in candidates if c.role == CandidateRole.NEGATIVE
-                         and c.origin == origin])
+                (
+                    label,
+                    [
+                        c
+                        for c in candidates
+                        if c.role == CandidateRole.NEGATIVE and c.origin == origin
+                    ],
+                )
                 for origin, label in (
                     (CandidateOrigin.ORIGINAL, "Imported negatives"),
                     (CandidateOrigin.MINED, "Mined negatives"),
