@@ -110,7 +110,7 @@ def test_the_run_page_polls_until_the_run_ends(viewer_client, small_dataset):
         status=JobStatus.SUCCEEDED, progress=1.0, stats={"negatives_added": 12}
     )
     done = viewer_client.get(url, HTTP_HX_REQUEST="true")
-    assert done.status_code == 286 and b"negatives_added" in done.content
+    assert done.status_code == 286 and b"Negatives added" in done.content
     assert b"every 1s" not in done.content
 
 
