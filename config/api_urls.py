@@ -2,7 +2,10 @@
 
 from django.urls import path
 
+from curation.cascade import api as cascade_api
 from curation.datasets import api
+from curation.mining import api as mining_api
+from curation.synthesis import api as synthesis_api
 from evaluation import api as evaluation_api
 from experiments import api as experiments_api
 from review import api as review_api
@@ -28,6 +31,40 @@ urlpatterns = [
     path("exports/", api.ExportJobListApi.as_view(), name="export-list"),
     path("exports/<int:pk>/", api.ExportJobDetailApi.as_view(), name="export-detail"),
     path("exports/<int:pk>/cancel", api.ExportJobCancelApi.as_view(), name="export-cancel"),
+    path("mining-runs/", mining_api.MiningRunListCreateApi.as_view(), name="mining-list"),
+    path("mining-runs/<int:pk>/", mining_api.MiningRunDetailApi.as_view(), name="mining-detail"),
+    path(
+        "mining-runs/<int:pk>/cancel", mining_api.MiningRunCancelApi.as_view(), name="mining-cancel"
+    ),
+    path("cascade-runs/", cascade_api.CascadeRunListCreateApi.as_view(), name="cascade-list"),
+    path(
+        "cascade-runs/<int:pk>/", cascade_api.CascadeRunDetailApi.as_view(), name="cascade-detail"
+    ),
+    path(
+        "cascade-runs/<int:pk>/cancel",
+        cascade_api.CascadeRunCancelApi.as_view(),
+        name="cascade-cancel",
+    ),
+    path(
+        "cascade-runs/<int:pk>/retry",
+        cascade_api.CascadeRunRetryApi.as_view(),
+        name="cascade-retry",
+    ),
+    path(
+        "synthesis-runs/",
+        synthesis_api.SynthesisRunListCreateApi.as_view(),
+        name="synthesis-list",
+    ),
+    path(
+        "synthesis-runs/<int:pk>/",
+        synthesis_api.SynthesisRunDetailApi.as_view(),
+        name="synthesis-detail",
+    ),
+    path(
+        "synthesis-runs/<int:pk>/cancel",
+        synthesis_api.SynthesisRunCancelApi.as_view(),
+        name="synthesis-cancel",
+    ),
     path("training-runs/", training_api.TrainingRunListCreateApi.as_view(), name="training-list"),
     path(
         "training-runs/<int:pk>/",

@@ -15,6 +15,7 @@ edited, only the new texts are encoded. Flow and reasons: ``curation/mining/mini
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,12 +40,16 @@ from .models import Corpus
 # Bump when what is encoded for a passage changes (e.g. passage_text), so old vectors miss.
 CACHE_FORMAT = 2
 # Passages gathered before encoding: sorted by length as a whole (so batches pad as little
-# as one big encode call would), then encoded ENCODE_SLICE at a time so that progress and
-# the cancel check come every few seconds on a GPU, about a minute on a slow CPU.
+# as one big encode call would), then encoded a slice at a time so that progress and the
+# cancel check come every ENCODE_SLICE_SECONDS or so: the first slice is one batch, the next
+# ones are sized from the rate measured so far, at most ENCODE_SLICE (a GPU's seconds).
 ENCODE_BLOCK = 16_384
 ENCODE_BLOCK_CHARS = 32_000_000
 ENCODE_SLICE = 1_024
+ENCODE_SLICE_SECONDS = 2.0
 TEXT_PAGE = 5_000  # passages whose texts are read in one statement
+# Share of corpus_embeddings_get's progress for reading the corpus' texts (their cache keys).
+KEYS_SHARE = 0.05
 
 
 @dataclass
@@ -130,7 +135,14 @@ def corpus_embeddings_get(
             "precision": resolved_precision,
         },
     )
-    keys = _corpus_text_keys(corpus, version.passage_ids)
+    keys = _corpus_text_keys(
+        corpus,
+        version.passage_ids,
+        report=lambda done: report(
+            KEYS_SHARE * done / version.count,
+            f"reading the corpus: {done:,} of {version.count:,} passages",
+        ),
+    )
     key = f"{store.family}/{version.digest}"
     found, matrix = store.fill(keys)
     if found.all():
@@ -139,6 +151,7 @@ def corpus_embeddings_get(
         found, matrix = store.fill(keys, matrix, found=found)  # encoded meanwhile elsewhere?
         if found.all():
             return CorpusEmbeddings(key=key, passage_ids=version.passage_ids, matrix=matrix)
+        report(KEYS_SHARE, "loading the embedding model", force=True)
         encoder = encoder_get(model, settings)
         if matrix is None:
             matrix = np.zeros((len(keys), encoder.dimension), dtype=np.float32)
@@ -151,16 +164,20 @@ def corpus_embeddings_get(
             matrix=matrix,
             encoder=encoder,
             settings=settings,
-            report=report,
+            report=lambda f, m="", force=False: report(
+                KEYS_SHARE + (1 - KEYS_SHARE) * f, m, force=force
+            ),
         )
     return CorpusEmbeddings(
         key=key, passage_ids=version.passage_ids, matrix=matrix, built=True, encoded=encoded
     )
 
 
-def _corpus_text_keys(corpus: Corpus, passage_ids: np.ndarray) -> np.ndarray:
+def _corpus_text_keys(
+    corpus: Corpus, passage_ids: np.ndarray, *, report: Callable[[int], None]
+) -> np.ndarray:
     """The cache key of each passage (the digest of the text the model reads), in id order,
-    read in keyset pages."""
+    read in keyset pages; ``report(passages read)`` after each."""
     keys = np.zeros(len(passage_ids), dtype="S16")
     row = 0
     for page in corpus_doc_ids_stream(corpus=corpus, up_to_id=int(passage_ids[-1])):
@@ -174,6 +191,7 @@ def _corpus_text_keys(corpus: Corpus, passage_ids: np.ndarray) -> np.ndarray:
         for i, pk in enumerate(ids):
             keys[row + i] = text_key(passage_text(*texts[pk]))
         row += len(ids)
+        report(row)
     if row != len(passage_ids):
         raise _corpus_changed(corpus)
     return keys
@@ -193,21 +211,36 @@ def _encode_missing(
     pending_chars = 0
     encoded = 0
 
+    batch = max(1, settings.batch_size)
+    size = batch  # the first slice: one batch, so progress moves after seconds even on a CPU
+
     def flush():
-        nonlocal encoded, pending_chars
+        nonlocal encoded, pending_chars, size
         # Longest first, as sentence-transformers orders a call's texts itself.
         pending.sort(key=lambda item: -len(item[1]))
-        for start in range(0, len(pending), ENCODE_SLICE):
-            part = pending[start : start + ENCODE_SLICE]
+        start = 0
+        while start < len(pending):
+            part = pending[start : start + size]
+            started = time.monotonic()
             fresh[[i for i, _ in part]] = encoder.encode_passages(
                 [text for _, text in part],
                 prefix=settings.passage_prefix,
                 batch_size=settings.batch_size,
             )
+            elapsed = time.monotonic() - started
+            start += len(part)
             encoded += len(part)
-            report(encoded / to_encode, f"encoded {encoded:,} of {to_encode:,} passages")
+            report(
+                encoded / to_encode, f"encoding the corpus: {encoded:,} of {to_encode:,} passages"
+            )
+            # The next slice: about ENCODE_SLICE_SECONDS at the rate just measured, in whole
+            # batches, between one batch and ENCODE_SLICE.
+            wanted = len(part) * ENCODE_SLICE_SECONDS / max(elapsed, 1e-3)
+            size = int(min(max(batch, wanted // batch * batch), max(batch, ENCODE_SLICE)))
         pending.clear()
         pending_chars = 0
+
+    report(0.0, f"encoding the corpus: 0 of {to_encode:,} passages", force=True)
 
     first_rows = missing[first]  # one passage per distinct text, in id order
     order = np.argsort(first_rows)

@@ -204,6 +204,8 @@ def dataset_negatives_mine(*, run: MiningRun, progress: Callable[..., None] | No
         query_prefix=run.query_prefix,
         passage_prefix=run.passage_prefix,
     )
+    # Importing torch and loading the model takes seconds to a minute on a CPU: say so.
+    report(0.0, "loading the embedding model", force=True)
     encoder = encoder_get(run.model_name, settings)
     encode_before = encoder.encode_seconds
     embeddings = corpus_embeddings_get(
@@ -225,6 +227,8 @@ def dataset_negatives_mine(*, run: MiningRun, progress: Callable[..., None] | No
             source_run=f"mining:{run.pk}",
         )
 
+    base = ENCODE_SHARE if embeddings.built else 0.05
+    report(base, f"building the search index over {len(embeddings):,} passages", force=True)
     started = time.monotonic()
     index = build_index(np.asarray(embeddings.matrix), approximate=run.approximate)
     timings["index_seconds"] = time.monotonic() - started
@@ -232,11 +236,14 @@ def dataset_negatives_mine(*, run: MiningRun, progress: Callable[..., None] | No
 
     total = Query.objects.filter(dataset=dataset).count()
     counts = defaultdict(int)
-    base = ENCODE_SHARE if embeddings.built else 0.05
     report(base, f"mining {total:,} queries", force=True)
     timings["query_encode_seconds"] = timings["search_seconds"] = timings["write_seconds"] = 0.0
     done = 0
     for chunk in dataset_queries_stream(dataset=dataset, batch_size=QUERY_CHUNK):
+        # Each phase of a chunk says so as it starts (force: a phase that began within the
+        # reporter's interval of the last write would otherwise show the previous text).
+        fraction = base + (1 - base) * done / max(total, done + len(chunk))
+        which = f"queries {done + 1:,}–{done + len(chunk):,} of {total:,}"
         positives_by_query: dict[int, list[int]] = defaultdict(list)
         for _, query_pk, passage_pk, _ in query_candidates_for(
             query_ids=[pk for pk, _ in chunk], role=CandidateRole.POSITIVE
@@ -253,12 +260,14 @@ def dataset_negatives_mine(*, run: MiningRun, progress: Callable[..., None] | No
         query_pks = [pk for pk, _ in anchored]
         counts["queries_with_positives"] += len(anchored)
 
+        report(fraction, f"encoding {which}", force=True)
         t0 = time.monotonic()
         query_vectors = encoder.encode_queries(
             [text for _, text in anchored], prefix=run.query_prefix, batch_size=run.batch_size
         )
         timings["query_encode_seconds"] += time.monotonic() - t0
 
+        report(fraction, f"searching the corpus for {which}", force=True)
         t0 = time.monotonic()
         positive_scores = [
             np.asarray(matrix[positive_rows[pk]]) @ query_vectors[i]
@@ -285,6 +294,7 @@ def dataset_negatives_mine(*, run: MiningRun, progress: Callable[..., None] | No
             ]
         timings["search_seconds"] += time.monotonic() - t0
 
+        report(fraction, f"writing the negatives and judgments of {which}", force=True)
         t0 = time.monotonic()
         counts["negatives_selected"] += len(rows_to_insert)
         with transaction.atomic():

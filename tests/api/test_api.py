@@ -249,12 +249,27 @@ def test_schema_is_valid_openapi_with_our_paths(client, viewer):
         "/api/snapshots/{id}/",
         "/api/snapshots/{id}/download",
         "/api/exports/{id}/",
+        "/api/mining-runs/",
+        "/api/mining-runs/{id}/",
+        "/api/mining-runs/{id}/cancel",
+        "/api/cascade-runs/",
+        "/api/cascade-runs/{id}/",
+        "/api/cascade-runs/{id}/cancel",
+        "/api/cascade-runs/{id}/retry",
+        "/api/synthesis-runs/",
+        "/api/synthesis-runs/{id}/",
+        "/api/synthesis-runs/{id}/cancel",
     ):
         assert path in schema["paths"], path
     upload = schema["paths"]["/api/imports/"]["post"]
     assert "multipart/form-data" in upload["requestBody"]["content"]
     assert "202" in upload["responses"]
     assert "tokenAuth" in schema["components"]["securitySchemes"]
+    # A cascade launch answers the run (202) or, with estimate_only, the estimate alone (200).
+    launch = schema["paths"]["/api/cascade-runs/"]["post"]
+    assert {"200", "202"} <= set(launch["responses"])
+    # Stages and the generator name the key's variable; no request or answer has a key field.
+    assert "api_key" not in json.dumps(schema).replace("api_key_env", "")
 
 
 def test_docs_page_renders_with_local_assets(client, viewer):
