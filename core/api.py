@@ -69,6 +69,18 @@ class QueryIdPagination(NewestFirstPagination):
     ordering = "query_id"
 
 
+def filtered_by_ids(request, queryset, *names: str):
+    """``queryset`` narrowed by each ``?<name>=<id>`` present (``<name>_id`` equal to it); a
+    value that is not a whole number is a 400 naming the parameter."""
+    for name in names:
+        value = request.query_params.get(name)
+        if value:
+            if not value.isdigit():
+                raise serializers.ValidationError({name: "must be an integer id"})
+            queryset = queryset.filter(**{f"{name}_id": int(value)})
+    return queryset
+
+
 def paginated(view: APIView, queryset, serializer_class, *, prepare=None) -> Response:
     """One cursor page of ``queryset`` serialized; ``prepare(page)`` may attach per-page data
     (counts for this page's rows only, in one grouped query) before serializing."""

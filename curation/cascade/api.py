@@ -28,6 +28,7 @@ from core.api import (
     JobOutputSerializer,
     NewestFirstPagination,
     SieveApi,
+    filtered_by_ids,
     job_api_views,
     paginated,
 )
@@ -283,12 +284,7 @@ class CascadeRunListCreateApi(SieveApi):
         responses=CascadeRunOutputSerializer(many=True),
     )
     def get(self, request):
-        runs = CascadeRun.objects.all()
-        value = request.query_params.get("dataset")
-        if value:
-            if not value.isdigit():
-                raise serializers.ValidationError({"dataset": "must be an integer id"})
-            runs = runs.filter(dataset_id=int(value))
+        runs = filtered_by_ids(request, CascadeRun.objects.all(), "dataset")
         return paginated(self, runs, CascadeRunOutputSerializer)
 
     @extend_schema(

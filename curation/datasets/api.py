@@ -22,6 +22,7 @@ from core.api import (
     OldestFirstPagination,
     QueryIdPagination,
     SieveApi,
+    filtered_by_ids,
     job_api_views,
     paginated,
 )
@@ -213,12 +214,7 @@ class SnapshotListCreateApi(SieveApi):
         responses=SnapshotOutputSerializer(many=True),
     )
     def get(self, request):
-        snapshots = Snapshot.objects.select_related("dataset")
-        dataset_id = request.query_params.get("dataset")
-        if dataset_id:
-            if not dataset_id.isdigit():
-                raise serializers.ValidationError({"dataset": "must be an integer id"})
-            snapshots = snapshots.filter(dataset_id=int(dataset_id))
+        snapshots = filtered_by_ids(request, Snapshot.objects.select_related("dataset"), "dataset")
         return paginated(self, snapshots, SnapshotOutputSerializer)
 
     @extend_schema(

@@ -13,6 +13,7 @@ from core.api import (
     JobOutputSerializer,
     NewestFirstPagination,
     SieveApi,
+    filtered_by_ids,
     job_api_views,
     paginated,
 )
@@ -123,12 +124,7 @@ class MiningRunListCreateApi(SieveApi):
         responses=MiningRunOutputSerializer(many=True),
     )
     def get(self, request):
-        runs = MiningRun.objects.all()
-        value = request.query_params.get("dataset")
-        if value:
-            if not value.isdigit():
-                raise serializers.ValidationError({"dataset": "must be an integer id"})
-            runs = runs.filter(dataset_id=int(value))
+        runs = filtered_by_ids(request, MiningRun.objects.all(), "dataset")
         return paginated(self, runs, MiningRunOutputSerializer)
 
     @extend_schema(request=MiningRunInputSerializer, responses={202: MiningRunOutputSerializer})

@@ -17,6 +17,7 @@ from core.api import (
     JobOutputSerializer,
     NewestFirstPagination,
     SieveApi,
+    filtered_by_ids,
     job_api_views,
     paginated,
 )
@@ -157,12 +158,7 @@ class SynthesisRunListCreateApi(SieveApi):
         responses=SynthesisRunOutputSerializer(many=True),
     )
     def get(self, request):
-        runs = SynthesisRun.objects.all()
-        value = request.query_params.get("dataset")
-        if value:
-            if not value.isdigit():
-                raise serializers.ValidationError({"dataset": "must be an integer id"})
-            runs = runs.filter(dataset_id=int(value))
+        runs = filtered_by_ids(request, SynthesisRun.objects.all(), "dataset")
         return paginated(self, runs, SynthesisRunOutputSerializer)
 
     @extend_schema(

@@ -11,7 +11,13 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.api import CanCurate, JobOutputSerializer, NewestFirstPagination, paginated
+from core.api import (
+    CanCurate,
+    JobOutputSerializer,
+    NewestFirstPagination,
+    filtered_by_ids,
+    paginated,
+)
 from core.models import JobStatus
 from curation.models import Dataset
 
@@ -84,13 +90,9 @@ class AgreementReportListCreateApi(APIView):
         description="Agreement reports, newest first, without their figures.",
     )
     def get(self, request):
-        reports = AgreementReport.objects.defer("result")
-        for name in ("campaign", "dataset"):
-            value = request.query_params.get(name)
-            if value:
-                if not value.isdigit():
-                    raise serializers.ValidationError({name: "must be an integer id"})
-                reports = reports.filter(**{f"{name}_id": int(value)})
+        reports = filtered_by_ids(
+            request, AgreementReport.objects.defer("result"), "campaign", "dataset"
+        )
         return paginated(self, reports, AgreementReportOutputSerializer)
 
     @extend_schema(

@@ -13,6 +13,7 @@ from core.api import (
     JobOutputSerializer,
     NewestFirstPagination,
     SieveApi,
+    filtered_by_ids,
     job_api_views,
     paginated,
 )
@@ -84,12 +85,7 @@ class ApprovalListCreateApi(SieveApi):
         responses=ApprovalOutputSerializer(many=True),
     )
     def get(self, request):
-        approvals = Approval.objects.all()
-        value = request.query_params.get("dataset")
-        if value:
-            if not value.isdigit():
-                raise serializers.ValidationError({"dataset": "must be an integer id"})
-            approvals = approvals.filter(dataset_id=int(value))
+        approvals = filtered_by_ids(request, Approval.objects.all(), "dataset")
         return paginated(self, approvals, ApprovalOutputSerializer)
 
     @extend_schema(request=ApprovalInputSerializer, responses={202: ApprovalOutputSerializer})
