@@ -218,6 +218,16 @@ class _Progress:
         self.listener.checkpoint(step=state.global_step, path=str(folder))
 
 
+def plain_forward(model) -> None:
+    """Undo the trainer's mixed precision on ``model``: with bf16, accelerate replaces the
+    model's ``forward`` by one under ``torch.autocast`` and leaves it there after training,
+    so the in-memory model would keep encoding in bf16 (up to ~1e-3 off) while the saved
+    artifact loads in fp32. Puts the model's own ``forward`` back."""
+    from accelerate.utils import extract_model_from_parallel
+
+    extract_model_from_parallel(model, keep_fp32_wrapper=False)
+
+
 def _progress_callback(**kwargs) -> _Progress:
     from transformers import TrainerCallback
 
@@ -310,6 +320,7 @@ def train(
 
     trainer.remove_callback(PrinterCallback)
     output_ = trainer.train(resume_from_checkpoint=str(resume.path) if resume else None)
+    plain_forward(model)
     step, total_steps = trainer.state.global_step, trainer.state.max_steps
     metrics["train_runtime_s"] = round(float(output_.metrics.get("train_runtime", 0.0)), 3)
     metrics["train_loss"] = float(output_.training_loss)
