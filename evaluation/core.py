@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +39,9 @@ from core.ml.encoder import EncoderSettings, resolve_device, resolve_precision
 from core.ml.identity import folder_digest, model_identity
 
 from .beir import corpus_subsample
+from .results import SplitScores, json_safe, split_scores
+
+__all__ = ["SplitScores", "json_safe", "split_scores"]  # re-exported: their old home
 
 logger = logging.getLogger(__name__)
 
@@ -214,9 +216,13 @@ class EvalEncoder:
         settings: EncoderSettings,
         store_root: Path | str | None = None,
         on_progress: ProgressCallback | None = None,
+        pool: dict | None = None,
     ):
         from mteb.models.sentence_transformer_wrapper import SentenceTransformerEncoderWrapper
 
+        # Several GPUs: sentence-transformers' pool protocol (multi_gpu.encode_pool_start);
+        # batches are encoded in the pool's processes, so progress comes per encode call.
+        self.pool = pool
         self.loaded = loaded
         self.model = loaded.model
         prompts = None
@@ -314,6 +320,8 @@ class EvalEncoder:
         import torch
 
         self._phase[:] = [kind, 0, len(loader.dataset)]
+        if self.pool is not None:
+            call = {**call, "pool": self.pool}
         started = time.perf_counter()
         try:
             if self.loaded.precision == "bf16":
@@ -418,15 +426,6 @@ def registry_retrieval_tasks() -> list[dict]:
 
 
 @dataclass
-class SplitScores:
-    main_score: float
-    ndcg_at_10: float | None
-    recall_at_100: float | None
-    mrr_at_10: float | None
-    metrics: dict
-
-
-@dataclass
 class TaskOutcome:
     task_name: str
     split: str
@@ -437,49 +436,6 @@ class TaskOutcome:
     query_count: int
     seconds: float
     counts: dict = field(default_factory=dict)
-
-
-def split_scores(subset_scores: list[dict]) -> SplitScores:
-    """One split's scores from mteb's list of per-subset score dicts: a single subset as it
-    is; several (a multilingual task) averaged, each kept under ``subsets``."""
-    if len(subset_scores) == 1:
-        metrics = dict(subset_scores[0])
-    else:
-        numeric = {
-            key
-            for scores in subset_scores
-            for key, value in scores.items()
-            if isinstance(value, int | float) and not isinstance(value, bool)
-        }
-        metrics = {
-            key: float(np.mean([s[key] for s in subset_scores if key in s]))
-            for key in sorted(numeric)
-        }
-        metrics["subsets"] = {s.get("hf_subset", str(i)): s for i, s in enumerate(subset_scores)}
-
-    def number(key):
-        value = metrics.get(key)
-        return float(value) if isinstance(value, int | float) else None
-
-    return SplitScores(
-        main_score=float(metrics["main_score"]),
-        ndcg_at_10=number("ndcg_at_10"),
-        recall_at_100=number("recall_at_100"),
-        mrr_at_10=number("mrr_at_10"),
-        metrics=metrics,
-    )
-
-
-def json_safe(value):
-    """``value`` with NaN and infinities as None: mteb writes NaN for metrics that are not
-    defined on a split (an nAUC over constant scores), which JSON columns refuse."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(item) for item in value]
-    return value
 
 
 def _split_data(task, split: str) -> list[dict]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 from collections import deque
@@ -42,6 +43,9 @@ logger = logging.getLogger(__name__)
 
 # Seconds between two writes of the live row (progress, step, loss curve, log tail).
 FLUSH_INTERVAL = 0.75
+# Seconds between two cancel checks (a query each): not one per optimizer step, which on a
+# GPU can be a few milliseconds.
+CANCEL_CHECK_INTERVAL = 1.0
 LOG_TAIL_LINES = 60
 # Names a run's output folder as its own, so a folder left by another database (the same
 # primary key, an older life of the installation) is never resumed from.
@@ -173,6 +177,7 @@ class _RunRecorder(TrainListener):
         self.elapsed_offset = 0.0
         self.cancel_seen_at: int | None = None
         self._last_flush = 0.0
+        self._last_cancel_check = -CANCEL_CHECK_INTERVAL
 
     # TrainListener
 
@@ -213,6 +218,10 @@ class _RunRecorder(TrainListener):
         self.flush(force=True)
 
     def should_stop(self) -> bool:
+        now = time.monotonic()
+        if now - self._last_cancel_check < CANCEL_CHECK_INTERVAL:
+            return False
+        self._last_cancel_check = now
         if TrainingRun.objects.filter(pk=self.run.pk, cancel_requested=True).exists():
             self.cancel_seen_at = self.step_now
             self.metrics["cancel_seen_at_step"] = self.step_now
@@ -369,6 +378,13 @@ def _training_rows(run: TrainingRun, config: TrainConfig):
         ) from None
 
 
+def _processes() -> int | None:
+    """``SIEVE_TRAIN_PROCESSES`` (a gpu worker's environment): how many GPUs one run trains
+    on; unset: every GPU the worker sees (``CUDA_VISIBLE_DEVICES``)."""
+    value = os.environ.get("SIEVE_TRAIN_PROCESSES", "").strip()
+    return int(value) if value else None
+
+
 def _train(run: TrainingRun, recorder: _RunRecorder, folder: Path):
     recorder.say("reading the snapshot")
     config = TrainConfig.from_dict(run.config)
@@ -392,7 +408,9 @@ def _train(run: TrainingRun, recorder: _RunRecorder, folder: Path):
     recorder.say(f"loading {run.base_model}")
     if recorder.should_stop():
         raise TrainingCancelled(recorder.step_now)
-    result = train(config=config, rows=rows, output_dir=folder, listener=recorder)
+    result = train(
+        config=config, rows=rows, output_dir=folder, listener=recorder, processes=_processes()
+    )
     return result, rows
 
 

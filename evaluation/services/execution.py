@@ -73,6 +73,7 @@ def evaluation_run_evaluate(*, run: EvaluationRun, progress: Callable[..., None]
     from core.ml.encoder import EncoderSettings
 
     from ..core import EvalEncoder, model_load, task_evaluate
+    from ..multi_gpu import encode_devices, encode_pool_start, encode_pool_stop
 
     config = run.config
     task_splits: dict[str, str] = config.get("task_splits") or {
@@ -107,10 +108,19 @@ def evaluation_run_evaluate(*, run: EvaluationRun, progress: Callable[..., None]
             "load_seconds": round(loaded.load_seconds, 2),
         }
         stats["four_bit"] = loaded.four_bit
+        # Several GPUs: one encoding process each (not for 4-bit weights, which stay put).
+        devices = encode_devices(loaded.device) if loaded.precision != "4bit" else []
+        stats["model"]["devices"] = devices or [loaded.device]
+        pool = (
+            encode_pool_start(loaded.model, devices, precision=loaded.precision)
+            if devices
+            else None
+        )
         encoder = EvalEncoder(
             loaded,
             settings=settings_,
             store_root=Path(settings.SIEVE_EMBEDDING_CACHE_DIR) / "eval",
+            pool=pool,
         )
     total = len(specs)
     try:
@@ -152,6 +162,8 @@ def evaluation_run_evaluate(*, run: EvaluationRun, progress: Callable[..., None]
     finally:
         if encoder is not None:
             encoder.close()
+            if encoder.pool is not None:
+                encode_pool_stop(encoder.pool)
     stats.update(_totals(stats["tasks"]))
     return stats
 

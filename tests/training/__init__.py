@@ -74,3 +74,47 @@ def scifact_snapshots(shared_data: Path, folder: Path, *, formats=("bge",), name
     for format in formats:
         out[format] = snapshot_create(dataset=dataset, policy="default", format=format)
     return out
+
+
+def tiny_model(folder: Path, kind: str = "bert") -> str:
+    """A randomly initialised model of ``kind`` ("bert", or a decoder: "qwen2") with a few
+    thousand parameters per layer, saved in ``folder`` as a plain transformers checkpoint
+    with MiniLM's tokenizer: a "local path" base model that trains in seconds on CPU."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    if kind == "bert":
+        from transformers import BertConfig, BertModel
+
+        config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                            num_attention_heads=4, intermediate_size=64,
+                            max_position_embeddings=128)  # fmt: skip
+        model = BertModel(config)
+    else:
+        from transformers import Qwen2Config, Qwen2ForCausalLM
+
+        config = Qwen2Config(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                             num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
+                             max_position_embeddings=128)  # fmt: skip
+        model = Qwen2ForCausalLM(config)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def toy_rows(count: int, *, negatives: int = 1, seed: int = 0):
+    """``count`` (query, positive, k negatives) rows of distinct made-up texts."""
+    from training.core.data import Example, build_rows
+
+    topics = [f"topic {i} about {word}" for i, word in enumerate(
+        ["cells", "stars", "rivers", "proteins", "markets", "storms", "bones", "lenses"] * 8
+    )][:count]  # fmt: skip
+    examples = [
+        Example(
+            query=f"what is known of {topic}?",
+            positives=[f"{topic}: a passage that answers the question in some words"],
+            negatives=[f"{topic}, unrelated passage {n}" for n in range(negatives + 1)],
+        )
+        for topic in topics
+    ]  # fmt: skip
+    return build_rows(examples, num_negatives=negatives, seed=seed)

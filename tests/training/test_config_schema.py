@@ -126,7 +126,13 @@ def test_the_form_starts_from_the_defaults_and_empty_fields_take_them():
         assert initial == expected, config_field.name
     blank = TrainingLaunchForm({"method": "full"}, defaults=defaults)
     assert blank.is_valid(), blank.errors
-    assert blank.config() == {"method": "full", "gradient_cache": False, "merge_adapter": False}
+    # An unticked checkbox is False: every bool field is in a submitted form's config.
+    assert blank.config() == {
+        "method": "full",
+        "gradient_checkpointing": False,
+        "gradient_cache": False,
+        "merge_adapter": False,
+    }
     assert TrainConfig.from_dict(blank.config()).learning_rate == 2e-5
 
 

@@ -14,7 +14,13 @@ from training.core.artifacts import load_trained_model
 from training.core.checkpoints import COMPLETE_MARKER, latest_checkpoint, prune_checkpoints
 from training.core.config import ConfigError, TrainConfig, config_fields, planned_steps
 from training.core.data import build_rows, read_examples
-from training.core.loop import TrainingCancelled, TrainListener, history_append, train
+from training.core.loop import (
+    TrainingCancelled,
+    TrainListener,
+    history_append,
+    plain_forward,
+    train,
+)
 
 from . import minilm_path, scifact_train_bge
 
@@ -205,8 +211,11 @@ def test_a_lora_adapter_trains_and_reloads_to_the_same_embeddings(scifact_rows, 
     assert result.artifact_kind == "adapter"
     assert (tmp_path / "run" / "adapter" / "adapter_config.json").is_file()
 
+    # The artifact, loaded on the device it was trained on, encodes as the trained model does
+    # (bf16 on a GPU is the trainer's autocast, which the returned model no longer carries).
+    device = metrics["device"]
     trained = result.model.encode(TEXTS, convert_to_numpy=True)
-    reloaded = load_trained_model(minilm_path(), result.artifact_path, "adapter", device="cpu")
+    reloaded = load_trained_model(minilm_path(), result.artifact_path, "adapter", device=device)
     np.testing.assert_allclose(reloaded.encode(TEXTS, convert_to_numpy=True), trained, atol=1e-5)
 
     # The adapter's own record of its base (an absolute path) is not what loads it.
@@ -215,7 +224,7 @@ def test_a_lora_adapter_trains_and_reloads_to_the_same_embeddings(scifact_rows, 
     adapter_config = json.loads((moved / "adapter_config.json").read_text())
     adapter_config["base_model_name_or_path"] = "/nonexistent/base-model"
     (moved / "adapter_config.json").write_text(json.dumps(adapter_config))
-    again = load_trained_model(minilm_path(), str(moved), "adapter", device="cpu")
+    again = load_trained_model(minilm_path(), str(moved), "adapter", device=device)
     np.testing.assert_allclose(again.encode(TEXTS, convert_to_numpy=True), trained, atol=1e-5)
 
     from sentence_transformers import SentenceTransformer
@@ -261,10 +270,32 @@ def test_a_full_fine_tune_with_gradient_caching_on_pairs(scifact_rows, tmp_path)
     assert not (tmp_path / "full" / "checkpoints").exists() or not any(
         (tmp_path / "full" / "checkpoints").iterdir()
     )
-    reloaded = load_trained_model("ignored-for-a-full-model", result.artifact_path, "full")
+    reloaded = load_trained_model(
+        "ignored-for-a-full-model", result.artifact_path, "full", device=result.metrics["device"]
+    )
     np.testing.assert_allclose(
         reloaded.encode(TEXTS), result.model.encode(TEXTS, convert_to_numpy=True), atol=1e-5
     )
+
+
+def test_the_trained_model_sheds_the_trainers_bf16_autocast():
+    """What accelerate does to a model it trains in bf16 (its forward under autocast, the
+    original kept as ``_original_forward``), done here on the CPU: ``plain_forward`` puts
+    the model's own fp32 forward back, so the returned model encodes like its artifact."""
+    from types import MethodType
+
+    import torch
+    from accelerate.utils import convert_outputs_to_fp32
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(minilm_path(), device="cpu")
+    fp32 = model.encode(TEXTS, convert_to_numpy=True)
+    model._original_forward = model.forward
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16)(model.forward.__func__)
+    model.forward = MethodType(convert_outputs_to_fp32(autocast), model)
+    assert np.abs(model.encode(TEXTS, convert_to_numpy=True) - fp32).max() > 1e-4
+    plain_forward(model)
+    np.testing.assert_array_equal(model.encode(TEXTS, convert_to_numpy=True), fp32)
 
 
 class StopAtStep(Recorder):

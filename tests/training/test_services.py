@@ -19,6 +19,7 @@ from tests.factories import DatasetFactory
 from training.core.artifacts import load_trained_model
 from training.core.checkpoints import COMPLETE_MARKER
 from training.core.config import TrainConfig
+from training.core.model import resolve_device, use_bf16
 from training.models import TrainingRun
 from training.services import (
     OWNER_FILE,
@@ -187,7 +188,9 @@ def test_a_merged_lora_run_in_process_leaves_a_complete_row(shared_data, tmp_pat
     for key in ("samples_per_s", "tokens_per_s", "train_loss", "trainable_params",
                 "total_params", "base_model_revision"):  # fmt: skip
         assert key in metrics, key
-    assert metrics["eta_s"] == 0 and metrics["device"] == "cpu"
+    # The device and precision it really trained with: a CUDA worker's run says so.
+    assert metrics["eta_s"] == 0 and metrics["device"] == resolve_device(None)
+    assert metrics["precision"] == ("bf16" if use_bf16("auto", metrics["device"]) else "fp32")
     assert metrics["data"]["examples_used"] == 32 and metrics["data"]["num_negatives"] == 2
     assert run.stats["rows"] == metrics["data"]["rows"] and run.stats["steps"] == 4
     assert "step 4/4" in run.log_tail and "saved the merged" in run.log_tail

@@ -7,6 +7,7 @@ its form without paying for them.
     data.py         snapshot file → examples → training rows
     model.py        device, bf16, the base model + LoRA adapter, collator, loss
     loop.py         train(): the trainer, progress/cancel callback, the loss curve
+    distributed.py  one run on several GPUs: torch's launcher, DDP, events back to the caller
     checkpoints.py  complete-only checkpoints, rotation, removal
     artifacts.py    the saved adapter / merged / full model, and loading it back
 

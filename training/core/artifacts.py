@@ -48,9 +48,10 @@ def save_artifact(config: TrainConfig, model, output: Path, *, device: str) -> t
     # Merge from the saved adapter (not the in-memory model): what is published is exactly
     # base + the artifact, and the adapter folder is proven loadable on the way.
     from peft import PeftModel
-    from sentence_transformers import SentenceTransformer
 
-    merged = SentenceTransformer(config.base_model, device=device)
+    from .model import load_sentence_transformer
+
+    merged = load_sentence_transformer(config.base_model, device=device, pooling=config.pooling)
     peft_model = PeftModel.from_pretrained(merged[0].model, str(final))
     merged[0].model = peft_model.merge_and_unload()
     final = output / ARTIFACT_DIRS["merged"]
@@ -61,6 +62,14 @@ def save_artifact(config: TrainConfig, model, output: Path, *, device: str) -> t
     fsync_tree(partial)
     _publish(partial, final)
     return final, "merged"
+
+
+def _trained_pooling(folder: Path) -> str:
+    try:
+        info = json.loads((folder / ARTIFACT_INFO).read_text())
+    except (OSError, ValueError):
+        return "auto"
+    return (info.get("config") or {}).get("pooling") or "auto"
 
 
 def load_trained_model(
@@ -76,8 +85,16 @@ def load_trained_model(
     which is wrong once the folder moves; a merged or full model is loaded from its folder."""
     from sentence_transformers import SentenceTransformer
 
+    from .model import load_sentence_transformer
+
     if artifact_kind == "adapter":
-        model = SentenceTransformer(base_model, device=device, model_kwargs=model_kwargs)
+        # The base is built as training built it (a decoder's last-token pooling, say).
+        model = load_sentence_transformer(
+            base_model,
+            device=device,
+            pooling=_trained_pooling(Path(artifact_path)),
+            model_kwargs=model_kwargs,
+        )
         model.load_adapter(str(artifact_path))
         return model
     if artifact_kind in ("merged", "full"):

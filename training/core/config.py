@@ -24,7 +24,15 @@ BF16_CHOICES = (
     ("on", "bf16"),
     ("off", "fp32"),
 )
+POOLING_CHOICES = (
+    ("auto", "auto: the model's own; last token for a decoder (Mistral, Qwen, Llama)"),
+    ("mean", "mean of the tokens"),
+    ("cls", "first token (CLS)"),
+    ("lasttoken", "last token"),
+)
 FULL_LEARNING_RATE = 2e-5
+# E5-mistral's query template (Linq-Embed-Mistral and Qwen3-Embedding use the same shape).
+INSTRUCTION_TEMPLATE = "Instruct: {instruction}\nQuery: "
 
 
 class ConfigError(ApplicationError, ValueError):
@@ -124,6 +132,34 @@ class TrainConfig:
         default=None,
         metadata=_meta("Passage prefix", "Empty: the base model family's own.", max_length=500),
     )
+    instruction: str = field(
+        default="",
+        metadata=_meta(
+            "Task instruction",
+            "Decoder embedders (E5-mistral, Qwen3-Embedding): the task in words, e.g. "
+            '"Given a scientific claim, retrieve documents that support or refute it". '
+            'Queries then read "Instruct: <instruction>\\nQuery: <query>" unless a query '
+            "prefix is set; passages get none.",
+            max_length=1000,
+        ),
+    )
+    pooling: str = field(
+        default="auto",
+        metadata=_meta(
+            "Pooling",
+            "How token vectors become one: auto keeps a sentence-transformers model's own and "
+            "uses the last token for a decoder without one.",
+            choices=POOLING_CHOICES,
+        ),
+    )
+    gradient_checkpointing: bool = field(
+        default=False,
+        metadata=_meta(
+            "Gradient checkpointing",
+            "Recompute activations in the backward pass: less memory for large decoders, "
+            "about a third more compute.",
+        ),
+    )
     gradient_cache: bool = field(
         default=False,
         metadata=_meta(
@@ -216,6 +252,8 @@ class TrainConfig:
         from core.ml.encoder import default_prefixes
 
         query, passage = default_prefixes(self.base_model)
+        if self.instruction:
+            query = INSTRUCTION_TEMPLATE.format(instruction=self.instruction)
         return dataclasses.replace(
             self,
             query_prefix=query if self.query_prefix is None else self.query_prefix,

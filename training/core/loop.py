@@ -56,14 +56,22 @@ def history_append(history: list[dict], point: dict, *, limit: int = HISTORY_LIM
 
 
 def training_arguments(
-    config: TrainConfig, *, checkpoints_dir: str | Path, device: str, bf16: bool
+    config: TrainConfig,
+    *,
+    checkpoints_dir: str | Path,
+    device: str,
+    bf16: bool,
+    processes: int = 1,
 ):
     from sentence_transformers import SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
 
+    cuda = device.startswith("cuda")
     return SentenceTransformerTrainingArguments(
         output_dir=str(checkpoints_dir),
-        per_device_train_batch_size=config.batch_size,
+        # Several processes: config.batch_size stays the batch the loss sees (each process
+        # takes its share; the loss gathers the others' embeddings), and so do the steps.
+        per_device_train_batch_size=per_process_batch_size(config.batch_size, processes),
         learning_rate=config.learning_rate,
         weight_decay=config.weight_decay,
         num_train_epochs=config.epochs,
@@ -80,8 +88,19 @@ def training_arguments(
         seed=config.seed,
         data_seed=config.seed,
         bf16=bf16,
-        use_cpu=not device.startswith("cuda"),
-        dataloader_pin_memory=device.startswith("cuda"),
+        use_cpu=not cuda,
+        dataloader_pin_memory=cuda,
+        ddp_backend=("nccl" if cuda else "gloo") if processes > 1 else None,
+        # The trainer's NaN/inf filter reads the loss back from the GPU after every step (a
+        # host sync per step); a NaN loss shows in the loss curve instead of being averaged
+        # away.
+        logging_nan_inf_filter=False,
+        activation_checkpointing=config.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False}
+        if config.gradient_checkpointing
+        else None,
+        # Every LoRA / model parameter takes part in every step: no search for unused ones.
+        ddp_find_unused_parameters=False if processes > 1 else None,
         # Duplicate texts in a batch (SciFact cites one abstract from several claims) would be
         # in-batch "negatives" that are positives.
         batch_sampler=BatchSamplers.NO_DUPLICATES,
@@ -131,8 +150,11 @@ class _Progress:
     ``TrainerCallback`` by ``_progress_callback`` (transformers is imported only there)."""
 
     def __init__(self, *, listener: TrainListener, collator, metrics: dict, device: str,
-                 resumed_from_step: int | None):  # fmt: skip
+                 resumed_from_step: int | None, stop_check=None, barrier=None):  # fmt: skip
         self.listener = listener
+        # (state) -> bool; several processes agree on it (distributed.CollectiveStop).
+        self.stop_check = stop_check or (lambda state: listener.should_stop())
+        self.barrier = barrier
         self.collator = collator
         self.metrics = metrics
         self.device = device
@@ -150,8 +172,10 @@ class _Progress:
         metrics = self.metrics
         seconds = max(time.monotonic() - self.first_step_at, 1e-9)
         steps = state.global_step - self.first_step
-        metrics["samples_per_s"] = round(self.collator.samples / seconds, 3)
-        metrics["tokens_per_s"] = round(self.collator.tokens / seconds, 1)
+        # Each process counts its own share; every one takes the same share per step.
+        processes = metrics.get("processes", 1)
+        metrics["samples_per_s"] = round(processes * self.collator.samples / seconds, 3)
+        metrics["tokens_per_s"] = round(processes * self.collator.tokens / seconds, 1)
         if steps > 0:
             metrics["eta_s"] = round((state.max_steps - state.global_step) * seconds / steps, 1)
         metrics["epoch"] = round(state.epoch or 0.0, 4)
@@ -161,7 +185,7 @@ class _Progress:
             metrics["gpu_memory_max_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
 
     def _stop_if_asked(self, state) -> None:
-        if self.listener.should_stop():
+        if self.stop_check(state):
             raise TrainingCancelled(state.global_step)
 
     def on_train_begin(self, args, state, control, **kwargs):
@@ -209,13 +233,25 @@ class _Progress:
 
     def on_save(self, args, state, control, **kwargs):
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if not folder.is_dir():
+        if self.barrier is not None:
+            self.barrier()  # every process has written its part (RNG state) of the checkpoint
+        if not state.is_world_process_zero or not folder.is_dir():
             return
         mark_complete(folder)
         prune_checkpoints(Path(args.output_dir))
         self.metrics["checkpoint_step"] = state.global_step
         logger.info("checkpoint saved at step %d", state.global_step)
         self.listener.checkpoint(step=state.global_step, path=str(folder))
+
+
+def plain_forward(model) -> None:
+    """Undo the trainer's mixed precision on ``model``: with bf16, accelerate replaces the
+    model's ``forward`` by one under ``torch.autocast`` and leaves it there after training,
+    so the in-memory model would keep encoding in bf16 (up to ~1e-3 off) while the saved
+    artifact loads in fp32. Puts the model's own ``forward`` back."""
+    from accelerate.utils import extract_model_from_parallel
+
+    extract_model_from_parallel(model, keep_fp32_wrapper=False)
 
 
 def _progress_callback(**kwargs) -> _Progress:
@@ -227,6 +263,21 @@ def _progress_callback(**kwargs) -> _Progress:
     return ProgressCallback(**kwargs)
 
 
+def per_process_batch_size(batch_size: int, processes: int) -> int:
+    """Each process's share of the batch; rounded up, so the loss never sees fewer
+    candidates than ``batch_size``."""
+    return -(-batch_size // processes)
+
+
+def default_processes(device: str) -> int:
+    """One process per visible GPU (``CUDA_VISIBLE_DEVICES`` decides which); one on CPU."""
+    if device != "cuda":  # "cuda:1" names one GPU
+        return 1
+    import torch
+
+    return max(1, torch.cuda.device_count())
+
+
 def train(
     *,
     config: TrainConfig,
@@ -234,36 +285,70 @@ def train(
     output_dir: str | Path,
     listener: TrainListener | None = None,
     device: str | None = None,
+    processes: int | None = None,
 ) -> TrainResult:
     """Train ``config.base_model`` on ``rows``; checkpoints go to ``output_dir/checkpoints``
     and the artifact to ``output_dir/adapter`` (LoRA), ``merged`` or ``model`` (full).
     Resumes from the newest complete checkpoint found there. Raises ``TrainingCancelled``
-    when ``listener.should_stop()`` says so (no artifact is written)."""
+    when ``listener.should_stop()`` says so (no artifact is written).
+
+    ``processes`` (default: every visible GPU, one on CPU): more than one trains with DDP
+    in that many processes started by torch's launcher (``distributed.py``); the result's
+    ``model`` is then None (the model lives in those processes; load the artifact)."""
     config.check()
     if not config.base_model:
         raise ConfigError("a base model is required", "base_model")
     if len(rows) == 0:
         raise ValueError("no training rows: every example lacked a positive or negatives")
     listener = listener or TrainListener()
-    started = time.monotonic()
+    device = resolve_device(device)
+    processes = processes or default_processes(device)
+    if processes > 1:
+        from .distributed import train_distributed
 
+        return train_distributed(
+            config=config,
+            rows=rows,
+            output_dir=Path(output_dir),
+            listener=listener,
+            device=device,
+            processes=processes,
+        )
+    return run_training(config=config, rows=rows, output_dir=output_dir, listener=listener,
+                        device=device)  # fmt: skip
+
+
+def run_training(
+    *,
+    config: TrainConfig,
+    rows: TrainingRows,
+    output_dir: str | Path,
+    listener: TrainListener,
+    device: str,
+    rank=None,
+) -> TrainResult:
+    """The trainer in this process: all of a single-process run, or one rank of a
+    distributed one (``rank``: a ``distributed.Rank``; rank 0 alone writes the artifact)."""
+    started = time.monotonic()
     from sentence_transformers import SentenceTransformerTrainer
     from transformers import set_seed
 
+    processes = rank.world_size if rank else 1
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     checkpoints = output / CHECKPOINTS_DIR
-    resume = latest_checkpoint(checkpoints)
-    device = resolve_device(device)
+    # Several processes: the launcher chose the checkpoint before starting them.
+    resume = rank.resume if rank else latest_checkpoint(checkpoints)
     bf16 = use_bf16(config.bf16, device)
     set_seed(config.seed)
     model = build_model(config, device=device)
     trainable, total = parameter_counts(model)
     logger.info(
-        "%s on %s (%s): %s of %s parameters trainable (%.2f%%), %d rows, k=%d",
+        "%s on %s (%s%s): %s of %s parameters trainable (%.2f%%), %d rows, k=%d",
         config.method,
         config.base_model,
         device,
+        f" x {processes} processes" if processes > 1 else "",
         f"{trainable:,}",
         f"{total:,}",
         100.0 * trainable / total,
@@ -280,7 +365,10 @@ def train(
         "trainable_percent": round(100.0 * trainable / total, 4),
         "rows": len(rows),
         "num_negatives": rows.num_negatives,
+        "processes": processes,
     }
+    if processes > 1:
+        metrics["batch_size_per_process"] = per_process_batch_size(config.batch_size, processes)
 
     from datasets import Dataset
 
@@ -296,12 +384,16 @@ def train(
         metrics=metrics,
         device=device,
         resumed_from_step=resume.step if resume else None,
+        stop_check=rank.stop_check(listener, config) if rank else None,
+        barrier=rank.barrier if rank else None,
     )
     trainer = SentenceTransformerTrainer(
         model=model,
-        args=training_arguments(config, checkpoints_dir=checkpoints, device=device, bf16=bf16),
+        args=training_arguments(
+            config, checkpoints_dir=checkpoints, device=device, bf16=bf16, processes=processes
+        ),
         train_dataset=dataset,
-        loss=make_loss(config, model),
+        loss=make_loss(config, model, gather_across_devices=processes > 1),
         data_collator=collator,
         callbacks=[callback],
     )
@@ -310,15 +402,20 @@ def train(
 
     trainer.remove_callback(PrinterCallback)
     output_ = trainer.train(resume_from_checkpoint=str(resume.path) if resume else None)
+    plain_forward(model)
     step, total_steps = trainer.state.global_step, trainer.state.max_steps
     metrics["train_runtime_s"] = round(float(output_.metrics.get("train_runtime", 0.0)), 3)
     metrics["train_loss"] = float(output_.training_loss)
     if callback.first_step_at is not None:
+        # Every process takes the same number of samples per step.
         metrics["samples_per_s"] = round(
-            collator.samples / max(time.monotonic() - callback.first_step_at, 1e-9), 3
+            processes * collator.samples / max(time.monotonic() - callback.first_step_at, 1e-9),
+            3,
         )
     metrics["eta_s"] = 0.0
     metrics.pop("checkpoint_step", None)
+    if rank and rank.index != 0:
+        return TrainResult("", "", step, total_steps, None, metrics)
 
     artifact, kind = save_artifact(config, model, output, device=device)
     metrics["wall_s"] = round(time.monotonic() - started, 2)

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from .config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
+DECODER_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                        "down_proj"]  # fmt: skip
 # LoRA targets per architecture (config.model_type): the attention projections. peft's own
 # table stops at query/value for BERT; key too is what most embedding fine-tunes use.
 LORA_TARGETS = {
@@ -25,11 +28,18 @@ LORA_TARGETS = {
     "modernbert": ["Wqkv"],
     "nomic_bert": ["Wqkv"],
     "new": ["qkv_proj"],
+    # Decoder embedders (E5-mistral, Linq-Embed-Mistral, Qwen3-Embedding) put LoRA on the
+    # attention and the MLP projections.
     **{
-        t: ["q_proj", "k_proj", "v_proj"]
-        for t in ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3")
-    },
+        t: DECODER_LORA_TARGETS
+        for t in ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text")
+    },  # fmt: skip
+    "phi3": ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],
 }
+# Decoder-only architectures: no CLS token, causal attention, so the last token's vector is
+# the one that has seen the whole text.
+DECODER_TYPES = frozenset(("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2",
+                           "gemma3_text", "phi3"))  # fmt: skip
 # Module names that are attention projections in architectures not listed above.
 _ATTENTION_NAMES = (
     "query", "key", "value", "q_proj", "k_proj", "v_proj", "qkv_proj", "Wqkv", "query_key_value",
@@ -79,12 +89,53 @@ def lora_target_modules(transformers_model) -> list[str]:
     )
 
 
+def _is_decoder(transformers_config) -> bool:
+    architectures = getattr(transformers_config, "architectures", None) or []
+    return getattr(transformers_config, "model_type", "") in DECODER_TYPES or any(
+        name.endswith("ForCausalLM") for name in architectures
+    )
+
+
+def load_sentence_transformer(name: str, *, device: str | None = None, pooling: str = "auto",
+                              model_kwargs: dict | None = None):  # fmt: skip
+    """``name`` (a hub id or folder) as a SentenceTransformer. ``auto`` keeps a
+    sentence-transformers model as it is saved (its pooling, its normalisation) and gives a
+    plain decoder checkpoint (Mistral, Qwen, Llama) last-token pooling; another ``pooling``
+    is built as Transformer → Pooling(mode) → Normalize. A decoder's tokenizer without a
+    padding token pads with its end-of-text token (pooling reads the attention mask, so
+    the side does not matter)."""
+    from sentence_transformers import SentenceTransformer
+
+    folder = Path(name).expanduser()
+    own = (folder / "modules.json").is_file() if folder.is_dir() else False
+    mode = None if pooling == "auto" else pooling
+    decoder = False
+    if not own or mode:
+        from transformers import AutoConfig
+
+        decoder = _is_decoder(AutoConfig.from_pretrained(name))
+        if mode is None and decoder:
+            mode = "lasttoken"
+    if mode is None:
+        return SentenceTransformer(name, device=device, model_kwargs=model_kwargs)
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+
+    transformer = Transformer(name, model_kwargs=model_kwargs)
+    tokenizer = transformer.tokenizer
+    if decoder and tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    modules = [
+        transformer,
+        Pooling(transformer.get_embedding_dimension(), pooling_mode=mode),
+        Normalize(),
+    ]
+    return SentenceTransformer(modules=modules, device=device)
+
+
 def build_model(config: TrainConfig, *, device: str):
     """The base model, with a fresh LoRA adapter for ``method="lora"``. Seed first: the
     adapter's initial weights are random."""
-    from sentence_transformers import SentenceTransformer
-
-    model = SentenceTransformer(config.base_model, device=device)
+    model = load_sentence_transformer(config.base_model, device=device, pooling=config.pooling)
     if config.method == "lora":
         from peft import LoraConfig, TaskType
 
@@ -164,7 +215,9 @@ def make_collator(model, *, query_max_length: int, passage_max_length: int):
     )
 
 
-def make_loss(config: TrainConfig, model):
+def make_loss(config: TrainConfig, model, *, gather_across_devices: bool = False):
+    """InfoNCE (scale 1 / temperature); with several processes each one's loss sees every
+    process's queries and passages (in-batch negatives across the whole batch)."""
     from sentence_transformers.sentence_transformer.losses import (
         CachedMultipleNegativesRankingLoss,
         MultipleNegativesRankingLoss,
@@ -173,6 +226,11 @@ def make_loss(config: TrainConfig, model):
     scale = 1.0 / config.temperature
     if config.gradient_cache:
         return CachedMultipleNegativesRankingLoss(
-            model, scale=scale, mini_batch_size=config.mini_batch_size
+            model,
+            scale=scale,
+            mini_batch_size=config.mini_batch_size,
+            gather_across_devices=gather_across_devices,
         )
-    return MultipleNegativesRankingLoss(model, scale=scale)
+    return MultipleNegativesRankingLoss(
+        model, scale=scale, gather_across_devices=gather_across_devices
+    )

@@ -1,0 +1,52 @@
+"""Decoder embedders (E5-mistral, Qwen-based) on a tiny randomly initialised Qwen2 built
+here: last-token pooling, the instruction before queries, LoRA on attention and MLP,
+gradient checkpointing, and an adapter that reloads onto the same last-token model."""
+
+import numpy as np
+
+from training.core.artifacts import load_trained_model
+from training.core.config import TrainConfig
+from training.core.loop import train
+from training.core.model import DECODER_LORA_TARGETS, load_sentence_transformer
+
+from . import tiny_model, toy_rows
+
+TEXTS = ["what is known of topic 3 about proteins?", "topic 5: a passage"]
+
+
+def test_a_decoder_gets_last_token_pooling_and_its_instruction(tmp_path):
+    folder = tiny_model(tmp_path / "tiny-qwen", "qwen2")
+    model = load_sentence_transformer(folder, device="cpu")
+    assert model[1].pooling_mode == "lasttoken" and model.encode(TEXTS).shape == (2, 32)
+    assert load_sentence_transformer(folder, device="cpu", pooling="mean")[1].pooling_mode == "mean"
+    config = TrainConfig(base_model=folder, instruction="Given a claim, find evidence").resolved()
+    assert config.query_prefix == "Instruct: Given a claim, find evidence\nQuery: "
+    assert config.passage_prefix == ""
+    explicit = TrainConfig(base_model=folder, instruction="x", query_prefix="q: ").resolved()
+    assert explicit.query_prefix == "q: "
+
+
+def test_lora_on_attention_and_mlp_with_checkpointing_reloads_exactly(tmp_path):
+    folder = tiny_model(tmp_path / "tiny-qwen", "qwen2")
+    config = TrainConfig.from_dict(
+        {"base_model": folder, "num_negatives": 1, "batch_size": 8, "max_steps": 2,
+         "query_max_length": 16, "passage_max_length": 24, "learning_rate": 1e-3,
+         "logging_steps": 1, "save_steps": 0, "gradient_checkpointing": True,
+         "instruction": "Given a question, retrieve the passage that answers it"}
+    ).resolved()  # fmt: skip
+    result = train(
+        config=config, rows=toy_rows(16), output_dir=tmp_path / "run", device="cpu", processes=1
+    )
+    model = result.model
+    assert model[1].pooling_mode == "lasttoken"
+    assert model.transformers_model.is_gradient_checkpointing
+    # r=8 on q/k/v/o (32→32, 32→16 for k/v with 2 of 4 heads' width) and gate/up/down.
+    shapes = {"q_proj": (32, 32), "k_proj": (32, 16), "v_proj": (32, 16), "o_proj": (32, 32),
+              "gate_proj": (32, 64), "up_proj": (32, 64), "down_proj": (64, 32)}  # fmt: skip
+    assert set(shapes) == set(DECODER_LORA_TARGETS)
+    per_layer = sum(8 * (n_in + n_out) for n_in, n_out in shapes.values())
+    assert result.metrics["trainable_params"] == 2 * per_layer
+
+    reloaded = load_trained_model(folder, result.artifact_path, "adapter", device="cpu")
+    assert reloaded[1].pooling_mode == "lasttoken"
+    np.testing.assert_allclose(reloaded.encode(TEXTS), model.encode(TEXTS), atol=1e-5)
