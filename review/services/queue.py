@@ -21,11 +21,11 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, connection, transaction
-from django.db.models import Case, F, IntegerField, Subquery, Value, When
+from django.db.models import F, IntegerField, Subquery
 from django.utils import timezone
 
 from core.errors import ApplicationError
-from curation.models import Decision, DecisionSource, Judgment, RaterKind, Verdict
+from curation.models import Decision, DecisionSource, Judgment, Verdict
 from review.models import (
     CampaignStatus,
     ReviewCampaign,
@@ -35,6 +35,7 @@ from review.models import (
     Stratum,
 )
 from review.services.blind import answer_kind
+from review.services.verdict_write import verdict_write
 
 # How long an annotator holds the item on their screen; an expired hold is simply ignored.
 LOCK_SECONDS = getattr(settings, "SIEVE_REVIEW_LOCK_SECONDS", 600)
@@ -69,12 +70,9 @@ def _hold(*, item: ReviewItem, user, now, holds_none: bool = False) -> None:
         ReviewLock.objects.filter(user=user, item__campaign_id=item.campaign_id).exclude(
             item=item
         ).delete()
-    ReviewLock.objects.bulk_create(
-        [ReviewLock(item=item, user=user, expires_at=_lock_expiry(now))],
-        update_conflicts=True,
-        unique_fields=["item", "user"],
-        update_fields=["expires_at"],
-    )
+    expires = connection.ops.adapt_datetimefield_value(_lock_expiry(now))
+    with connection.cursor() as cursor:
+        cursor.execute(_HOLD_SQL, [item.pk, user.pk, expires])
 
 
 # --- the hot path in SQL --------------------------------------------------------------------
@@ -83,6 +81,12 @@ def _hold(*, item: ReviewItem, user, now, holds_none: bool = False) -> None:
 # machine, the statements ~0.1-0.5 ms). Portable SQL; PostgreSQL gets FOR UPDATE SKIP LOCKED.
 
 _ITEM, _SUB, _LOCK = (m._meta.db_table for m in (ReviewItem, ReviewSubmission, ReviewLock))
+
+# Portable upsert (PostgreSQL, SQLite >= 3.24): the hold, or a longer one if it exists.
+_HOLD_SQL = f"""
+INSERT INTO {_LOCK} (item_id, user_id, expires_at) VALUES (%s, %s, %s)
+ON CONFLICT (item_id, user_id) DO UPDATE SET expires_at = excluded.expires_at
+"""
 
 _STATE_SQL = f"""
 SELECT i.id, i.campaign_id, i.candidate_id, i.stratum, i.position, i.judgment_count, i.done,
@@ -150,23 +154,35 @@ def answers_agree(
     return same_label and same_edit and not changed_after_reveal
 
 
-def _item_agreed(item_id: int) -> bool:
-    """``answers_agree`` for the item's active answers; call under its row lock."""
-    tag = QUERY_EDIT_TAG
+def _agreed_with(
+    *, item_id: int, verdict: str, tag: str, rationale: str, revises_id: int | None
+) -> bool:
+    """``answers_agree`` for the item's active answers plus the one about to be written (its
+    k-th): read BEFORE the write, under the item's row lock, so the write is one statement.
+    ``revises_id``: the new answer revises this blind answer (then it counts as changed
+    unless it repeats it)."""
     with connection.cursor() as cursor:
         cursor.execute(
             _AGREE_SQL,
-            [Verdict.RELEVANT, Verdict.NOT_RELEVANT, tag, tag, tag, item_id],
+            [Verdict.RELEVANT, Verdict.NOT_RELEVANT, *[QUERY_EDIT_TAG] * 3, item_id],
         )
         answers, relevant, not_relevant, edits, edit_min, edit_max, changed = cursor.fetchone()
+    edited = [e for e in (edit_min, edit_max) if e is not None]
+    if tag == QUERY_EDIT_TAG:
+        edited.append(rationale)
+    changed = changed or 0
+    if revises_id is not None:
+        blind = Judgment.objects.filter(submission__id=revises_id)
+        changed += not blind.filter(verdict=verdict, tag=tag, rationale=rationale).exists()
+    # min == max exactly when every edit is the same text, whatever order the database used.
     return answers_agree(
-        answers=answers,
-        relevant=relevant or 0,
-        not_relevant=not_relevant or 0,
-        edits=edits or 0,
-        edit_min=edit_min,
-        edit_max=edit_max,
-        changed_after_reveal=changed or 0,
+        answers=answers + 1,
+        relevant=(relevant or 0) + (verdict == Verdict.RELEVANT),
+        not_relevant=(not_relevant or 0) + (verdict == Verdict.NOT_RELEVANT),
+        edits=(edits or 0) + (tag == QUERY_EDIT_TAG),
+        edit_min=min(edited, default=None),
+        edit_max=max(edited, default=None),
+        changed_after_reveal=changed,
     )
 
 
@@ -385,9 +401,10 @@ def judgment_submit(
     edited_query: str = "",
 ) -> SubmitResult:
     """Save ``user``'s verdict on an item: an append-only human ``Judgment`` plus the
-    ``ReviewSubmission`` that counts it; the item's and campaign's counters move with F()
-    updates, the user's hold is released, and the next item comes back — all in ONE
-    transaction (one commit, one WAL flush per verdict). Only when the open items left are
+    ``ReviewSubmission`` that counts it; the item's and campaign's counters move in the
+    database (``verdict_write``: one statement on PostgreSQL), the user's hold is released,
+    and the next item comes back — all in ONE transaction (one commit, one WAL flush per
+    verdict). Only when the open items left are
     locked by other people's transactions right now does the next pick wait, after the
     verdict's commit, in a transaction of its own.
 
@@ -465,43 +482,26 @@ def _judgment_record(
             "screen; here is another one",
             detail={"code": "item_full"},
         )
-    judgment = Judgment.objects.create(
-        candidate_id=item.candidate_id,
-        rater=campaign_rater(user),
-        rater_kind=RaterKind.HUMAN,
-        user=user,
-        verdict=verdict,
-        tag=QUERY_EDIT_TAG if edited_query else "",
-        # For a human judgment tagged query_edit, the rationale is the rewritten query.
-        rationale=edited_query,
-        note=note,
-        source_run=f"campaign:{campaign.pk}",
-    )
     kind = answer_kind(
         campaign_blind=campaign.blind,
         blind_answer_id=item.blind_answer_id,
         answered_before=item.answered_before,
     )
-    submission = ReviewSubmission.objects.create(
-        item=item,
-        user=user,
-        judgment=judgment,
-        client_token=client_token,
-        blind=kind.blind,
-        revises_id=kind.revises_id,
-    )
-    ReviewItem.objects.filter(pk=item.pk).update(
-        judgment_count=F("judgment_count") + 1,
-        done=Case(
-            When(judgment_count__gte=campaign.overlap - 1, then=Value(True)),
-            default=Value(False),
-        ),
-    )
-    if item.judgment_count + 1 >= campaign.overlap:
-        ReviewCampaign.objects.filter(pk=campaign.pk).update(done_count=F("done_count") + 1)
-        ReviewItem.objects.filter(pk=item.pk).update(agreed=_item_agreed(item.pk))
-    if item.held_by_me:
-        ReviewLock.objects.filter(item_id=item.pk, user=user).delete()
+    # For a human judgment tagged query_edit, the rationale is the rewritten query.
+    tag = QUERY_EDIT_TAG if edited_query else ""
+    finishes = item.judgment_count + 1 >= campaign.overlap
+    agreed = None
+    if finishes:  # the k-th answer: whether the k agree is decided now, under the row lock
+        agreed = _agreed_with(
+            item_id=item.pk, verdict=verdict, tag=tag, rationale=edited_query,
+            revises_id=kind.revises_id,
+        )  # fmt: skip
+    submission = verdict_write(
+        campaign=campaign, item=item, user=user, rater=campaign_rater(user), verdict=verdict,
+        tag=tag, rationale=edited_query, note=note, client_token=client_token, blind=kind.blind,
+        revises_id=kind.revises_id, now=now, finishes=finishes, agreed=agreed,
+        release_hold=item.held_by_me,
+    )  # fmt: skip
     return SubmitResult(submission, False, None, released_hold=item.held_by_me)
 
 

@@ -35,3 +35,10 @@ def test_terms_never_match_inside_entities():
 def test_regex_characters_in_the_query_are_literal():
     assert highlight_html("costs (c++) 5$ .*", "c++ .* $5") == "costs (c++) 5$ .*"
     assert highlight_html("see c plus", "") == "see c plus"
+
+
+def test_es_plurals_and_any_case_are_marked_but_not_longer_words():
+    html = highlight_html("Boxes, a BOX and boxing; the box's lid.", "box")
+    assert html == (
+        "<mark>Boxes</mark>, a <mark>BOX</mark> and boxing; the <mark>box</mark>&#x27;s lid."
+    )
