@@ -21,6 +21,7 @@ urlpatterns = [
     path("imports/", api.ImportListCreateApi.as_view(), name="import-list"),
     path("imports/<int:pk>/", api.ImportDetailApi.as_view(), name="import-detail"),
     path("imports/<int:pk>/cancel", api.ImportCancelApi.as_view(), name="import-cancel"),
+    path("imports/<int:pk>/retry", api.ImportRetryApi.as_view(), name="import-retry"),
     path("snapshots/", api.SnapshotListCreateApi.as_view(), name="snapshot-list"),
     path("snapshots/<int:pk>/", api.SnapshotDetailApi.as_view(), name="snapshot-detail"),
     path(

@@ -218,6 +218,9 @@ SIEVE_IMPORT_RATIO_CHECKED_ABOVE_BYTES = env.int(
     "SIEVE_IMPORT_RATIO_CHECKED_ABOVE_BYTES", default=100 * 1024 * 1024
 )
 SIEVE_UPLOAD_DIR = MEDIA_ROOT / "uploads"
+# An uploaded file is deleted once its import succeeded; a failed or cancelled import's file
+# is kept this many days, for a retry (curation/datasets/upload_retention.py).
+SIEVE_UPLOAD_KEEP_FAILED_DAYS = env.int("SIEVE_UPLOAD_KEEP_FAILED_DAYS", default=7)
 SIEVE_SNAPSHOT_DIR = MEDIA_ROOT / "snapshots"
 
 LOGGING = {

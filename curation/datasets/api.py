@@ -6,6 +6,8 @@ serializer has a distinct class name, because drf-spectacular names schema compo
 class: two nested ``OutputSerializer`` classes would collide in the OpenAPI document.
 """
 
+from datetime import datetime
+
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
@@ -39,6 +41,7 @@ from ..models import (
 )
 from . import selectors as reads
 from .snapshots import export_job_create
+from .upload_retention import import_job_retry, import_job_retry_state
 from .uploads import ACCEPTED_HELP, ACCEPTED_SUFFIXES, import_upload_start, upload_suffix
 from .views import snapshot_file_response
 
@@ -50,6 +53,18 @@ class ImportJobOutputSerializer(JobOutputSerializer):
     source_name = serializers.CharField()
     options = serializers.JSONField()
     dataset = serializers.IntegerField(source="dataset_id", allow_null=True)
+    retryable = serializers.SerializerMethodField(
+        help_text="Failed or cancelled, and its file is still kept: POST <id>/retry runs it again."
+    )
+    file_kept_until = serializers.SerializerMethodField(
+        help_text="When the uploaded file of a failed or cancelled import will be deleted."
+    )
+
+    def get_retryable(self, job) -> bool:
+        return import_job_retry_state(job=job).possible
+
+    def get_file_kept_until(self, job) -> datetime | None:
+        return import_job_retry_state(job=job).kept_until
 
 
 class ExportJobOutputSerializer(JobOutputSerializer):
@@ -191,6 +206,18 @@ class ImportListCreateApi(SieveApi):
 ImportDetailApi, ImportCancelApi = job_api_views(
     queryset=ImportJob.objects.all(), serializer=ImportJobOutputSerializer, noun="import job"
 )
+
+
+class ImportRetryApi(SieveApi):
+    """Run a failed or cancelled import again from its kept file: the same job, queued again
+    (poll it as before). Refused with a message naming the file when the file is gone."""
+
+    permission_classes = [IsAuthenticated, CanCurate]
+
+    @extend_schema(request=None, responses={202: ImportJobOutputSerializer})
+    def post(self, request, pk: int):
+        job = import_job_retry(job=get_object_or_404(ImportJob, pk=pk))
+        return Response(ImportJobOutputSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
 # --- snapshots and export jobs -------------------------------------------------------------

@@ -43,6 +43,7 @@ from .import_staging import (
     Staging,
     staging_for_connection,
 )
+from .upload_retention import import_source_discard
 
 logger = logging.getLogger(__name__)
 
@@ -464,7 +465,9 @@ def import_job_create(
 def import_job_run(*, job_id: int) -> None:
     """Run an import job. Safe to run twice: a finished job is left alone, and a job whose
     worker died mid-way imports again (the import is all-or-nothing and idempotent).
-    Never deletes the source: a failed upload can be retried as it is."""
+    An uploaded file is deleted once its import succeeded; a failed or cancelled import's
+    is kept for a retry (``upload_retention.py``). A command line's own file is never
+    deleted."""
     job = ImportJob.objects.get(pk=job_id)
 
     def work(progress) -> JobOutcome:
@@ -486,7 +489,8 @@ def import_job_run(*, job_id: int) -> None:
         job.dataset = result.dataset
         return JobOutcome(stats=result.stats, message=import_summary(result.stats))
 
-    job_run(job=job, work=work)
+    if job_run(job=job, work=work):
+        import_source_discard(job=job)
 
 
 def import_summary(stats: dict) -> str:

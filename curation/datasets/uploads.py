@@ -3,8 +3,10 @@
 The upload is written under ``settings.SIEVE_UPLOAD_DIR`` under a generated name that keeps only
 the file's type suffix: the user's file name never becomes a path. A ``.zip`` of a BEIR folder
 is stored as it is; the import job reads it on the worker (never unpacking it to disk).
+What becomes of the file after its import (deleted, or kept for a retry): upload_retention.py.
 """
 
+import logging
 import uuid
 import zipfile
 from dataclasses import dataclass
@@ -19,6 +21,9 @@ from curation.models import ImportJob
 
 from .formats import FILE_SUFFIXES
 from .imports import import_job_create
+from .upload_retention import uploads_purge
+
+logger = logging.getLogger(__name__)
 
 # Whatever the importer reads (the command line accepts the same files), and a .zip of a
 # BEIR folder. The longest suffix wins: "x.jsonl.gz" is ".jsonl.gz", not ".gz". The importer
@@ -82,7 +87,14 @@ def import_upload_start(
 ) -> ImportJob:
     """An upload from the web form or the API: stored, then its import job queued. When the
     job is refused (a bad dataset name, say) the stored file is deleted at once: no job will
-    ever read it. ``ApplicationError`` names the field."""
+    ever read it. ``ApplicationError`` names the field.
+
+    Each upload first purges the files no import needs any more (upload_retention.py), so
+    the folder holds only what is in use or kept for a retry."""
+    try:
+        uploads_purge()
+    except OSError:
+        logger.warning("could not purge the upload folder", exc_info=True)
     stored = upload_store(uploaded_file=uploaded_file)
     try:
         return import_job_create(

@@ -14,6 +14,7 @@ urlpatterns = [
     path("imports/upload", views.import_upload, name="import_upload"),
     path("imports/<int:pk>/", views.import_job_detail, name="import_job_detail"),
     path("imports/<int:pk>/cancel", views.import_job_cancel, name="import_job_cancel"),
+    path("imports/<int:pk>/retry", views.import_job_retry_view, name="import_job_retry"),
     path("exports/<int:pk>/", views.export_job_detail, name="export_job_detail"),
     path("exports/<int:pk>/cancel", views.export_job_cancel, name="export_job_cancel"),
     path("snapshots/", views.snapshot_list, name="snapshot_list"),

@@ -20,6 +20,7 @@ from ..models import CandidateOrigin, CandidateRole, Dataset, ExportJob, ImportJ
 from . import selectors as reads
 from .forms import ImportUploadForm, SnapshotFreezeForm
 from .snapshots import export_job_create, snapshot_file_path
+from .upload_retention import import_job_retry, import_job_retry_state
 from .uploads import import_upload_start
 
 
@@ -195,6 +196,7 @@ def _import_job_context(job: ImportJob) -> dict:
         if job.dataset_id
         else None,
         "result_label": "Open the dataset",
+        "retry": import_job_retry_state(job=job),
     }
 
 
@@ -211,6 +213,20 @@ def import_job_detail(request, pk: int):
 @role_required(*CAN_CURATE)
 def import_job_cancel(request, pk: int):
     return job_cancel(request, get_object_or_404(ImportJob, pk=pk), context=_import_job_context)
+
+
+@require_POST
+@role_required(*CAN_CURATE)
+def import_job_retry_view(request, pk: int):
+    """Run a failed or cancelled import again from its kept file (the same job)."""
+    job = get_object_or_404(ImportJob, pk=pk)
+    try:
+        import_job_retry(job=job)
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"Import #{job.pk} is queued again.")
+    return redirect("curation:import_job_detail", pk=job.pk)
 
 
 # --- exports and snapshots ---------------------------------------------------------------

@@ -36,16 +36,41 @@ class ParquetRows:
 
         try:
             for batch in self._file.iter_batches(batch_size=self._batch_size, columns=columns):
-                for offset, values in enumerate(batch.to_pylist()):
+                try:
+                    rows = batch.to_pylist()
+                except UnicodeDecodeError:
+                    raise self._not_utf8(batch) from None
+                for offset, values in enumerate(rows):
                     yield Where(self.name, self.rows_done + offset + 1), values
                 self.rows_done += batch.num_rows
-        except pa.ArrowException as error:
+        # A damaged page fails in pyarrow's reader as an ArrowException or, when its header
+        # cannot be decoded, as a plain OSError ("Couldn't deserialize thrift").
+        except (pa.ArrowException, OSError) as error:
             raise FormatError(
                 f"the parquet data is damaged ({error})",
                 file=self.name,
                 line=self.rows_done + 1,
                 unit="row",
             ) from None
+
+    def _not_utf8(self, batch) -> FormatError:
+        """The first row and column of ``batch`` whose text is not UTF-8 (parquet writers
+        need not check it; pyarrow finds out only when it makes Python strings)."""
+        for offset in range(batch.num_rows):
+            for name in batch.schema.names:
+                try:
+                    batch.column(name).slice(offset, 1).to_pylist()
+                except UnicodeDecodeError:
+                    return FormatError(
+                        "the text is not valid UTF-8",
+                        file=self.name,
+                        line=self.rows_done + offset + 1,
+                        field=name,
+                        unit="row",
+                    )
+        return FormatError(
+            "the text is not valid UTF-8", file=self.name, line=self.rows_done + 1, unit="row"
+        )
 
 
 def parquet_columns(path: Path, name: str) -> list[str]:

@@ -468,3 +468,30 @@ def test_parquet_null_anchor_names_the_row(tmp_path):
     path = tmp_path / "t.parquet"
     pq.write_table(pa.table({"anchor": ["a", None], "positive": ["p", "q"]}), path)
     assert error_of(path).message == 't.parquet row 2, field "anchor": expected a string, got null'
+
+
+def test_parquet_with_a_damaged_page_names_the_file_and_row(tmp_path):
+    """Found by the fuzz test: a page header pyarrow cannot decode raised a raw OSError
+    ("Couldn't deserialize thrift") instead of an error naming the file."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"anchor": ["a", "b"], "positive": ["p", "q"]}), path)
+    data = bytearray(path.read_bytes())
+    data[4:12] = b"\xff" * 8  # the first page header, right after the magic; the footer stays
+    path.write_bytes(bytes(data))
+    error = error_of(path)
+    assert error.message.startswith("t.parquet row 1: the parquet data is damaged (")
+    assert (error.file, error.line) == ("t.parquet", 1)
+
+
+def test_parquet_text_that_is_not_utf8_names_the_row_and_field(tmp_path):
+    """Found with the fuzz test: a string column holding bytes that are not UTF-8 (other
+    writers do not check) raised a raw UnicodeDecodeError for the whole batch."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    raw = pa.array([b"fine", b"\xff\xfe not text"], pa.binary())
+    anchors = pa.Array.from_buffers(pa.string(), 2, raw.buffers())  # no UTF-8 check
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"anchor": anchors, "positive": ["p", "q"]}), path)
+    assert error_of(path).message == 't.parquet row 2, field "anchor": the text is not valid UTF-8'
