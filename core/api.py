@@ -5,6 +5,8 @@ Serializers shared by several views live at module level and every serializer ha
 class name, because drf-spectacular names schema components after the class.
 """
 
+from collections.abc import Mapping
+
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, serializers, status
@@ -67,6 +69,26 @@ class OldestFirstPagination(NewestFirstPagination):
 class QueryIdPagination(NewestFirstPagination):
     # Walks the (dataset, query_id) unique index.
     ordering = "query_id"
+
+
+# Requests name the environment variable that holds an endpoint's key on the workers, never
+# the key (the cascade and synthesis APIs).
+KEY_REFUSED = (
+    "API keys are never accepted: name the environment variable that holds the key on the "
+    "workers in api_key_env"
+)
+
+
+def refuse_unknown_fields(serializer: serializers.Serializer, data) -> None:
+    """A field the serializer does not know is an error, not silently dropped: a pasted key
+    (``api_key``) must never look accepted."""
+    if not isinstance(data, Mapping):
+        return
+    unknown = sorted(set(data) - set(serializer.fields))
+    if unknown:
+        raise serializers.ValidationError(
+            {name: [KEY_REFUSED if "key" in name.lower() else "unknown field"] for name in unknown}
+        )
 
 
 def filtered_by_ids(request, queryset, *names: str):

@@ -7,7 +7,6 @@ of the environment variable that holds its key on the workers (``api_key_env``).
 never accepted in a request nor returned: a field such as ``api_key`` is refused.
 """
 
-from collections.abc import Mapping
 from decimal import Decimal
 
 from django.shortcuts import get_object_or_404
@@ -31,6 +30,7 @@ from core.api import (
     filtered_by_ids,
     job_api_views,
     paginated,
+    refuse_unknown_fields,
 )
 
 from ..llm.stages import StageSettings, stage_settings_from_env, stages_from_env
@@ -49,22 +49,6 @@ from .selectors import cascade_run_stage_rows
 from .views import WEB_ESTIMATE_SAMPLE
 
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
-KEY_REFUSED = (
-    "API keys are never accepted: name the environment variable that holds the key on the "
-    "workers in api_key_env"
-)
-
-
-def refuse_unknown_fields(serializer: serializers.Serializer, data) -> None:
-    """A field the serializer does not know is an error, not silently dropped: a pasted key
-    (``api_key``) must never look accepted."""
-    if not isinstance(data, Mapping):
-        return
-    unknown = sorted(set(data) - set(serializer.fields))
-    if unknown:
-        raise serializers.ValidationError(
-            {name: [KEY_REFUSED if "key" in name.lower() else "unknown field"] for name in unknown}
-        )
 
 
 @extend_schema_field({"type": "string", "pattern": "^(" + "|".join(TAGS) + ")$"})

@@ -3,7 +3,6 @@ form (``services.synthesis_run_create``, which validates); curators and admins w
 read, annotators nothing. The generator names the environment variable that holds its key
 (``api_key_env``); a key is never accepted in a request nor returned."""
 
-from collections.abc import Mapping
 from decimal import Decimal
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -20,27 +19,11 @@ from core.api import (
     filtered_by_ids,
     job_api_views,
     paginated,
+    refuse_unknown_fields,
 )
 
 from ..models import Dataset, SynthesisNegativeMode, SynthesisRun
 from .services import MAX_SAMPLE, synthesis_run_create
-
-KEY_REFUSED = (
-    "API keys are never accepted: name the environment variable that holds the key on the "
-    "workers in api_key_env"
-)
-
-
-def refuse_unknown_fields(serializer: serializers.Serializer, data) -> None:
-    """A field the serializer does not know is an error, not silently dropped: a pasted key
-    (``api_key``) must never look accepted."""
-    if not isinstance(data, Mapping):
-        return
-    unknown = sorted(set(data) - set(serializer.fields))
-    if unknown:
-        raise serializers.ValidationError(
-            {name: [KEY_REFUSED if "key" in name.lower() else "unknown field"] for name in unknown}
-        )
 
 
 class SynthesisGeneratorOutputSerializer(serializers.Serializer):
