@@ -8,7 +8,6 @@ shows (and the ones it walks past), never the whole campaign at once.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
 from functools import cache
 
 from django.contrib.auth import get_user_model
@@ -26,7 +25,6 @@ from django.db.models import (
     Value,
 )
 from django.db.models.functions import Coalesce
-from django.utils import timezone
 
 from core.pagination import KeysetPage, keyset_paginate
 from core.roles import Role, user_roles_known
@@ -157,39 +155,6 @@ def campaign_annotators(*, campaign: ReviewCampaign) -> list:
 
 
 # --- the review page -----------------------------------------------------------------------
-
-
-@dataclass
-class ReviewCounters:
-    items: int
-    done: int
-    left: int
-    pace_per_hour: int
-
-
-# The item's campaign is read per answer (a primary-key lookup for each of the user's answers
-# of the last hour) rather than joined: as a join PostgreSQL hashed every item of the
-# campaign (20,000 items: 7.6 ms; this form 1-3 ms for 1,255 answers in the hour).
-_COUNTERS_SQL = f"""
-SELECT c.item_count, c.done_count,
-  (SELECT COUNT(*) FROM {ReviewSubmission._meta.db_table} s
-   WHERE s.user_id = %s AND s.created_at >= %s AND s.undone_at IS NULL
-     AND (SELECT i.campaign_id FROM {ReviewItem._meta.db_table} i WHERE i.id = s.item_id) = c.id)
-FROM {ReviewCampaign._meta.db_table} c WHERE c.id = %s
-"""
-
-
-def review_counters(*, campaign: ReviewCampaign, user) -> ReviewCounters:
-    """Campaign progress from its denormalized counters, read fresh (the verdict just saved
-    may have finished an item); the user's pace = their active answers of the last hour, a
-    range on the (user, created_at) submission index that stays small however long their
-    history is (a lifetime total would not). One statement, written as SQL: it runs on every
-    verdict, and compiling it with the ORM cost more than running it."""
-    hour_ago = connection.ops.adapt_datetimefield_value(timezone.now() - timedelta(hours=1))
-    with connection.cursor() as cursor:
-        cursor.execute(_COUNTERS_SQL, [user.pk, hour_ago, campaign.pk])
-        items, done, pace = cursor.fetchone()
-    return ReviewCounters(items=items, done=done, left=max(0, items - done), pace_per_hour=pace)
 
 
 @dataclass

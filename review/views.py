@@ -18,6 +18,7 @@ from core.http import form_error_add
 from core.roles import CAN_CURATE, CAN_READ_DATA, Role, has_role, role_required
 from curation.models import Verdict
 from review import selectors as reads
+from review.counters import review_counters
 from review.forms import AdjudicationForm, CampaignCreateForm
 from review.models import ReviewCampaign, Stratum
 from review.services.campaigns import review_campaign_create, review_campaign_status_set
@@ -156,7 +157,7 @@ def _pane(
         "view": pane.view,
         "last": pane.last,
         "blind_answer": pane.blind_answer,
-        "counters": reads.review_counters(campaign=campaign, user=request.user),
+        "counters": review_counters(campaign=campaign, user=request.user),
         # A fresh token per rendered item: a double click sends the same one twice.
         "token": uuid.uuid4().hex,
         "notice": notice,

@@ -87,7 +87,7 @@ def test_blind_answer_then_undo_counts_the_blind_answer_and_shows_the_revision(
     # One more item, answered once: relevant.
     other = current_item(page)
     press_and_wait(page, "1")
-    assert counter(page, "pace") == "2 / h"
+    assert counter(page, "mine") == "2"
     assert page.errors == [] and page.dialogs == []
 
     blind = ReviewSubmission.objects.get(item_id=item, blind=True)

@@ -138,7 +138,14 @@ def test_two_annotators_review_with_the_keyboard(live_server, new_page, campaign
         if n == 1:
             screenshot(page, "review")
     assert len(set(answered)) == 10
-    assert counter(page, "pace") == "10 / h"
+    # The counters: my answers and what I can still answer, not the campaign's finished
+    # items (none yet: overlap 2). No pace yet: a robot's seconds of work are too short.
+    assert counter(page, "mine") == "10"
+    assert counter(page, "remaining") == "3"
+    assert counter(page, "campaign") == "0 / 13"
+    assert counter(page, "pace") == "—"
+    assert "10 answers this session" in page.inner_text('[data-counter="session"]')
+    assert page.get_attribute('[data-progress="mine"]', "value") == "77"
     assert ReviewSubmission.objects.filter(user__username="ann1").count() == 10
     first = Judgment.objects.get(rater="user:ann1", candidate=campaign.hostile)
     assert (first.verdict, first.note) == ("relevant", "markup in the passage")
@@ -147,12 +154,13 @@ def test_two_annotators_review_with_the_keyboard(live_server, new_page, campaign
     # Undo the last answer: its item comes back, the count goes down, history keeps it.
     press_and_wait(page, "u")
     assert current_item(page) == answered[-1]
-    assert counter(page, "pace") == "9 / h"
+    assert counter(page, "mine") == "9"
+    assert counter(page, "remaining") == "4"
     assert "taken back" in page.inner_text("#review-pane")
     undone = ReviewSubmission.objects.get(user__username="ann1", item_id=answered[-1])
     assert undone.undone_at is not None
     press_and_wait(page, "2")
-    assert counter(page, "pace") == "10 / h"
+    assert counter(page, "mine") == "10"
     assert Judgment.objects.filter(rater="user:ann1").count() == 11  # 10 + the undone one
     assert page.errors == [] and page.dialogs == []
 
@@ -175,7 +183,10 @@ def test_two_annotators_review_with_the_keyboard(live_server, new_page, campaign
     assert set(served[3:]) <= set(answered)
     campaign.refresh_from_db()
     assert campaign.done_count == 4
-    assert other.inner_text('[data-counter="done"]').strip() == "4 / 13"
+    assert counter(other, "campaign") == "4 / 13"
+    assert counter(other, "mine") == "7"
+    # ann2 answered 7 of the 13 items; the other 6 are open (ann1's answer only): 6 remain.
+    assert counter(other, "remaining") == "6"
     for item in ReviewItem.objects.filter(campaign=campaign):
         active = ReviewSubmission.objects.filter(item=item, undone_at__isnull=True).count()
         assert active == item.judgment_count <= 2
