@@ -36,7 +36,6 @@ from curation.models import (
     Judgment,
     Passage,
     Query,
-    RaterKind,
     Verdict,
 )
 from review.models import (
@@ -46,6 +45,7 @@ from review.models import (
     ReviewSubmission,
     Stratum,
 )
+from review.reveal import Reveal, machine_reveals
 from review.services.queue import QUERY_EDIT_TAG, SubqueryCount, submission_last_active
 
 # --- campaigns -----------------------------------------------------------------------------
@@ -158,15 +158,6 @@ def campaign_annotators(*, campaign: ReviewCampaign) -> list:
 
 
 @dataclass
-class MachineVerdict:
-    rater: str
-    verdict: str
-    tag: str
-    rationale: str
-    model_name: str
-
-
-@dataclass
 class ItemView:
     item: ReviewItem
     candidate: Candidate
@@ -175,34 +166,12 @@ class ItemView:
     positives: list[Candidate] = field(default_factory=list)
     # The triplet's negatives (synthetic items only).
     negatives: list[Candidate] = field(default_factory=list)
-    machine: list[MachineVerdict] = field(default_factory=list)
+    # What the machine judges said (empty unless revealed: see review_item_views).
+    machine: Reveal = field(default_factory=Reveal)
 
     @property
     def synthetic(self) -> bool:
         return self.item.stratum == Stratum.SYNTHETIC
-
-
-_JUDGMENT = Judgment._meta.db_table
-_MACHINE_SQL = f"""
-SELECT candidate_id, rater, verdict, tag, rationale, model_name FROM {_JUDGMENT}
-WHERE candidate_id IN ({{ids}}) AND rater_kind = %s
-ORDER BY candidate_id, rater, id DESC
-"""
-
-
-def machine_verdicts(*, candidate_ids: list[int]) -> dict[int, list[MachineVerdict]]:
-    """The latest judgment of each machine rater (teacher margin, LLM stages) on each
-    candidate, in one query (SQL: it runs on every verdict of the review page)."""
-    latest: dict[int, dict[str, MachineVerdict]] = {cid: {} for cid in candidate_ids}
-    if not candidate_ids:
-        return {}
-    sql = _MACHINE_SQL.format(ids=", ".join(["%s"] * len(candidate_ids)))
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*candidate_ids, RaterKind.MACHINE.value])
-        rows = cursor.fetchall()
-    for cid, rater, verdict, tag, rationale, model_name in rows:
-        latest[cid].setdefault(rater, MachineVerdict(rater, verdict, tag, rationale, model_name))
-    return {cid: list(by_rater.values()) for cid, by_rater in latest.items()}
 
 
 @cache
@@ -245,12 +214,17 @@ def _candidates_with_siblings(candidate_ids: list[int]) -> list[Candidate]:
 
 
 def review_item_views(
-    *, items: list[ReviewItem], machine_for: set[int] = frozenset(), max_passages: int = 3
+    *,
+    items: list[ReviewItem],
+    machine_for: set[int] = frozenset(),
+    cascade_run_id: int | None = None,
+    max_passages: int = 3,
 ) -> list[ItemView]:
     """What the review page shows for each item, in two queries whatever the number of
     items. Machine raters' verdicts and rationales are read only for the items whose id is in
     ``machine_for``: in a blind campaign the view leaves an item out until the user has
-    answered it, so they are never in the HTML before that."""
+    answered it, so they are never in the HTML before that. ``cascade_run_id``: the campaign's
+    run, whose stages the reveal shows first (``review/reveal.py``)."""
     if not items:
         return []
     # Every candidate of the items' queries (a query has tens at most), the items' own
@@ -261,7 +235,9 @@ def review_item_views(
         siblings.setdefault(row.query_id, []).append(row)
         candidates[row.pk] = row
     revealed = [item.candidate_id for item in items if item.pk in machine_for]
-    machine = machine_verdicts(candidate_ids=revealed) if revealed else {}
+    machine = (
+        machine_reveals(candidate_ids=revealed, cascade_run_id=cascade_run_id) if revealed else {}
+    )
     views = []
     for item in items:
         candidate = candidates[item.candidate_id]
@@ -279,14 +255,10 @@ def review_item_views(
                 query_text=candidate.query.text,
                 positives=positives,
                 negatives=negatives,
-                machine=machine.get(candidate.pk, []) if item.pk in machine_for else [],
+                machine=machine.get(candidate.pk, Reveal()) if item.pk in machine_for else Reveal(),
             )
         )
     return views
-
-
-def review_item_view(*, item: ReviewItem, with_machine: bool) -> ItemView:
-    return review_item_views(items=[item], machine_for={item.pk} if with_machine else set())[0]
 
 
 @dataclass
@@ -331,7 +303,12 @@ def review_pane(
     reveal = {submission.item_id} if submission else set()
     if item is not None and not campaign.blind:
         reveal.add(item.pk)
-    views = {view.item.pk: view for view in review_item_views(items=items, machine_for=reveal)}
+    views = {
+        view.item.pk: view
+        for view in review_item_views(
+            items=items, machine_for=reveal, cascade_run_id=campaign.cascade_run_id
+        )
+    }
     return Pane(
         view=views[item.pk] if item is not None else None,
         last=LastAnswer(submission, views[submission.item_id]) if submission else None,
@@ -428,7 +405,11 @@ def adjudication_page(
     for item_id, rater, verdict, note, tag, rationale, blind_verdict in rows:
         edited = rationale if tag == QUERY_EDIT_TAG else ""
         answers[item_id].append(HumanAnswer(rater, verdict, note, edited, blind_verdict or ""))
-    views = review_item_views(items=page.items, machine_for={i.pk for i in page.items})
+    views = review_item_views(
+        items=page.items,
+        machine_for={i.pk for i in page.items},
+        cascade_run_id=campaign.cascade_run_id,
+    )
     page.items = [(view, answers[view.item.pk]) for view in views]
     return page
 

@@ -3,11 +3,21 @@ answer and sees the LLM verdicts revealed after answering; a second annotator co
 items (overlap 2); a hostile passage renders as text; a curator sees the campaign and the
 adjudication queue. Saves the screenshots the README shows (docs/screenshots/)."""
 
+import re
+
 import pytest
 from django.contrib.auth.models import Group
 
 from curation.demo import DEMO_FALSE_NEGATIVES, demo_dataset_load
-from curation.models import Candidate, CandidateRole, Judgment, RaterKind, Verdict
+from curation.models import (
+    Candidate,
+    CandidateRole,
+    CascadeItem,
+    CascadeRun,
+    Judgment,
+    RaterKind,
+    Verdict,
+)
 from review.models import ReviewItem, ReviewSubmission
 from review.services.campaigns import review_campaign_create
 from tests.browser.conftest import counter, current_item, log_in, press_and_wait, screenshot
@@ -60,16 +70,33 @@ def campaign(django_user_model):
         passage=PassageFactory(corpus=dataset.corpus, text=HOSTILE_TEXT),
     )
     flagged.append(hostile)
+    # An older cascade run said "not relevant" (the reveal folds it away); the latest run,
+    # the campaign's, numbered each query's negatives Doc (1..n) and flagged these.
+    older, run = (CascadeRun.objects.create(dataset=dataset) for _ in range(2))
     for candidate in flagged:
-        for rater, model in (
-            ("llm:gpt-4o-mini:stage1", "gpt-4o-mini"),
-            ("llm:gpt-4o:stage2", "gpt-4o"),
-        ):
-            Judgment.objects.create(
-                candidate=candidate, rater=rater, rater_kind=RaterKind.MACHINE,
-                verdict=Verdict.RELEVANT, tag="better", rationale=rationale(candidate),
-                model_name=model,
+        numbered = list(
+            Candidate.objects.filter(query_id=candidate.query_id, role=CandidateRole.NEGATIVE)
+            .order_by("rank", "id")
+            .values_list("id", flat=True)
+        )
+        doc = numbered.index(candidate.pk) + 1
+        # A list-wise paragraph: this candidate's sentence and another document's.
+        said = f"Doc ({doc}): {rationale(candidate)} Doc ({doc + 1}) is off topic."
+        for stage, model in ((1, "gpt-4o-mini"), (2, "gpt-4o")):
+            CascadeItem.objects.get_or_create(
+                run=run, stage=stage, query_id=candidate.query_id,
+                defaults={"candidate_ids": numbered},
             )  # fmt: skip
+            Judgment.objects.create(
+                candidate=candidate, rater=f"llm:{model}:stage{stage}",
+                rater_kind=RaterKind.MACHINE, verdict=Verdict.RELEVANT, tag="better",
+                rationale=said, model_name=model, source_run=f"cascade:{run.pk}",
+            )  # fmt: skip
+        Judgment.objects.create(
+            candidate=candidate, rater="llm:gpt-4o-mini:stage1", rater_kind=RaterKind.MACHINE,
+            verdict=Verdict.NOT_RELEVANT, rationale="An older prompt's answer.",
+            model_name="gpt-4o-mini", source_run=f"cascade:{older.pk}",
+        )  # fmt: skip
     ann1 = person(django_user_model, "ann1", "annotator")
     ann2 = person(django_user_model, "ann2", "annotator")
     curator = person(django_user_model, "cora", "curator")
@@ -134,7 +161,12 @@ def test_two_annotators_review_with_the_keyboard(live_server, new_page, campaign
         answered.append(item)
         # The reveal: the answered item's LLM verdicts and rationale, now.
         reveal = page.inner_text(".last-answer .reveal")
-        assert "llm:gpt-4o:stage2" in reveal and rationale(candidate) in reveal
+        assert "Stage 2" in reveal and "gpt-4o" in reveal and rationale(candidate) in reveal
+        assert f"Cascade run #{campaign.cascade_run_id}" in reveal
+        assert re.search(r"this candidate was Doc \(\d+\) of \d+", reveal)
+        # The other document's sentence and the older run are folded (not visible).
+        assert "off topic" not in reveal and "older prompt" not in reveal
+        assert page.locator(".last-answer .other-verdicts").count() == 1
         if n == 1:
             screenshot(page, "review")
     assert len(set(answered)) == 10
