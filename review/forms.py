@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib.auth import get_user_model
 from django.db.models import Q
+from django.urls import reverse
 
 from core.roles import Role
 from curation.models import Dataset, DecisionLabel
@@ -53,6 +54,13 @@ class CampaignCreateForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["annotators"].queryset = reviewer_choices()
+        # Choosing a dataset shows how many candidates each stratum holds (htmx swaps the
+        # counts box of the same page in; campaign_form.html).
+        self.fields["dataset"].widget.attrs.update({
+            "hx-get": reverse("review:campaign_create"), "hx-trigger": "change",
+            "hx-target": "#strata-available", "hx-select": "#strata-available",
+            "hx-swap": "outerHTML",
+        })  # fmt: skip
 
     def strata(self) -> dict[str, int]:
         return {s: self.cleaned_data[s] for s in Stratum.values if self.cleaned_data.get(s)}

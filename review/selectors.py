@@ -31,6 +31,7 @@ from core.roles import Role, user_roles_known
 from curation.models import (
     Candidate,
     CandidateRole,
+    Dataset,
     Decision,
     DecisionSource,
     Judgment,
@@ -46,6 +47,7 @@ from review.models import (
     Stratum,
 )
 from review.reveal import Reveal, machine_reveals
+from review.services.campaigns import cascade_run_default, stratum_candidates
 from review.services.queue import QUERY_EDIT_TAG, SubqueryCount, submission_last_active
 
 # --- campaigns -----------------------------------------------------------------------------
@@ -144,6 +146,43 @@ def campaign_strata_counts(*, campaign: ReviewCampaign) -> list[StratumCount]:
                 StratumCount(value, label, requested, row.get("items", 0), row.get("done", 0))
             )
     return out
+
+
+# Counting a stratum stops here: an exact count of a big dataset's unflagged negatives would
+# cost a scan of them all, and "10,000+" is all the form needs to say.
+STRATUM_COUNT_CAP = 10_000
+
+
+@dataclass
+class StratumAvailable:
+    stratum: str
+    label: str
+    count: int
+    capped: bool
+
+    @property
+    def shown(self) -> str:
+        return f"{self.count:,}" + ("+" if self.capped else "")
+
+
+@dataclass
+class StrataAvailable:
+    dataset: Dataset
+    cascade_run_id: int | None
+    strata: list[StratumAvailable]
+
+
+def strata_available(*, dataset: Dataset, cap: int = STRATUM_COUNT_CAP) -> StrataAvailable:
+    """How many candidates each stratum of ``dataset`` holds, for the campaign form: the
+    strata a new campaign would sample (the dataset's latest cascade run), each counted in
+    SQL with the sampling's own queryset, up to ``cap`` (one statement per stratum)."""
+    run = cascade_run_default(dataset=dataset)
+    rows = []
+    for value, label in Stratum.choices:
+        candidates = stratum_candidates(dataset=dataset, stratum=value, cascade_run=run)
+        count = candidates.order_by().values("pk")[: cap + 1].count()
+        rows.append(StratumAvailable(value, label, min(count, cap), count > cap))
+    return StrataAvailable(dataset, run.pk if run else None, rows)
 
 
 def campaign_annotators(*, campaign: ReviewCampaign) -> list:

@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from core.errors import ApplicationError
 from core.http import form_error_add
 from core.roles import CAN_CURATE, CAN_READ_DATA, Role, has_role, role_required
-from curation.models import Verdict
+from curation.models import Dataset, Verdict
 from review import selectors as reads
 from review.counters import review_counters
 from review.forms import AdjudicationForm, CampaignCreateForm
@@ -82,7 +82,7 @@ def campaign_list(request):
 @require_http_methods(["GET", "POST"])
 @role_required(*CAN_CURATE)
 def campaign_create(request):
-    form = CampaignCreateForm(request.POST or None)
+    form = CampaignCreateForm(request.POST or None, initial={"dataset": request.GET.get("dataset")})
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
@@ -104,9 +104,16 @@ def campaign_create(request):
             )
             return redirect("review:campaign_detail", pk=campaign.pk)
     status = 400 if request.method == "POST" else 200
-    return render(
-        request, "review/campaign_form.html", {"form": form, "section": "review"}, status=status
-    )
+    context = {"form": form, "section": "review", "available": _strata_available(request)}
+    return render(request, "review/campaign_form.html", context, status=status)
+
+
+def _strata_available(request):
+    """The chosen dataset's candidates per stratum (the dataset select asks for them with
+    htmx as it changes; a GET with ?dataset= or a form sent back shows them too)."""
+    dataset_id = _int((request.POST or request.GET).get("dataset"), "dataset")
+    dataset = Dataset.objects.filter(pk=dataset_id).first() if dataset_id else None
+    return reads.strata_available(dataset=dataset) if dataset else None
 
 
 @require_GET

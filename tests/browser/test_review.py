@@ -230,6 +230,11 @@ def test_two_annotators_review_with_the_keyboard(live_server, new_page, campaign
     cora.goto(f"{live_server.url}/review/")
     screenshot(cora, "campaign_list")
     cora.click("text=New campaign")
+    # Choosing the dataset shows what each stratum holds (this run flagged 13 at stage 2).
+    cora.select_option("#id_dataset", label=campaign.dataset.name)
+    cora.wait_for_selector('[data-available="stage2_flagged"]')
+    assert cora.inner_text('[data-available="stage2_flagged"]') == "13"
+    assert f"cascade run #{campaign.cascade_run_id}" in cora.inner_text("#strata-available")
     screenshot(cora, "campaign_new")
     cora.goto(f"{live_server.url}/review/{campaign.pk}/")
     assert "Demo false negatives" in cora.inner_text("h1")
