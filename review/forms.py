@@ -47,6 +47,10 @@ class CampaignCreateForm(forms.Form):
         required=False, initial=True,
         help_text="hide LLM verdicts until the annotator has answered",
     )  # fmt: skip
+    guidelines = forms.CharField(
+        required=False, max_length=20_000, widget=forms.Textarea(attrs={"rows": 5}),
+        help_text="what annotators should know: shown on their review page (plain text)",
+    )  # fmt: skip
     annotators = forms.ModelMultipleChoiceField(
         queryset=get_user_model().objects.none(), widget=forms.CheckboxSelectMultiple
     )
@@ -70,6 +74,10 @@ class CampaignCreateForm(forms.Form):
         if not any(cleaned.get(s) for s in Stratum.values):
             raise forms.ValidationError("Ask for at least one item in one stratum.")
         return cleaned
+
+
+class GuidelinesForm(forms.Form):
+    guidelines = forms.CharField(required=False, max_length=20_000, widget=forms.Textarea)
 
 
 class AdjudicationForm(forms.Form):

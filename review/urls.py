@@ -9,6 +9,7 @@ urlpatterns: list = [
     path("new", views.campaign_create, name="campaign_create"),
     path("<int:pk>/", views.campaign_detail, name="campaign_detail"),
     path("<int:pk>/status", views.campaign_status, name="campaign_status"),
+    path("<int:pk>/guidelines", views.campaign_guidelines, name="campaign_guidelines"),
     path("<int:pk>/work/", views.review_page, name="review_page"),
     path("<int:pk>/work/submit", views.review_submit, name="review_submit"),
     path("<int:pk>/work/undo", views.review_undo, name="review_undo"),

@@ -19,9 +19,13 @@ from core.roles import CAN_CURATE, CAN_READ_DATA, Role, has_role, role_required
 from curation.models import Dataset, Verdict
 from review import selectors as reads
 from review.counters import review_counters
-from review.forms import AdjudicationForm, CampaignCreateForm
+from review.forms import AdjudicationForm, CampaignCreateForm, GuidelinesForm
 from review.models import ReviewCampaign, Stratum
-from review.services.campaigns import review_campaign_create, review_campaign_status_set
+from review.services.campaigns import (
+    review_campaign_create,
+    review_campaign_guidelines_set,
+    review_campaign_status_set,
+)
 from review.services.decisions import adjudication_decide, campaign_consensus_decide
 from review.services.queue import (
     judgment_submit,
@@ -94,6 +98,7 @@ def campaign_create(request):
                 overlap=data["overlap"],
                 blind=data["blind"],
                 seed=data["seed"],
+                guidelines=data["guidelines"],
                 created_by=request.user,
             )
         except ApplicationError as exc:
@@ -304,6 +309,25 @@ def campaign_status(request, pk: int):
         messages.error(request, exc.message)
     else:
         messages.success(request, f"The campaign is {campaign.status}.")
+    return redirect("review:campaign_detail", pk=campaign.pk)
+
+
+@require_POST
+@role_required(*CAN_CURATE)
+def campaign_guidelines(request, pk: int):
+    campaign = _campaign(pk)
+    form = GuidelinesForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "; ".join(e for errors in form.errors.values() for e in errors))
+        return redirect("review:campaign_detail", pk=campaign.pk)
+    try:
+        review_campaign_guidelines_set(
+            campaign=campaign, guidelines=form.cleaned_data["guidelines"]
+        )
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "Guidelines saved: annotators see them on their next page.")
     return redirect("review:campaign_detail", pk=campaign.pk)
 
 

@@ -44,6 +44,12 @@
     const help = document.getElementById("review-help");
     if ((help && help.open) || !pane) return;
     const key = event.key.toLowerCase();
+    const guidelines = document.getElementById("campaign-guidelines");
+    if (key === "g" && guidelines) {
+      event.preventDefault();
+      guidelines.open = !guidelines.open;
+      return;
+    }
     const details = pane.querySelector('details[data-key="' + CSS.escape(key) + '"]');
     if (details) {
       event.preventDefault();

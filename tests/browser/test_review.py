@@ -25,6 +25,10 @@ from tests.factories import CandidateFactory, PassageFactory, QueryFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
+GUIDELINES = (
+    "Relevant: the candidate answers the query as well as the labelled positive.\n"
+    "Partly relevant: it answers part of it. <b>Unsure</b>: say why in a note."
+)
 HOSTILE_TEXT = (
     "Steeping tips <script>window.__pwned = 1</script> and "
     '<img src=x onerror="window.__pwned = 2"> four minutes for a french press.'
@@ -108,6 +112,7 @@ def campaign(django_user_model):
         overlap=2,
         blind=True,
         seed=4,
+        guidelines=GUIDELINES,
         created_by=curator,
     )
     # Serve the hostile passage first, so the test looks at it for sure.
@@ -140,9 +145,16 @@ def test_two_annotators_review_with_the_keyboard(live_server, new_page, campaign
     assert rationale(campaign.hostile) not in page.content()
     assert "llm:gpt-4o" not in page.content()
 
-    # Help overlay.
+    # The campaign's guidelines: open before the first answer, escaped; G folds them.
+    assert page.is_visible("#campaign-guidelines[open] [data-guidelines]")
+    assert "<b>Unsure</b>: say why" in page.inner_text("#campaign-guidelines")
+    page.keyboard.press("g")
+    page.wait_for_selector("#campaign-guidelines:not([open])")
+
+    # Help overlay (with the guidelines in it).
     page.keyboard.press("?")
     page.wait_for_selector("#review-help[open]")
+    assert "say why in a note" in page.inner_text("#review-help")
     screenshot(page, "review_help")
     page.keyboard.press("Escape")
     page.wait_for_selector("#review-help:not([open])", state="attached")
