@@ -13,6 +13,7 @@ urlpatterns: list = [
     path("<int:pk>/work/", views.review_page, name="review_page"),
     path("<int:pk>/work/submit", views.review_submit, name="review_submit"),
     path("<int:pk>/work/undo", views.review_undo, name="review_undo"),
+    path("<int:pk>/work/history", views.review_history_page, name="review_history"),
     path("<int:pk>/adjudicate/", views.adjudication_queue, name="adjudication_queue"),
     path("<int:pk>/adjudicate/decide", views.adjudication_submit, name="adjudication_submit"),
     path("<int:pk>/consensus", views.consensus_decide, name="consensus_decide"),

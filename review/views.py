@@ -20,6 +20,7 @@ from curation.models import Dataset, Verdict
 from review import selectors as reads
 from review.counters import review_counters
 from review.forms import AdjudicationForm, CampaignCreateForm, GuidelinesForm
+from review.history import review_history
 from review.models import ReviewCampaign, Stratum
 from review.services.campaigns import (
     review_campaign_create,
@@ -241,6 +242,19 @@ def review_undo(request, pk: int):
             "stays on record for the agreement study."
         )
     return _after_post(request, campaign, notice=notice)
+
+
+@require_GET
+def review_history_page(request, pk: int):
+    """The annotator's recent answers, each with its undo: a fragment for the pane's "recent
+    answers" (htmx), a page of its own without JavaScript."""
+    campaign = _reviewer_campaign(request, pk)
+    context = {
+        "campaign": campaign,
+        "answers": review_history(campaign=campaign, user=request.user),
+    }
+    template = "review/_history.html" if request.htmx else "review/history.html"
+    return render(request, template, context)
 
 
 # --- adjudication (curators) -----------------------------------------------------------------

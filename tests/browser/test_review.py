@@ -14,6 +14,7 @@ from curation.models import (
     CandidateRole,
     CascadeItem,
     CascadeRun,
+    Decision,
     Judgment,
     RaterKind,
     Verdict,
@@ -206,6 +207,25 @@ def test_two_annotators_review_with_the_keyboard(live_server, new_page, campaign
     press_and_wait(page, "2")
     assert counter(page, "mine") == "10"
     assert Judgment.objects.filter(rater="user:ann1").count() == 11  # 10 + the undone one
+
+    # History beyond one undo: H opens my recent answers; undo the third one answered.
+    page.keyboard.press("h")
+    page.wait_for_selector(".history-body [data-history-item]")
+    listed = [int(i) for i in page.locator("[data-history-item]").evaluate_all(
+        "rows => rows.map(r => r.dataset.historyItem)"
+    )]  # fmt: skip
+    assert listed[0] == answered[-1] and set(listed) == set(answered)
+    assert "gpt-4o" not in page.inner_text(".history-body")  # my answers only
+    page.locator(".history").evaluate("el => el.scrollIntoView({block: 'start'})")
+    screenshot(page, "review_history")
+    page.evaluate("document.getElementById('review-pane').dataset.old = '1'")
+    page.click(f'[data-history-item="{answered[2]}"] button[data-undo]')
+    page.wait_for_function("!document.getElementById('review-pane').dataset.old")
+    assert current_item(page) == answered[2]
+    assert counter(page, "mine") == "9"
+    press_and_wait(page, "1")  # the same answer again: a revision that changes nothing
+    assert counter(page, "mine") == "10"
+    assert Judgment.objects.filter(rater="user:ann1").count() == 12
     assert page.errors == [] and page.dialogs == []
 
     # The second annotator: unanswered items first, then the ones ann1 answered.
@@ -259,4 +279,26 @@ def test_two_annotators_review_with_the_keyboard(live_server, new_page, campaign
     agreeing = int(cora.inner_text("[data-consensus-count]"))
     assert disagreements + agreeing == 4
     assert cora.locator(".adjudication-item script, .adjudication-item img").count() == 0
+
+    # Adjudication from the keyboard: J / K move, N writes a note (Enter does not decide),
+    # 2 decides the outlined item.
+    assert disagreements >= 2, "the fixture's answers leave at least two splits"
+    items = cora.locator("[data-adjudication-item]")
+    first_id = items.nth(0).get_attribute("id")
+    assert "current" in items.nth(0).get_attribute("class")
+    cora.keyboard.press("j")
+    assert "current" in items.nth(1).get_attribute("class")
+    cora.keyboard.press("k")
+    assert "current" in items.nth(0).get_attribute("class")
+    cora.keyboard.press("n")
+    cora.keyboard.type("adjudicated by keyboard")
+    cora.keyboard.press("Enter")
+    assert cora.locator("[data-adjudication-item]").count() == disagreements  # not decided
+    item_pk = int(first_id.removeprefix("adjudicate-"))
+    with cora.expect_navigation():
+        cora.keyboard.press("2")
+    assert cora.locator(f"#{first_id}").count() == 0
+    assert cora.locator("[data-adjudication-item]").count() == disagreements - 1
+    decision = Decision.objects.get(candidate=ReviewItem.objects.get(pk=item_pk).candidate)
+    assert decision.label == "not_relevant" and decision.note.endswith("adjudicated by keyboard")
     assert cora.errors == [] and cora.dialogs == []
