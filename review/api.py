@@ -24,7 +24,7 @@ class CampaignOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = ReviewCampaign
         fields = ["id", "name", "dataset", "cascade_run", "strata", "seed", "overlap", "blind",
-                  "status", "item_count", "done_count", "created_at"]  # fmt: skip
+                  "guidelines", "status", "item_count", "done_count", "created_at"]  # fmt: skip
 
 
 class CampaignListApi(SieveApi):

@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib.auth import get_user_model
 from django.db.models import Q
+from django.urls import reverse
 
 from core.roles import Role
 from curation.models import Dataset, DecisionLabel
@@ -46,6 +47,10 @@ class CampaignCreateForm(forms.Form):
         required=False, initial=True,
         help_text="hide LLM verdicts until the annotator has answered",
     )  # fmt: skip
+    guidelines = forms.CharField(
+        required=False, max_length=20_000, widget=forms.Textarea(attrs={"rows": 5}),
+        help_text="what annotators should know: shown on their review page (plain text)",
+    )  # fmt: skip
     annotators = forms.ModelMultipleChoiceField(
         queryset=get_user_model().objects.none(), widget=forms.CheckboxSelectMultiple
     )
@@ -53,6 +58,13 @@ class CampaignCreateForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["annotators"].queryset = reviewer_choices()
+        # Choosing a dataset shows how many candidates each stratum holds (htmx swaps the
+        # counts box of the same page in; campaign_form.html).
+        self.fields["dataset"].widget.attrs.update({
+            "hx-get": reverse("review:campaign_create"), "hx-trigger": "change",
+            "hx-target": "#strata-available", "hx-select": "#strata-available",
+            "hx-swap": "outerHTML",
+        })  # fmt: skip
 
     def strata(self) -> dict[str, int]:
         return {s: self.cleaned_data[s] for s in Stratum.values if self.cleaned_data.get(s)}
@@ -62,6 +74,10 @@ class CampaignCreateForm(forms.Form):
         if not any(cleaned.get(s) for s in Stratum.values):
             raise forms.ValidationError("Ask for at least one item in one stratum.")
         return cleaned
+
+
+class GuidelinesForm(forms.Form):
+    guidelines = forms.CharField(required=False, max_length=20_000, widget=forms.Textarea)
 
 
 class AdjudicationForm(forms.Form):

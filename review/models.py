@@ -41,6 +41,8 @@ class ReviewCampaign(models.Model):
     seed = models.IntegerField(default=0)
     overlap = models.PositiveSmallIntegerField(default=1, help_text="annotators per item (k)")
     blind = models.BooleanField(default=True, help_text="hide LLM verdicts until submitted")
+    # What the curators tell the annotators (plain text, shown escaped on the review page).
+    guidelines = models.TextField(blank=True, default="", db_default="")
     annotators = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="campaigns")
     status = models.CharField(
         max_length=16, choices=CampaignStatus.choices, default=CampaignStatus.ACTIVE

@@ -8,7 +8,6 @@ shows (and the ones it walks past), never the whole campaign at once.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
 from functools import cache
 
 from django.contrib.auth import get_user_model
@@ -26,19 +25,18 @@ from django.db.models import (
     Value,
 )
 from django.db.models.functions import Coalesce
-from django.utils import timezone
 
 from core.pagination import KeysetPage, keyset_paginate
 from core.roles import Role, user_roles_known
 from curation.models import (
     Candidate,
     CandidateRole,
+    Dataset,
     Decision,
     DecisionSource,
     Judgment,
     Passage,
     Query,
-    RaterKind,
     Verdict,
 )
 from review.models import (
@@ -48,6 +46,8 @@ from review.models import (
     ReviewSubmission,
     Stratum,
 )
+from review.reveal import Reveal, machine_reveals
+from review.services.campaigns import cascade_run_default, stratum_candidates
 from review.services.queue import QUERY_EDIT_TAG, SubqueryCount, submission_last_active
 
 # --- campaigns -----------------------------------------------------------------------------
@@ -148,6 +148,43 @@ def campaign_strata_counts(*, campaign: ReviewCampaign) -> list[StratumCount]:
     return out
 
 
+# Counting a stratum stops here: an exact count of a big dataset's unflagged negatives would
+# cost a scan of them all, and "10,000+" is all the form needs to say.
+STRATUM_COUNT_CAP = 10_000
+
+
+@dataclass
+class StratumAvailable:
+    stratum: str
+    label: str
+    count: int
+    capped: bool
+
+    @property
+    def shown(self) -> str:
+        return f"{self.count:,}" + ("+" if self.capped else "")
+
+
+@dataclass
+class StrataAvailable:
+    dataset: Dataset
+    cascade_run_id: int | None
+    strata: list[StratumAvailable]
+
+
+def strata_available(*, dataset: Dataset, cap: int = STRATUM_COUNT_CAP) -> StrataAvailable:
+    """How many candidates each stratum of ``dataset`` holds, for the campaign form: the
+    strata a new campaign would sample (the dataset's latest cascade run), each counted in
+    SQL with the sampling's own queryset, up to ``cap`` (one statement per stratum)."""
+    run = cascade_run_default(dataset=dataset)
+    rows = []
+    for value, label in Stratum.choices:
+        candidates = stratum_candidates(dataset=dataset, stratum=value, cascade_run=run)
+        count = candidates.order_by().values("pk")[: cap + 1].count()
+        rows.append(StratumAvailable(value, label, min(count, cap), count > cap))
+    return StrataAvailable(dataset, run.pk if run else None, rows)
+
+
 def campaign_annotators(*, campaign: ReviewCampaign) -> list:
     """The campaign's annotators with how many items each has answered (active answers)."""
     answered = ReviewSubmission.objects.filter(
@@ -160,48 +197,6 @@ def campaign_annotators(*, campaign: ReviewCampaign) -> list:
 
 
 @dataclass
-class ReviewCounters:
-    items: int
-    done: int
-    left: int
-    pace_per_hour: int
-
-
-# The item's campaign is read per answer (a primary-key lookup for each of the user's answers
-# of the last hour) rather than joined: as a join PostgreSQL hashed every item of the
-# campaign (20,000 items: 7.6 ms; this form 1-3 ms for 1,255 answers in the hour).
-_COUNTERS_SQL = f"""
-SELECT c.item_count, c.done_count,
-  (SELECT COUNT(*) FROM {ReviewSubmission._meta.db_table} s
-   WHERE s.user_id = %s AND s.created_at >= %s AND s.undone_at IS NULL
-     AND (SELECT i.campaign_id FROM {ReviewItem._meta.db_table} i WHERE i.id = s.item_id) = c.id)
-FROM {ReviewCampaign._meta.db_table} c WHERE c.id = %s
-"""
-
-
-def review_counters(*, campaign: ReviewCampaign, user) -> ReviewCounters:
-    """Campaign progress from its denormalized counters, read fresh (the verdict just saved
-    may have finished an item); the user's pace = their active answers of the last hour, a
-    range on the (user, created_at) submission index that stays small however long their
-    history is (a lifetime total would not). One statement, written as SQL: it runs on every
-    verdict, and compiling it with the ORM cost more than running it."""
-    hour_ago = connection.ops.adapt_datetimefield_value(timezone.now() - timedelta(hours=1))
-    with connection.cursor() as cursor:
-        cursor.execute(_COUNTERS_SQL, [user.pk, hour_ago, campaign.pk])
-        items, done, pace = cursor.fetchone()
-    return ReviewCounters(items=items, done=done, left=max(0, items - done), pace_per_hour=pace)
-
-
-@dataclass
-class MachineVerdict:
-    rater: str
-    verdict: str
-    tag: str
-    rationale: str
-    model_name: str
-
-
-@dataclass
 class ItemView:
     item: ReviewItem
     candidate: Candidate
@@ -210,34 +205,12 @@ class ItemView:
     positives: list[Candidate] = field(default_factory=list)
     # The triplet's negatives (synthetic items only).
     negatives: list[Candidate] = field(default_factory=list)
-    machine: list[MachineVerdict] = field(default_factory=list)
+    # What the machine judges said (empty unless revealed: see review_item_views).
+    machine: Reveal = field(default_factory=Reveal)
 
     @property
     def synthetic(self) -> bool:
         return self.item.stratum == Stratum.SYNTHETIC
-
-
-_JUDGMENT = Judgment._meta.db_table
-_MACHINE_SQL = f"""
-SELECT candidate_id, rater, verdict, tag, rationale, model_name FROM {_JUDGMENT}
-WHERE candidate_id IN ({{ids}}) AND rater_kind = %s
-ORDER BY candidate_id, rater, id DESC
-"""
-
-
-def machine_verdicts(*, candidate_ids: list[int]) -> dict[int, list[MachineVerdict]]:
-    """The latest judgment of each machine rater (teacher margin, LLM stages) on each
-    candidate, in one query (SQL: it runs on every verdict of the review page)."""
-    latest: dict[int, dict[str, MachineVerdict]] = {cid: {} for cid in candidate_ids}
-    if not candidate_ids:
-        return {}
-    sql = _MACHINE_SQL.format(ids=", ".join(["%s"] * len(candidate_ids)))
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*candidate_ids, RaterKind.MACHINE.value])
-        rows = cursor.fetchall()
-    for cid, rater, verdict, tag, rationale, model_name in rows:
-        latest[cid].setdefault(rater, MachineVerdict(rater, verdict, tag, rationale, model_name))
-    return {cid: list(by_rater.values()) for cid, by_rater in latest.items()}
 
 
 @cache
@@ -280,12 +253,17 @@ def _candidates_with_siblings(candidate_ids: list[int]) -> list[Candidate]:
 
 
 def review_item_views(
-    *, items: list[ReviewItem], machine_for: set[int] = frozenset(), max_passages: int = 3
+    *,
+    items: list[ReviewItem],
+    machine_for: set[int] = frozenset(),
+    cascade_run_id: int | None = None,
+    max_passages: int = 3,
 ) -> list[ItemView]:
     """What the review page shows for each item, in two queries whatever the number of
     items. Machine raters' verdicts and rationales are read only for the items whose id is in
     ``machine_for``: in a blind campaign the view leaves an item out until the user has
-    answered it, so they are never in the HTML before that."""
+    answered it, so they are never in the HTML before that. ``cascade_run_id``: the campaign's
+    run, whose stages the reveal shows first (``review/reveal.py``)."""
     if not items:
         return []
     # Every candidate of the items' queries (a query has tens at most), the items' own
@@ -296,7 +274,9 @@ def review_item_views(
         siblings.setdefault(row.query_id, []).append(row)
         candidates[row.pk] = row
     revealed = [item.candidate_id for item in items if item.pk in machine_for]
-    machine = machine_verdicts(candidate_ids=revealed) if revealed else {}
+    machine = (
+        machine_reveals(candidate_ids=revealed, cascade_run_id=cascade_run_id) if revealed else {}
+    )
     views = []
     for item in items:
         candidate = candidates[item.candidate_id]
@@ -314,14 +294,10 @@ def review_item_views(
                 query_text=candidate.query.text,
                 positives=positives,
                 negatives=negatives,
-                machine=machine.get(candidate.pk, []) if item.pk in machine_for else [],
+                machine=machine.get(candidate.pk, Reveal()) if item.pk in machine_for else Reveal(),
             )
         )
     return views
-
-
-def review_item_view(*, item: ReviewItem, with_machine: bool) -> ItemView:
-    return review_item_views(items=[item], machine_for={item.pk} if with_machine else set())[0]
 
 
 @dataclass
@@ -366,7 +342,12 @@ def review_pane(
     reveal = {submission.item_id} if submission else set()
     if item is not None and not campaign.blind:
         reveal.add(item.pk)
-    views = {view.item.pk: view for view in review_item_views(items=items, machine_for=reveal)}
+    views = {
+        view.item.pk: view
+        for view in review_item_views(
+            items=items, machine_for=reveal, cascade_run_id=campaign.cascade_run_id
+        )
+    }
     return Pane(
         view=views[item.pk] if item is not None else None,
         last=LastAnswer(submission, views[submission.item_id]) if submission else None,
@@ -463,7 +444,11 @@ def adjudication_page(
     for item_id, rater, verdict, note, tag, rationale, blind_verdict in rows:
         edited = rationale if tag == QUERY_EDIT_TAG else ""
         answers[item_id].append(HumanAnswer(rater, verdict, note, edited, blind_verdict or ""))
-    views = review_item_views(items=page.items, machine_for={i.pk for i in page.items})
+    views = review_item_views(
+        items=page.items,
+        machine_for={i.pk for i in page.items},
+        cascade_run_id=campaign.cascade_run_id,
+    )
     page.items = [(view, answers[view.item.pk]) for view in views]
     return page
 

@@ -16,11 +16,17 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from core.errors import ApplicationError
 from core.http import form_error_add
 from core.roles import CAN_CURATE, CAN_READ_DATA, Role, has_role, role_required
-from curation.models import Verdict
+from curation.models import Dataset, Verdict
 from review import selectors as reads
-from review.forms import AdjudicationForm, CampaignCreateForm
+from review.counters import review_counters
+from review.forms import AdjudicationForm, CampaignCreateForm, GuidelinesForm
+from review.history import review_history
 from review.models import ReviewCampaign, Stratum
-from review.services.campaigns import review_campaign_create, review_campaign_status_set
+from review.services.campaigns import (
+    review_campaign_create,
+    review_campaign_guidelines_set,
+    review_campaign_status_set,
+)
 from review.services.decisions import adjudication_decide, campaign_consensus_decide
 from review.services.queue import (
     judgment_submit,
@@ -81,7 +87,7 @@ def campaign_list(request):
 @require_http_methods(["GET", "POST"])
 @role_required(*CAN_CURATE)
 def campaign_create(request):
-    form = CampaignCreateForm(request.POST or None)
+    form = CampaignCreateForm(request.POST or None, initial={"dataset": request.GET.get("dataset")})
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
@@ -93,6 +99,7 @@ def campaign_create(request):
                 overlap=data["overlap"],
                 blind=data["blind"],
                 seed=data["seed"],
+                guidelines=data["guidelines"],
                 created_by=request.user,
             )
         except ApplicationError as exc:
@@ -103,9 +110,16 @@ def campaign_create(request):
             )
             return redirect("review:campaign_detail", pk=campaign.pk)
     status = 400 if request.method == "POST" else 200
-    return render(
-        request, "review/campaign_form.html", {"form": form, "section": "review"}, status=status
-    )
+    context = {"form": form, "section": "review", "available": _strata_available(request)}
+    return render(request, "review/campaign_form.html", context, status=status)
+
+
+def _strata_available(request):
+    """The chosen dataset's candidates per stratum (the dataset select asks for them with
+    htmx as it changes; a GET with ?dataset= or a form sent back shows them too)."""
+    dataset_id = _int((request.POST or request.GET).get("dataset"), "dataset")
+    dataset = Dataset.objects.filter(pk=dataset_id).first() if dataset_id else None
+    return reads.strata_available(dataset=dataset) if dataset else None
 
 
 @require_GET
@@ -156,7 +170,7 @@ def _pane(
         "view": pane.view,
         "last": pane.last,
         "blind_answer": pane.blind_answer,
-        "counters": reads.review_counters(campaign=campaign, user=request.user),
+        "counters": review_counters(campaign=campaign, user=request.user),
         # A fresh token per rendered item: a double click sends the same one twice.
         "token": uuid.uuid4().hex,
         "notice": notice,
@@ -230,6 +244,19 @@ def review_undo(request, pk: int):
     return _after_post(request, campaign, notice=notice)
 
 
+@require_GET
+def review_history_page(request, pk: int):
+    """The annotator's recent answers, each with its undo: a fragment for the pane's "recent
+    answers" (htmx), a page of its own without JavaScript."""
+    campaign = _reviewer_campaign(request, pk)
+    context = {
+        "campaign": campaign,
+        "answers": review_history(campaign=campaign, user=request.user),
+    }
+    template = "review/_history.html" if request.htmx else "review/history.html"
+    return render(request, template, context)
+
+
 # --- adjudication (curators) -----------------------------------------------------------------
 
 
@@ -296,6 +323,25 @@ def campaign_status(request, pk: int):
         messages.error(request, exc.message)
     else:
         messages.success(request, f"The campaign is {campaign.status}.")
+    return redirect("review:campaign_detail", pk=campaign.pk)
+
+
+@require_POST
+@role_required(*CAN_CURATE)
+def campaign_guidelines(request, pk: int):
+    campaign = _campaign(pk)
+    form = GuidelinesForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "; ".join(e for errors in form.errors.values() for e in errors))
+        return redirect("review:campaign_detail", pk=campaign.pk)
+    try:
+        review_campaign_guidelines_set(
+            campaign=campaign, guidelines=form.cleaned_data["guidelines"]
+        )
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "Guidelines saved: annotators see them on their next page.")
     return redirect("review:campaign_detail", pk=campaign.pk)
 
 

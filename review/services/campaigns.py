@@ -107,6 +107,7 @@ def review_campaign_create(
     blind: bool = True,
     seed: int = 0,
     cascade_run: CascadeRun | None = None,
+    guidelines: str = "",
     created_by=None,
 ) -> ReviewCampaign:
     """Sample the strata and create the campaign with its items in a seeded shuffled order."""
@@ -165,6 +166,7 @@ def review_campaign_create(
             seed=seed,
             overlap=overlap,
             blind=blind,
+            guidelines=guidelines.strip(),
             item_count=len(sampled),
             created_by=created_by,
         )
@@ -179,6 +181,21 @@ def review_campaign_create(
         # The new items must be known to the planner before the first annotator asks for
         # one (core/db.py): analysed as soon as they are committed.
         transaction.on_commit(lambda: tables_analyze(ReviewItem))
+    return campaign
+
+
+GUIDELINES_MAX = 20_000
+
+
+def review_campaign_guidelines_set(*, campaign: ReviewCampaign, guidelines: str) -> ReviewCampaign:
+    """Replace the campaign's guidelines (annotators see the new text on their next page)."""
+    guidelines = guidelines.strip()
+    if len(guidelines) > GUIDELINES_MAX:
+        raise ApplicationError(
+            f"guidelines are at most {GUIDELINES_MAX:,} characters", detail={"field": "guidelines"}
+        )
+    ReviewCampaign.objects.filter(pk=campaign.pk).update(guidelines=guidelines)
+    campaign.guidelines = guidelines
     return campaign
 
 

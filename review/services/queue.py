@@ -538,6 +538,8 @@ def review_submission_undo(
     campaign the undo frees the item for a new answer, but a blind answer stays the person's
     rating for agreement and the new answer is a revision of it (``review/services/blind.py``).
     """
+    if campaign.status != CampaignStatus.ACTIVE:  # it could not be answered again
+        raise ApplicationError("the campaign is closed", detail={"code": "closed"})
     now = timezone.now()
     with transaction.atomic():
         if submission_id is None:

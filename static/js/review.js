@@ -1,6 +1,6 @@
-// Keyboard for the review page. htmx does the posting and swapping; this file only maps
-// keys to the buttons of the pane that is on screen (they carry data-key), so the page
-// works the same with a mouse, and without JavaScript at all.
+// Keyboard for the review page and the adjudication queue. htmx does the posting and
+// swapping; this file only maps keys to the buttons on screen (they carry data-key), so the
+// pages work the same with a mouse, and without JavaScript at all.
 (function () {
   "use strict";
 
@@ -19,9 +19,83 @@
     if (event.target.closest("[data-help-toggle]")) toggleHelp();
   });
 
+  // "Your recent answers" loads when first opened (H or a click). Listened for here, on the
+  // document, rather than with hx-trigger on the element: a key pressed right after a verdict
+  // could open the new pane's history before htmx had processed that element.
+  document.addEventListener("toggle", function (event) {
+    const details = event.target;
+    if (!details.open || !details.dataset || !details.dataset.historyUrl) return;
+    if (details.dataset.loaded || !window.htmx) return;
+    details.dataset.loaded = "1";
+    window.htmx.ajax("GET", details.dataset.historyUrl, {
+      target: details.querySelector(".history-body"),
+      swap: "innerHTML",
+    });
+  }, true);
+
+  // --- the adjudication queue: J / K move between items, 1 / 2 decide the current one ---
+  let current = 0;
+
+  function adjudicationItems() {
+    return Array.prototype.slice.call(document.querySelectorAll("[data-adjudication-item]"));
+  }
+
+  function moveTo(index, scroll) {
+    const items = adjudicationItems();
+    if (!items.length) return;
+    current = Math.max(0, Math.min(index, items.length - 1));
+    items.forEach(function (item, i) {
+      item.classList.toggle("current", i === current);
+      if (i === current) item.setAttribute("aria-current", "true");
+      else item.removeAttribute("aria-current");
+    });
+    if (scroll) {
+      items[current].scrollIntoView({ block: "start" });
+      items[current].focus({ preventScroll: true });
+    }
+  }
+
+  function adjudicationKey(event, key) {
+    const items = adjudicationItems();
+    if (!items.length) return false;
+    if (key === "j" || key === "k") {
+      moveTo(current + (key === "j" ? 1 : -1), true);
+      return true;
+    }
+    const item = items[current];
+    const field = item.querySelector('[data-field-key="' + CSS.escape(key) + '"]');
+    if (field) {
+      field.focus();
+      return true;
+    }
+    const button = item.querySelector('button[data-key="' + CSS.escape(key) + '"]');
+    if (button && !button.disabled) {
+      button.click();
+      return true;
+    }
+    return false;
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    moveTo(0, false);
+  });
+  // A click in an item makes it the current one.
+  document.addEventListener("focusin", function (event) {
+    const item = event.target.closest && event.target.closest("[data-adjudication-item]");
+    if (item) moveTo(adjudicationItems().indexOf(item), false);
+  });
+
   document.addEventListener("keydown", function (event) {
     if (event.ctrlKey || event.metaKey || event.altKey || event.isComposing) return;
     const pane = document.getElementById("review-pane");
+    if (typing(event.target) && event.target.closest("[data-adjudication-item]")) {
+      // Enter in a note must not decide (the form's first button would): leave the field.
+      if (event.key === "Enter" || event.key === "Escape") {
+        event.preventDefault();
+        event.target.blur();
+      }
+      return;
+    }
     if (typing(event.target)) {
       if (event.key === "Escape") {
         event.target.blur();
@@ -42,8 +116,18 @@
       return;
     }
     const help = document.getElementById("review-help");
-    if ((help && help.open) || !pane) return;
+    if (help && help.open) return;
     const key = event.key.toLowerCase();
+    if (!pane) {
+      if (adjudicationKey(event, key)) event.preventDefault();
+      return;
+    }
+    const guidelines = document.getElementById("campaign-guidelines");
+    if (key === "g" && guidelines) {
+      event.preventDefault();
+      guidelines.open = !guidelines.open;
+      return;
+    }
     const details = pane.querySelector('details[data-key="' + CSS.escape(key) + '"]');
     if (details) {
       event.preventDefault();

@@ -60,8 +60,9 @@ def test_page_shows_query_positive_candidate_and_counters(ann_client, ann, make_
     assert marked.startswith("The <mark>aspirin</mark> <mark>dose</mark> for a <mark>child</mark>")
     assert marked in html
     assert candidate.passage.text in html
-    assert re.search(r'data-counter="done">0 / 6<', html)
-    assert re.search(r'data-counter="left">6<', html)
+    assert re.search(r'data-counter="campaign">0 / 6<', html)
+    assert re.search(r'data-counter="remaining">6<', html)
+    assert re.search(r'data-counter="mine">0<', html)
     for key in ("1", "2", "3", "0"):
         assert f'data-key="{key}"' in html
     assert "review.js" in html and 'id="review-help"' in html
@@ -91,7 +92,7 @@ def test_blind_campaign_reveals_machine_verdicts_only_after_the_answer(
     assert following.pk != first.pk
     assert rationale_for(following.candidate) not in after
     assert after.count(RATIONALE) == 2  # stage 1 and stage 2 on the answered item only
-    assert re.search(r'data-counter="pace">1 / h<', after)
+    assert re.search(r'data-counter="mine">1<', after)
 
 
 def test_open_campaign_shows_machine_verdicts_before_the_answer(ann_client, ann, make_campaign):
@@ -139,7 +140,7 @@ def test_double_post_of_one_verdict_counts_once(ann_client, ann, make_campaign):
     again = submit(ann_client, campaign, html, "relevant").content.decode()
     assert Judgment.objects.filter(rater="user:ann1").count() == 1
     assert current_item(first) == current_item(again)
-    assert re.search(r'data-counter="pace">1 / h<', again)
+    assert re.search(r'data-counter="mine">1<', again)
 
 
 def test_undo_serves_the_item_again(ann_client, ann, make_campaign):
@@ -155,7 +156,7 @@ def test_undo_serves_the_item_again(ann_client, ann, make_campaign):
     assert current_item(undone) == answered
     assert "taken back" in undone
     assert ReviewSubmission.objects.get(pk=submission).undone_at is not None
-    assert re.search(r'data-counter="pace">0 / h<', undone)
+    assert re.search(r'data-counter="mine">0<', undone)
 
 
 def test_without_javascript_a_verdict_posts_and_redirects(ann_client, ann, make_campaign):

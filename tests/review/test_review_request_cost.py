@@ -67,8 +67,9 @@ def test_finishing_an_item_moves_the_campaign_counter_on_the_page(
     html = client.get(page_url(campaign)).content.decode()
     assert current_item(html) == first_item
     after = post_verdict(client, campaign, html, "relevant").content.decode()
-    assert re.search(r'data-counter="done">1 / 1<', after)
-    assert re.search(r'data-counter="pace">1 / h<', after)
+    assert re.search(r'data-counter="campaign">1 / 1<', after)
+    assert re.search(r'data-counter="mine">1<', after)
+    assert re.search(r'data-counter="remaining">0<', after)
     item = ReviewItem.objects.get(pk=first_item)
     assert item.done and item.agreed is True and item.judgment_count == 2
     assert ReviewCampaign.objects.get(pk=campaign.pk).done_count == 1
