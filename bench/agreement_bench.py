@@ -24,11 +24,12 @@ Goal: (a) at most 2 s.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import time
 
 import numpy as np
+from bench_django import copy_lines as _text
+from bench_django import copy_text as _copy
 from bench_django import database_recreate, django_setup
 
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/sieve_bench_agreement"
@@ -78,26 +79,6 @@ def main() -> None:
 
 
 # --- data ------------------------------------------------------------------------------------
-
-
-def _copy(table: str, columns: list[str], lines: io.StringIO) -> None:
-    from django.db import connection
-
-    lines.seek(0)
-    with connection.cursor() as cursor:
-        with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-            while block := lines.read(1 << 20):
-                copy.write(block)
-
-
-def _text(*columns) -> io.StringIO:
-    """Columns (numpy arrays or scalars) as COPY text lines, built by numpy, not per row."""
-    n = max(len(c) for c in columns if isinstance(c, np.ndarray))
-    parts = [c.astype(str) if isinstance(c, np.ndarray) else np.full(n, str(c)) for c in columns]
-    rows = parts[0]
-    for part in parts[1:]:
-        rows = np.char.add(np.char.add(rows, "\t"), part)
-    return io.StringIO("\n".join(rows.tolist()) + "\n")
 
 
 _JUDGMENT_COLUMNS = [

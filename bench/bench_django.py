@@ -31,3 +31,28 @@ def database_recreate(url: str) -> None:
     with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
         admin.execute(f'CREATE DATABASE "{name}"')
+
+
+def copy_text(table: str, columns: list[str], lines) -> None:
+    """``COPY table (columns) FROM STDIN`` of ``lines`` (a StringIO of COPY text lines)."""
+    from django.db import connection
+
+    lines.seek(0)
+    with connection.cursor() as cursor:
+        with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            while block := lines.read(1 << 20):
+                copy.write(block)
+
+
+def copy_lines(*columns):
+    """Columns (numpy arrays or scalars) as COPY text lines, built by numpy, not per row."""
+    import io
+
+    import numpy as np
+
+    n = max(len(c) for c in columns if isinstance(c, np.ndarray))
+    parts = [c.astype(str) if isinstance(c, np.ndarray) else np.full(n, str(c)) for c in columns]
+    rows = parts[0]
+    for part in parts[1:]:
+        rows = np.char.add(np.char.add(rows, "\t"), part)
+    return io.StringIO("\n".join(rows.tolist()) + "\n")
