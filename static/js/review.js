@@ -118,6 +118,10 @@
     const help = document.getElementById("review-help");
     if (help && help.open) return;
     const key = event.key.toLowerCase();
+    // htmx wires up swapped-in content only when it settles (20 ms later, far more on a busy
+    // machine). A key pressed in between would submit the new pane's form as a plain POST and
+    // reload the page: wire it up now (htmx.process skips what it has already processed).
+    if (window.htmx) window.htmx.process(pane || document.body);
     if (!pane) {
       if (adjudicationKey(event, key)) event.preventDefault();
       return;

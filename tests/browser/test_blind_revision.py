@@ -63,6 +63,9 @@ def test_blind_answer_then_undo_counts_the_blind_answer_and_shows_the_revision(
     log_in(page, live_server, "ann1", "pw-ann1")
     page.goto(f"{live_server.url}/review/{campaign.pk}/work/")
     page.wait_for_selector("#review-pane [data-item]")
+    # As on a loaded machine (CI): htmx attaches its handlers to a swapped-in pane only when
+    # it settles. Keys pressed before that must still post through htmx, not as a plain form.
+    page.evaluate("htmx.config.defaultSettleDelay = 1500")
     item = current_item(page)
     assert "gpt-4o" not in page.content()  # blind: no verdict before the answer
 
