@@ -66,6 +66,11 @@ urlpatterns = [
         synthesis_api.SynthesisRunCancelApi.as_view(),
         name="synthesis-cancel",
     ),
+    path(
+        "synthesis-runs/<int:pk>/retry",
+        synthesis_api.SynthesisRunRetryApi.as_view(),
+        name="synthesis-retry",
+    ),
     path("training-runs/", training_api.TrainingRunListCreateApi.as_view(), name="training-list"),
     path(
         "training-runs/<int:pk>/",

@@ -5,7 +5,7 @@ from core.models import Job
 
 class EvaluationMode(models.TextChoices):
     FULL = "full", "full corpus"
-    STREAMLINED = "streamlined", "streamlined (seeded corpus subsample, 4-bit on GPU)"
+    STREAMLINED = "streamlined", "streamlined (seeded corpus subsample)"
 
     @classmethod
     def from_param(cls, value: str | None) -> "EvaluationMode":

@@ -29,6 +29,7 @@ from review.services.campaigns import (
 )
 from review.services.decisions import adjudication_decide, campaign_consensus_decide
 from review.services.queue import (
+    LOCK_SECONDS,
     judgment_submit,
     review_item_next_for_user,
     review_submission_undo,
@@ -176,6 +177,7 @@ def _pane(
         "notice": notice,
         "error": error,
         "Stratum": Stratum,
+        "lock_minutes": max(1, round(LOCK_SECONDS / 60)),
     }
     template = "review/_pane.html" if request.htmx else "review/review.html"
     return render(request, template, context)

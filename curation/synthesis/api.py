@@ -1,10 +1,11 @@
-"""REST API of synthesis runs: list and launch, get, cancel. Same service as the "Synthesize"
+"""REST API of synthesis runs: list and launch, get, cancel, retry. Same service as the "Synthesize"
 form (``services.synthesis_run_create``, which validates); curators and admins write, viewers
 read, annotators nothing. The generator names the environment variable that holds its key
 (``api_key_env``); a key is never accepted in a request nor returned."""
 
 from decimal import Decimal
 
+from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import JSONParser
@@ -23,6 +24,7 @@ from core.api import (
 )
 
 from ..models import Dataset, SynthesisNegativeMode, SynthesisRun
+from .retry import synthesis_run_retry, synthesis_run_retryable
 from .services import MAX_SAMPLE, synthesis_run_create
 
 
@@ -58,6 +60,13 @@ class SynthesisRunOutputSerializer(JobOutputSerializer):
     queries_added = serializers.IntegerField(source="stats.queries_added", default=0)
     passages_added = serializers.IntegerField(source="stats.passages_added", default=0)
     budget_reached = serializers.BooleanField(source="stats.budget_reached", default=False)
+    retryable = serializers.SerializerMethodField(
+        help_text="Once the run ended: what a retry would take up (failed_calls, unfinished, "
+        "passages_not_reached); empty when nothing is left."
+    )
+
+    def get_retryable(self, run) -> dict[str, int]:
+        return synthesis_run_retryable(run=run)
 
 
 class SynthesisGeneratorInputSerializer(serializers.Serializer):
@@ -160,3 +169,28 @@ SynthesisRunDetailApi, SynthesisRunCancelApi = job_api_views(
     noun="synthesis run",
     stops="after the chunk of 100 passages it is working on",
 )
+
+
+class SynthesisRunRetryApi(SieveApi):
+    """Finish what an ended run left: its failed calls, a failed or cancelled run's rest and,
+    with a larger budget, the passages the budget left out. The same run is queued again
+    (202); answers in the ledger are read back, triplets already written are kept."""
+
+    permission_classes = [IsAuthenticated, CanCurate]
+    parser_classes = [JSONParser]
+
+    class SynthesisRunRetryInputSerializer(serializers.Serializer):
+        budget_usd = serializers.DecimalField(
+            max_digits=12, decimal_places=4, required=False, allow_null=True,
+            help_text="A larger budget also reaches the passages the old one left out.",
+        )  # fmt: skip
+
+    @extend_schema(
+        request=SynthesisRunRetryInputSerializer, responses={202: SynthesisRunOutputSerializer}
+    )
+    def post(self, request, pk: int):
+        run = get_object_or_404(SynthesisRun, pk=pk)
+        serializer = self.SynthesisRunRetryInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        run = synthesis_run_retry(run=run, budget_usd=serializer.validated_data.get("budget_usd"))
+        return Response(SynthesisRunOutputSerializer(run).data, status=status.HTTP_202_ACCEPTED)

@@ -56,7 +56,7 @@ def _field_error(message: str, field: str) -> ApplicationError:
     return ApplicationError(message, detail={"field": field})
 
 
-def _generator_settings(data: dict) -> StageSettings:
+def synthesis_generator_stage(data: dict) -> StageSettings:
     try:
         stage = StageSettings.from_dict({**synthesis_generator_defaults(), **data})
     except (TypeError, ValueError) as error:
@@ -102,7 +102,7 @@ def synthesis_run_create(
     """Record a synthesis run (validated) and, with ``enqueue``, run it on a worker once this
     transaction commits. ``generator`` overrides the default endpoint settings (see
     ``curation.llm.stages.StageSettings``); the API key stays in the environment."""
-    stage = _generator_settings(generator or {})
+    stage = synthesis_generator_stage(generator or {})
     if negative_mode not in SynthesisNegativeMode.values:
         raise _field_error(
             f"negative mode must be one of {', '.join(SynthesisNegativeMode.values)}",
@@ -162,7 +162,7 @@ def dataset_triplets_synthesize(
     *, run: SynthesisRun, progress: Callable[..., None] | None = None
 ) -> dict:
     report = progress or no_progress
-    stage = _generator_settings(run.generator)
+    stage = synthesis_generator_stage(run.generator)
     dataset = run.dataset
     corpus = dataset.corpus
     counts: Counter = Counter()

@@ -16,13 +16,15 @@ from core.job_pages import job_cancel, job_page
 from core.roles import CAN_CURATE, CAN_READ_DATA, role_required
 
 from ..datasets.views import dataset_or_404
+from ..llm.preflight import stages_preflight_on_workers
 from ..models import SynthesisRun
 from . import selectors as reads
 from .forms import SynthesisLaunchForm
-from .services import synthesis_run_create
+from .retry import synthesis_run_retry, synthesis_run_retryable
+from .services import synthesis_generator_stage, synthesis_run_create
 
 
-def _synthesis_form_page(request, dataset, form, *, status=200):
+def _synthesis_form_page(request, dataset, form, *, preflight=None, status=200):
     return render(
         request,
         "curation/synthesis_new.html",
@@ -30,6 +32,7 @@ def _synthesis_form_page(request, dataset, form, *, status=200):
             "section": "datasets",
             "dataset": dataset,
             "form": form,
+            "preflight": preflight,
             "runs": reads.dataset_synthesis_runs(dataset=dataset),
         },
         status=status,
@@ -40,6 +43,27 @@ def _synthesis_form_page(request, dataset, form, *, status=200):
 @role_required(*CAN_CURATE)
 def synthesis_new(request, pk: int):
     return _synthesis_form_page(request, dataset_or_404(pk), SynthesisLaunchForm())
+
+
+@require_POST
+@role_required(*CAN_CURATE)
+def synthesis_preflight(request, pk: int):
+    """Test connection: a worker of the llm queue checks the generator (key, endpoint, model)
+    with one tiny request, as the cascade form does for its stages."""
+    dataset = dataset_or_404(pk)
+    form = SynthesisLaunchForm(request.POST)
+    if not form.is_valid():
+        return _synthesis_form_page(request, dataset, form, status=400)
+    try:
+        stage = synthesis_generator_stage(form.generator())
+    except ApplicationError as error:
+        form_error_add(form, error)
+        return _synthesis_form_page(request, dataset, form, status=400)
+    preflight = stages_preflight_on_workers([stage])
+    for check in preflight["stages"]:
+        check["stage"] = "generator"
+    preflight["all_ok"] = preflight["answered"] and all(s["ok"] for s in preflight["stages"])
+    return _synthesis_form_page(request, dataset, form, preflight=preflight)
 
 
 @require_POST
@@ -78,6 +102,7 @@ def _synthesis_context(run: SynthesisRun) -> dict:
         "cancel_url": reverse("curation:synthesis_run_cancel", args=[run.pk]),
         "result_url": reverse("curation:dataset_detail", args=[run.dataset_id]),
         "result_label": "Open the dataset",
+        "retryable": synthesis_run_retryable(run=run),
     }
 
 
@@ -101,3 +126,18 @@ def synthesis_run_detail(request, pk: int):
 @role_required(*CAN_CURATE)
 def synthesis_run_cancel(request, pk: int):
     return job_cancel(request, get_object_or_404(SynthesisRun, pk=pk), context=_synthesis_context)
+
+
+@require_POST
+@role_required(*CAN_CURATE)
+def synthesis_run_retry_view(request, pk: int):
+    """Finish what an ended run left: its failed calls and, with a larger budget, the
+    passages the budget left out. Paid answers come from the ledger."""
+    run = get_object_or_404(SynthesisRun, pk=pk)
+    try:
+        synthesis_run_retry(run=run, budget_usd=request.POST.get("budget_usd"))
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"Synthesis run #{run.pk} is queued again.")
+    return redirect("curation:synthesis_run_detail", pk=run.pk)

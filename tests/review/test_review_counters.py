@@ -105,3 +105,35 @@ def test_answers_of_another_campaign_are_not_mine_here(
         html = submit(client, first, html, "relevant").content.decode()
     html = client.get(page_url(second)).content.decode()
     assert (count(html, "mine"), count(html, "remaining")) == ("0", "2")
+
+
+def test_items_held_by_others_are_said_to_be_held_not_answered(
+    client, make_annotator, make_campaign
+):
+    """With overlap 1 and two annotators, the items the other one holds are still mine to
+    answer (they may come back) but not now: the counter and the empty pane say so, instead
+    of "I can still answer 2" beside "you answered every item"."""
+    ann, other = make_annotator("ann1"), make_annotator("ann2")
+    campaign = make_campaign([ann, other], overlap=1, strata={"unflagged": 3})
+    client.force_login(other)
+    client.get(page_url(campaign))  # ann2 holds one item
+    client.force_login(ann)
+    html = client.get(page_url(campaign)).content.decode()
+    assert 'data-counter="held"' not in html  # an item to judge: nothing to explain
+    html = submit(client, campaign, html, "relevant").content.decode()
+    assert current_item(html) is not None
+    html = submit(client, campaign, html, "relevant").content.decode()
+    # Two answered, the third held by ann2.
+    assert count(html, "remaining") == "1"
+    assert "held by others right now" in html
+    assert "The 1 item you can still answer is held by other annotators right now" in html
+    assert "You answered every item" not in html
+
+    # ann2 answers it: nothing is left for anyone, and the page says so plainly.
+    client.force_login(other)
+    submit(client, campaign, client.get(page_url(campaign)).content.decode(), "relevant")
+    client.force_login(ann)
+    html = client.get(page_url(campaign)).content.decode()
+    assert count(html, "remaining") == "0"
+    assert 'data-counter="held"' not in html
+    assert "You answered every item that still needs an answer from you." in html

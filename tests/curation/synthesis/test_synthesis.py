@@ -13,7 +13,7 @@ from curation.models import Candidate, CandidateOrigin, CandidateRole, LLMCall, 
 from curation.synthesis.core import NEGATIVE_SYSTEM, QUERY_SYSTEM
 from curation.synthesis.services import synthesis_run_create, synthesis_run_execute
 from tests.curation.mining_support import minilm_path
-from tests.factories import DatasetFactory, PassageFactory
+from tests.factories import PassageFactory
 from tests.support.openai_server import FakeOpenAIServer, Reply
 
 # passage marker -> (query the generator writes, hard negative it writes)
@@ -67,19 +67,6 @@ def generator(body: dict) -> Reply:
         assert system == NEGATIVE_SYSTEM
         content = json.dumps({"passage": negative})
     return Reply(content=content, prompt_tokens=200, completion_tokens=30)
-
-
-@pytest.fixture
-def corpus_dataset(db, settings, tmp_path, monkeypatch):
-    settings.SIEVE_EMBEDDING_CACHE_DIR = tmp_path / "embeddings"
-    settings.SIEVE_EMBEDDING_PRECISION = "fp32"
-    monkeypatch.setenv("SIEVE_TEST_SYNTH_KEY", "sk-test-secret")
-    dataset = DatasetFactory(name="synthetic")
-    for marker, text in PASSAGES.items():
-        PassageFactory(corpus=dataset.corpus, doc_id=f"doc-{marker.lower()}", text=text)
-    dataset.corpus.passage_count = len(PASSAGES)
-    dataset.corpus.save()
-    return dataset
 
 
 def _run(dataset, server, **options):
