@@ -35,6 +35,14 @@ from review.models import (
     Stratum,
 )
 from review.services.blind import answer_kind
+from review.services.queue_sql import (
+    HOLD_SQL,
+    PICK_SQL,
+    ROW_LOCK_SQL,
+    STATE_AGREE_SQL,
+    STATE_HOLD_SQL,
+    STATE_SQL,
+)
 from review.services.verdict_write import verdict_write
 
 # How long an annotator holds the item on their screen; an expired hold is simply ignored.
@@ -72,65 +80,10 @@ def _hold(*, item: ReviewItem, user, now, holds_none: bool = False) -> None:
         ).delete()
     expires = connection.ops.adapt_datetimefield_value(_lock_expiry(now))
     with connection.cursor() as cursor:
-        cursor.execute(_HOLD_SQL, [item.pk, user.pk, expires])
+        cursor.execute(HOLD_SQL, [item.pk, user.pk, expires])
 
 
-# --- the hot path in SQL --------------------------------------------------------------------
-# Two statements run on every verdict and are written by hand: Django compiling them costs
-# more than PostgreSQL running them (the ORM versions were ~1 ms each of Python on this
-# machine, the statements ~0.1-0.5 ms). Portable SQL; PostgreSQL gets FOR UPDATE SKIP LOCKED.
-
-_ITEM, _SUB, _LOCK = (m._meta.db_table for m in (ReviewItem, ReviewSubmission, ReviewLock))
-
-# Portable upsert (PostgreSQL, SQLite >= 3.24): the hold, or a longer one if it exists.
-_HOLD_SQL = f"""
-INSERT INTO {_LOCK} (item_id, user_id, expires_at) VALUES (%s, %s, %s)
-ON CONFLICT (item_id, user_id) DO UPDATE SET expires_at = excluded.expires_at
-"""
-
-_STATE_SQL = f"""
-SELECT i.id, i.campaign_id, i.candidate_id, i.stratum, i.position, i.judgment_count, i.done,
-  EXISTS (SELECT 1 FROM {_SUB} s
-          WHERE s.item_id = i.id AND s.user_id = %s AND s.undone_at IS NULL),
-  EXISTS (SELECT 1 FROM {_LOCK} l
-          WHERE l.item_id = i.id AND l.user_id = %s AND l.expires_at > %s),
-  (SELECT COUNT(*) FROM {_LOCK} l
-   WHERE l.item_id = i.id AND l.user_id <> %s AND l.expires_at > %s),
-  EXISTS (SELECT 1 FROM {_SUB} s WHERE s.client_token = %s),
-  (SELECT s.id FROM {_SUB} s WHERE s.item_id = i.id AND s.user_id = %s AND s.blind),
-  EXISTS (SELECT 1 FROM {_SUB} s WHERE s.item_id = i.id AND s.user_id = %s)
-FROM {_ITEM} i
-WHERE i.id = %s
-"""
-
-_PICK_SQL = f"""
-SELECT i.id FROM {_ITEM} i
-WHERE i.campaign_id = %s AND NOT i.done
-  AND NOT EXISTS (SELECT 1 FROM {_SUB} s
-                  WHERE s.item_id = i.id AND s.user_id = %s AND s.undone_at IS NULL)
-  AND (SELECT COUNT(*) FROM {_LOCK} l
-       WHERE l.item_id = i.id AND l.user_id <> %s AND l.expires_at > %s) < %s - i.judgment_count
-  {{skipped}}
-ORDER BY i.judgment_count, i.position
-LIMIT 1 {{for_update}}
-"""
-
-
-_JUDGMENT = Judgment._meta.db_table
-_AGREE_SQL = f"""
-SELECT COUNT(*),
-  SUM(CASE WHEN j.verdict = %s THEN 1 ELSE 0 END),
-  SUM(CASE WHEN j.verdict = %s THEN 1 ELSE 0 END),
-  SUM(CASE WHEN j.tag = %s THEN 1 ELSE 0 END),
-  MIN(CASE WHEN j.tag = %s THEN j.rationale END),
-  MAX(CASE WHEN j.tag = %s THEN j.rationale END),
-  SUM(CASE WHEN bj.id IS NOT NULL AND (bj.verdict <> j.verdict OR bj.tag <> j.tag
-                                       OR bj.rationale <> j.rationale) THEN 1 ELSE 0 END)
-FROM {_SUB} s JOIN {_JUDGMENT} j ON j.id = s.judgment_id
-  LEFT JOIN {_SUB} b ON b.id = s.revises_id
-  LEFT JOIN {_JUDGMENT} bj ON bj.id = b.judgment_id
-WHERE s.item_id = %s AND s.undone_at IS NULL
-"""
+# The statements themselves: review/services/queue_sql.py.
 
 
 def answers_agree(
@@ -155,18 +108,13 @@ def answers_agree(
 
 
 def _agreed_with(
-    *, item_id: int, verdict: str, tag: str, rationale: str, revises_id: int | None
+    *, tallies: tuple, verdict: str, tag: str, rationale: str, revises_id: int | None
 ) -> bool:
-    """``answers_agree`` for the item's active answers plus the one about to be written (its
-    k-th): read BEFORE the write, under the item's row lock, so the write is one statement.
-    ``revises_id``: the new answer revises this blind answer (then it counts as changed
-    unless it repeats it)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _AGREE_SQL,
-            [Verdict.RELEVANT, Verdict.NOT_RELEVANT, *[QUERY_EDIT_TAG] * 3, item_id],
-        )
-        answers, relevant, not_relevant, edits, edit_min, edit_max, changed = cursor.fetchone()
+    """``answers_agree`` for the item's active answers (``tallies``, read with its state
+    under the item's row lock: ``AGREE_SQL``'s columns) plus the one about to be written (its
+    k-th), so the write is one statement. ``revises_id``: the new answer revises this blind
+    answer (then it counts as changed unless it repeats it)."""
+    answers, relevant, not_relevant, edits, edit_min, edit_max, changed = tallies
     edited = [e for e in (edit_min, edit_max) if e is not None]
     if tag == QUERY_EDIT_TAG:
         edited.append(rationale)
@@ -189,7 +137,7 @@ def _agreed_with(
 def _row_lock(*, item_id: int, campaign_id: int) -> bool:
     """Take the item's row lock (a no-op on SQLite, whose transactions are serialized
     anyway); False when the campaign has no such item."""
-    sql = f"SELECT id FROM {_ITEM} WHERE id = %s AND campaign_id = %s"
+    sql = ROW_LOCK_SQL
     if connection.features.has_select_for_update:
         sql += " FOR UPDATE"
     with connection.cursor() as cursor:
@@ -197,20 +145,35 @@ def _row_lock(*, item_id: int, campaign_id: int) -> bool:
         return cursor.fetchone() is not None
 
 
-def _item_state(*, item_id: int, user, now, client_token: str = "") -> ReviewItem:
+def _item_state(
+    *, item_id: int, user, now, client_token: str = "", tallies: bool = False
+) -> ReviewItem:
     """The item freshly read, with in the same statement: whether ``user`` answered it
     (``answered_by_me``), holds it (``held_by_me``), how many live holds other people have on
     it (``held_by_others``), whether ``client_token`` was already used (``token_used``), the
     user's blind answer to it (``blind_answer_id``) and whether they ever answered it, undone
-    answers included (``answered_before``). Call with the item's row lock held, so none of it
-    can change before we commit."""
-    at = connection.ops.adapt_datetimefield_value(now)
-    params = [user.pk, user.pk, at, user.pk, at, client_token, user.pk, user.pk, item_id]
+    answers included (``answered_before``); with ``tallies``, its active answers' agreement
+    tallies too (``item.tallies``). Call with the item's row lock held, so none of it can
+    change before we commit."""
+    params = _state_params(user=user, now=now, client_token=client_token)
+    sql = STATE_SQL
+    if tallies:
+        sql = STATE_AGREE_SQL
+        params += [Verdict.RELEVANT, Verdict.NOT_RELEVANT, *[QUERY_EDIT_TAG] * 3, item_id]
     with connection.cursor() as cursor:
-        cursor.execute(_STATE_SQL, params)
+        cursor.execute(sql, [*params, item_id])
         row = cursor.fetchone()
     if row is None:
         raise ReviewItem.DoesNotExist(item_id)
+    return _item_from_row(row)
+
+
+def _state_params(*, user, now, client_token: str = "") -> list:
+    at = connection.ops.adapt_datetimefield_value(now)
+    return [user.pk, user.pk, at, user.pk, at, client_token, user.pk, user.pk]
+
+
+def _item_from_row(row) -> ReviewItem:
     item = ReviewItem(
         id=row[0], campaign_id=row[1], candidate_id=row[2], stratum=row[3], position=row[4],
         judgment_count=row[5], done=bool(row[6]),
@@ -218,6 +181,28 @@ def _item_state(*, item_id: int, user, now, client_token: str = "") -> ReviewIte
     item.answered_by_me, item.held_by_me = bool(row[7]), bool(row[8])
     item.held_by_others, item.token_used = row[9], bool(row[10])
     item.blind_answer_id, item.answered_before = row[11], bool(row[12])
+    item.tallies = tuple(row[13:20])
+    return item
+
+
+def _take(*, item_id: int, campaign: ReviewCampaign, user, now, holds_none: bool):
+    """The picked item's fresh state and, when it has room for ``user``, their hold: one
+    statement on PostgreSQL when they hold nothing else in the campaign, else the state read
+    and ``_hold``. Returns the item, or None when it has no room (``item.pk`` then in
+    ``item_id``). Call with the item's row lock held."""
+    if holds_none and connection.vendor == "postgresql":
+        expires = connection.ops.adapt_datetimefield_value(_lock_expiry(now))
+        params = [*_state_params(user=user, now=now), item_id, user.pk, expires, campaign.overlap]
+        with connection.cursor() as cursor:
+            cursor.execute(STATE_HOLD_SQL, params)
+            row = cursor.fetchone()
+        if row is None:
+            raise ReviewItem.DoesNotExist(item_id)
+        return _item_from_row(row[:13]) if row[13] else None
+    item = _item_state(item_id=item_id, user=user, now=now)
+    if not _has_room(item, campaign.overlap):
+        return None
+    _hold(item=item, user=user, now=now, holds_none=holds_none)
     return item
 
 
@@ -227,7 +212,7 @@ def _pick(
     """The first open item, least answered first, that the user has not answered and where
     other people's live holds leave room. ``lock``: its row locked, rows locked by others
     skipped; without it a plain read that sees rows other transactions have locked."""
-    sql = _PICK_SQL.format(
+    sql = PICK_SQL.format(
         skipped=f"AND i.id NOT IN ({', '.join(['%s'] * len(skipped))})" if skipped else "",
         for_update="FOR UPDATE OF i SKIP LOCKED"
         if lock and connection.features.has_select_for_update_skip_locked
@@ -279,7 +264,6 @@ def _next_for_user(*, campaign: ReviewCampaign, user, holds_none: bool):
     ``_BUSY`` (there is an open item, but its row is locked by another transaction)."""
     if campaign.status != CampaignStatus.ACTIVE:
         return None
-    overlap = campaign.overlap
     now = timezone.now()
     # savepoint=False: inside judgment_submit this is part of the submit's transaction (one
     # commit per verdict); called alone it is a transaction of its own.
@@ -309,11 +293,12 @@ def _next_for_user(*, campaign: ReviewCampaign, user, holds_none: bool):
                 break
             # Fresh read under the row lock: the picking statement's snapshot may be older
             # than a hold another annotator committed on this item a moment ago.
-            item = _item_state(item_id=picked, user=user, now=now)
-            if _has_room(item, overlap):
-                _hold(item=item, user=user, now=now, holds_none=holds_none)
+            item = _take(
+                item_id=picked, campaign=campaign, user=user, now=now, holds_none=holds_none
+            )
+            if item is not None:
                 return item
-            skipped.append(item.pk)
+            skipped.append(picked)
         else:
             return _BUSY
         # SKIP LOCKED found nothing. A plain read tells "nothing left" from "what is left is
@@ -460,7 +445,7 @@ def _judgment_record(
     # answer that made us wait for the lock is visible to it.
     if not _row_lock(item_id=item_id, campaign_id=campaign.pk):
         raise ApplicationError("no such item in this campaign", detail={"code": "no_item"})
-    item = _item_state(item_id=item_id, user=user, now=now, client_token=client_token)
+    item = _item_state(item_id=item_id, user=user, now=now, client_token=client_token, tallies=True)
     if item.token_used:
         existing = _submission_for_token(client_token=client_token, user=user)
         return SubmitResult(existing, True, None)
@@ -493,7 +478,7 @@ def _judgment_record(
     agreed = None
     if finishes:  # the k-th answer: whether the k agree is decided now, under the row lock
         agreed = _agreed_with(
-            item_id=item.pk, verdict=verdict, tag=tag, rationale=edited_query,
+            tallies=item.tallies, verdict=verdict, tag=tag, rationale=edited_query,
             revises_id=kind.revises_id,
         )  # fmt: skip
     submission = verdict_write(
