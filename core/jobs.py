@@ -23,6 +23,7 @@ import importlib
 import logging
 import time
 import traceback
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -66,22 +67,30 @@ class JobOutcome:
 
 def job_enqueue(*, job: Job, task=None) -> None:
     """Send the job's task (``type(job).task_name``, or ``task`` when given) with its primary
-    key, once the transaction that created the job commits."""
+    key, once the transaction that created the job commits.
+
+    The task id is chosen here and stored on the row BEFORE the message goes out: the row
+    names the one message that may run it. A job sent twice (reopened for a retry while the
+    message of an earlier queueing still waited in the broker) is then run by the newest
+    message only; ``job_start`` drops the others. A redelivery keeps its message's id."""
 
     def send():
-        result = (task or _task(type(job).task_name)).delay(job.pk)
-        type(job).objects.filter(pk=job.pk).update(celery_task_id=result.id or "")
+        task_id = str(uuid.uuid4())
+        type(job).objects.filter(pk=job.pk).update(celery_task_id=task_id)
+        job.celery_task_id = task_id
+        (task or _task(type(job).task_name)).apply_async((job.pk,), task_id=task_id)
 
     transaction.on_commit(send)
 
 
-def job_reopen(*, job: Job, changes: dict | None = None) -> bool:
+def job_reopen(*, job: Job, changes: dict | None = None, task=None) -> bool:
     """Queue a job that ended again, to finish what it left (a retry of its failed items, a
     resume with a larger budget): status back to queued with the cancel flag, the end time
     and the error cleared, ``changes`` applied, and its task sent once the caller's
     transaction commits. Only an ended job is reopened (the row is updated only while it
     is still ended, so two clicks reopen it once); returns whether this call reopened it.
-    The job's own work must resume from what it saved (every item-based job here does)."""
+    The job's own work must resume from what it saved (every item-based job here does).
+    ``task`` as for ``job_enqueue``."""
     reopened = (
         type(job)
         .objects.filter(pk=job.pk, status__in=FINISHED_STATUSES)
@@ -96,7 +105,7 @@ def job_reopen(*, job: Job, changes: dict | None = None) -> bool:
         )
     )
     if reopened:
-        job_enqueue(job=job)
+        job_enqueue(job=job, task=task)
     return bool(reopened)
 
 
@@ -109,10 +118,30 @@ def _task(name: str):
     return current_app.tasks[name]
 
 
+def _running_task_id() -> str | None:
+    """The id of the Celery task this process is running for a worker, or None (a command,
+    a test, an eager call)."""
+    from celery import current_task
+
+    request = getattr(current_task, "request", None)
+    if request is None or getattr(request, "is_eager", False):
+        return None
+    return getattr(request, "id", None) or None
+
+
 def job_start(*, job: Job) -> bool:
-    """Mark a job running. Returns False when it already finished (a redelivered task)."""
+    """Mark a job running. Returns False when it already finished (a redelivered task), or
+    when the running task is not the one the row was last queued with (a stale message: the
+    job was queued again since, and the newer message runs it)."""
     job.refresh_from_db()
     if job.status in FINISHED_STATUSES:
+        return False
+    running = _running_task_id()
+    if running and job.celery_task_id and running != job.celery_task_id:
+        logger.warning(
+            "%s #%s: dropped task %s, the job was queued again as %s",
+            type(job).__name__, job.pk, running, job.celery_task_id,
+        )  # fmt: skip
         return False
     job.status = JobStatus.RUNNING
     job.progress = 0.0

@@ -146,6 +146,8 @@ class CeleryWorkerProcess:
         self.log_path = log_path
         self.nodename = nodename
         self.process = None
+        # Worker processes of the next start() (2: two messages may run at once).
+        self.concurrency = 1
 
     def start(self, *, timeout: float = 120.0) -> "CeleryWorkerProcess":
         import subprocess
@@ -157,7 +159,7 @@ class CeleryWorkerProcess:
         command = [
             sys.executable, "-m", "celery", "-A", "config", "worker",
             "-Q", ",".join(WORKER_QUEUES), "-n", self.nodename,
-            "--pool", "prefork", "--concurrency", "1", "--loglevel", "INFO",
+            "--pool", "prefork", "--concurrency", str(self.concurrency), "--loglevel", "INFO",
             "--without-gossip", "--without-mingle", "--without-heartbeat",
         ]  # fmt: skip
         self.process = subprocess.Popen(

@@ -3,8 +3,6 @@ as you type, ticked tasks kept across searches, launch), the leaderboard opening
 that has results, and charts with axes that download as SVG and PNG. Each test saves a
 screenshot (tests/browser/conftest.py)."""
 
-from types import SimpleNamespace
-
 import pytest
 from django.contrib.auth.models import Group
 from django.urls import reverse
@@ -25,6 +23,7 @@ from tests.factories import (
     QueryFactory,
     SnapshotFactory,
 )
+from tests.support.sends import capture_sends
 from training.models import TrainingRun
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -59,7 +58,7 @@ def test_the_task_picker_searches_keeps_choices_and_launches(
     live_server, new_page, curator, cpu_machine, monkeypatch
 ):
     monkeypatch.setattr(task_specs, "_registry_tasks", lambda: REGISTRY)
-    monkeypatch.setattr(tasks.evaluation_run, "delay", lambda pk: SimpleNamespace(id="t-1"))
+    capture_sends(monkeypatch, tasks.evaluation_run)
     dataset = DatasetFactory(name="scifact-test", format="beir", query_count=1)
     CandidateFactory(query=QueryFactory(dataset=dataset), role="positive")
     ImportJob.objects.create(

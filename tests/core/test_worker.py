@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from core.jobs import job_enqueue
+from core.jobs import job_enqueue, job_reopen, job_request_cancel
 from core.models import JobStatus
 from curation.models import Candidate, CandidateRole, Dataset, ImportJob
 from tests.core.worker_tasks import slow_job_run
@@ -133,3 +133,28 @@ def test_a_finished_job_is_not_run_again_when_its_task_is_delivered_twice(
     _wait_for(second, lambda j: j.status == JobStatus.SUCCEEDED, worker=celery_worker_process)
 
     assert _attempts(tmp_path) == 1
+
+
+def test_a_job_queued_again_while_its_first_message_waits_runs_once(
+    celery_worker_process, tmp_path
+):
+    """Cancelled while still queued, then retried: the first message is still in the broker
+    when the retry sends a second. A worker with two processes takes both at once; only the
+    message the row was last queued with may run the job (before: it ran twice at once)."""
+    celery_worker_process.stop()
+    celery_worker_process.concurrency = 2
+    job = _slow_job(tmp_path, steps=8, step_seconds=0.25)
+    first = job.celery_task_id
+    job_request_cancel(job=job)
+    job.refresh_from_db()
+    assert job.status == JobStatus.CANCELLED
+    assert job_reopen(job=job, task=slow_job_run)  # a transactional test: sent at once
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED and job.celery_task_id not in ("", first)
+
+    celery_worker_process.start()
+    job = _wait_for(job, lambda j: j.status == JobStatus.SUCCEEDED, worker=celery_worker_process)
+    second = _slow_job(tmp_path / "..", steps=1, step_seconds=0.01)  # a marker behind them
+    _wait_for(second, lambda j: j.status == JobStatus.SUCCEEDED, worker=celery_worker_process)
+    assert _attempts(tmp_path) == 1, celery_worker_process.log_text()
+    assert f"dropped task {first}" in celery_worker_process.log_text()

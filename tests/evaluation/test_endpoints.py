@@ -12,6 +12,7 @@ from core.models import JobStatus
 from evaluation import tasks
 from evaluation.models import EvaluationRun
 from tests.factories import EvaluationRunFactory, TrainingRunFactory
+from tests.support.sends import capture_sends
 
 pytestmark = pytest.mark.django_db
 
@@ -32,17 +33,7 @@ def tiny_beir(settings, tmp_path):
 
 @pytest.fixture
 def sent(monkeypatch):
-    calls = []
-
-    class Result:
-        id = "task-eval"
-
-    def delay(job_id):
-        calls.append(job_id)
-        return Result()
-
-    monkeypatch.setattr(tasks.evaluation_run, "delay", delay)
-    return calls
+    return capture_sends(monkeypatch, tasks.evaluation_run)
 
 
 def test_the_launch_form_queues_a_run_and_opens_its_page(

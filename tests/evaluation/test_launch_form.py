@@ -2,8 +2,6 @@
 registry, offers Sieve's datasets that hold an evaluation split, finds registry tasks by
 search, launches on a dataset task, and speaks of the machine it runs on."""
 
-from types import SimpleNamespace
-
 import pytest
 from django.urls import reverse
 
@@ -14,6 +12,7 @@ from evaluation import tasks
 from evaluation.models import EvaluationRun
 from evaluation.services import task_specs
 from tests.factories import CandidateFactory, DatasetFactory, QueryFactory
+from tests.support.sends import capture_sends
 
 pytestmark = pytest.mark.django_db
 
@@ -101,7 +100,7 @@ def test_search_without_javascript_comes_back_in_the_page(client, curator, regis
 
 
 def test_launch_on_a_dataset_and_a_registry_task(client, curator, registry, cpu, monkeypatch):
-    monkeypatch.setattr(tasks.evaluation_run, "delay", lambda pk: SimpleNamespace(id="t-1"))
+    capture_sends(monkeypatch, tasks.evaluation_run)
     dataset = imported("scifact-test", "test")
     client.force_login(curator)
     response = client.post(

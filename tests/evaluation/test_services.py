@@ -22,6 +22,7 @@ from evaluation.services.task_specs import evaluation_tasks_available
 from tests.conftest import SHARED_DATA
 from tests.factories import EvalResultFactory, TrainingRunFactory
 from tests.support.environment import missing
+from tests.support.sends import capture_sends
 
 from . import TEST_MAX_SEQ_LENGTH, minilm_path, scifact_mini
 
@@ -57,17 +58,7 @@ def eval_settings(settings, data_dir, shared_cache, tmp_path):
 
 @pytest.fixture
 def sent(monkeypatch):
-    calls = []
-
-    class Result:
-        id = "task-eval-1"
-
-    def delay(job_id):
-        calls.append(job_id)
-        return Result()
-
-    monkeypatch.setattr(tasks.evaluation_run, "delay", delay)
-    return calls
+    return capture_sends(monkeypatch, tasks.evaluation_run)
 
 
 def _run(**kwargs) -> EvaluationRun:
@@ -137,7 +128,7 @@ def test_a_local_model_is_stored_by_its_absolute_path(
         assert sent == []  # only once the transaction commits
     assert sent == [run.pk]
     run.refresh_from_db()
-    assert run.celery_task_id == "task-eval-1" and run.status == JobStatus.QUEUED
+    assert run.celery_task_id == sent.ids[0] != "" and run.status == JobStatus.QUEUED
     assert run.model_ref == run.model_key == run.base_model == str(folder.resolve())
     assert run.model_label == "all-minilm-l6-v2" and run.created_by == curator
     assert run.config["task_splits"] == {"beir:mini": "test", "SciFact": "test", "MSMARCO": "dev"}

@@ -18,6 +18,7 @@ from experiments.services import policy_comparison_create, policy_comparison_exe
 from tests.conftest import SHARED_DATA
 from tests.evaluation import TEST_MAX_SEQ_LENGTH, scifact_mini
 from tests.support.environment import missing
+from tests.support.sends import capture_sends
 from tests.training import scifact_snapshots
 from training import tasks as training_tasks
 from training.models import TrainingRun
@@ -46,17 +47,10 @@ def folders(settings, tmp_path):
 @pytest.fixture
 def queued(monkeypatch):
     """Tasks sent to Celery, captured in order as (task name, job id) instead of sent."""
-    calls = []
-
-    class Result:
-        id = "captured"
-
-    for task in (experiments_tasks.policy_comparison, evaluation_tasks.evaluation_run,
-                 training_tasks.training_run):  # fmt: skip
-        monkeypatch.setattr(
-            task, "delay", lambda job_id, name=task.name: calls.append((name, job_id)) or Result()
-        )
-    return calls
+    return capture_sends(
+        monkeypatch, experiments_tasks.policy_comparison, evaluation_tasks.evaluation_run,
+        training_tasks.training_run, named=True,
+    )  # fmt: skip
 
 
 @pytest.fixture

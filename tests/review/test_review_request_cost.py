@@ -1,6 +1,7 @@
 """What one verdict costs the database through the review page: a bound on the statements of
-the htmx submit (issue 11: ~20 before, goal ≤ 8 for the verdict's own work; 5 since issue 13), and the counters
-the leaner pane shows still right. Timings live in bench/review_http_bench.py, not here."""
+the htmx submit (issue 11: ~20 before, goal ≤ 8 for the verdict's own work; 5 since issue 13),
+and the counters the leaner pane shows still right. Timings live in bench/review_http_bench.py,
+not here."""
 
 import re
 

@@ -3,6 +3,7 @@ instead of sent, a small real SciFact-train snapshot."""
 
 import pytest
 
+from tests.support.sends import capture_sends
 from training import tasks
 
 from . import scifact_snapshots
@@ -17,17 +18,7 @@ def folders(settings, tmp_path):
 @pytest.fixture
 def sent(monkeypatch):
     """Tasks the code sends to Celery, captured instead of sent."""
-    calls = []
-
-    class Result:
-        id = "task-7"
-
-    def delay(job_id):
-        calls.append(job_id)
-        return Result()
-
-    monkeypatch.setattr(tasks.training_run, "delay", delay)
-    return calls
+    return capture_sends(monkeypatch, tasks.training_run)
 
 
 @pytest.fixture

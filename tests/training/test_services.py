@@ -54,7 +54,7 @@ def test_a_run_is_validated_recorded_and_queued_once_committed(
         assert sent == []
     assert sent == [run.pk]
     run.refresh_from_db()
-    assert run.status == JobStatus.QUEUED and run.celery_task_id == "task-7"
+    assert run.status == JobStatus.QUEUED and run.celery_task_id == sent.ids[0] != ""
     assert (run.name, run.method, run.base_model) == ("first", "lora", minilm_path())
     assert run.output_dir == str(Path(settings.SIEVE_MODEL_DIR) / f"training-{run.pk}")
     # Stored resolved: MiniLM has no prefixes, and every default is written out.

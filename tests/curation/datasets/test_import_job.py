@@ -12,6 +12,7 @@ from core.models import JobStatus
 from curation import tasks
 from curation.datasets.imports import import_job_create, import_job_run
 from curation.models import Candidate, Dataset, ImportJob, Passage, Query
+from tests.support.sends import capture_sends
 
 
 def write_jsonl(path, records):
@@ -28,17 +29,7 @@ GOOD = [
 @pytest.fixture
 def sent(monkeypatch):
     """Tasks the code sends to Celery, captured instead of sent."""
-    calls = []
-
-    class Result:
-        id = "task-1"
-
-    def delay(job_id):
-        calls.append(job_id)
-        return Result()
-
-    monkeypatch.setattr(tasks.import_job_run, "delay", delay)
-    return calls
+    return capture_sends(monkeypatch, tasks.import_job_run)
 
 
 @pytest.mark.django_db
@@ -53,7 +44,7 @@ def test_job_is_enqueued_once_its_transaction_commits(
         assert sent == []
     assert len(callbacks) == 1 and sent == [job.pk]
     job.refresh_from_db()
-    assert job.status == JobStatus.QUEUED and job.celery_task_id == "task-1"
+    assert job.status == JobStatus.QUEUED and job.celery_task_id == sent.ids[0] != ""
     assert job.created_by == curator
 
 

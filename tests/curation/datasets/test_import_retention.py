@@ -23,6 +23,7 @@ from curation.datasets.upload_retention import (
     uploads_purge,
 )
 from curation.models import Dataset, ImportJob
+from tests.support.sends import capture_sends
 
 pytestmark = pytest.mark.django_db
 
@@ -41,17 +42,7 @@ def upload_dir(tmp_path, settings):
 @pytest.fixture
 def sent(monkeypatch):
     """Import tasks sent to Celery, captured instead."""
-    calls = []
-
-    class Result:
-        id = "task-1"
-
-    def delay(job_id):
-        calls.append(job_id)
-        return Result()
-
-    monkeypatch.setattr(tasks.import_job_run, "delay", delay)
-    return calls
+    return capture_sends(monkeypatch, tasks.import_job_run)
 
 
 def upload(client, text: str, *, name="pairs.tsv", dataset="d") -> ImportJob:
