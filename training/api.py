@@ -21,7 +21,7 @@ from curation.models import Snapshot
 
 from .core.config import ConfigField, TrainConfig, config_fields
 from .models import TrainingRun
-from .services import training_run_create
+from .services import training_more_snapshots, training_run_create
 
 # --- the training config ---------------------------------------------------------------------
 
@@ -79,6 +79,9 @@ class TrainConfigSerializer(serializers.Serializer):
 class TrainingRunOutputSerializer(JobOutputSerializer):
     name = serializers.CharField()
     snapshot = serializers.IntegerField(source="snapshot_id")
+    more_snapshots = serializers.SerializerMethodField(
+        help_text="Further snapshots trained on in the same run, in order."
+    )
     base_model = serializers.CharField()
     method = serializers.CharField()
     config = serializers.JSONField()
@@ -90,6 +93,9 @@ class TrainingRunOutputSerializer(JobOutputSerializer):
     artifact_path = serializers.CharField()
     artifact_kind = serializers.CharField()
 
+    def get_more_snapshots(self, run) -> list[int]:
+        return [link.snapshot_id for link in run.more_snapshots.all()]
+
 
 class TrainingRunListCreateApi(SieveApi):
     """Training runs, newest first; POST launches one on a snapshot (the `gpu` queue)."""
@@ -100,12 +106,20 @@ class TrainingRunListCreateApi(SieveApi):
 
     class TrainingRunInputSerializer(serializers.Serializer):
         snapshot = serializers.PrimaryKeyRelatedField(queryset=Snapshot.objects.all())
+        more_snapshots = serializers.ListField(
+            child=serializers.IntegerField(),
+            required=False,
+            default=list,
+            help_text="Further snapshot ids to train on in the same run, in order "
+            "(config.task_order, config.mixed_steps).",
+        )
         name = serializers.CharField(required=False, allow_blank=True, default="")
         config = TrainConfigSerializer(required=False, default=dict)
 
     @extend_schema(responses=TrainingRunOutputSerializer(many=True))
     def get(self, request):
-        return paginated(self, TrainingRun.objects.all(), TrainingRunOutputSerializer)
+        runs = TrainingRun.objects.prefetch_related("more_snapshots")
+        return paginated(self, runs, TrainingRunOutputSerializer)
 
     @extend_schema(request=TrainingRunInputSerializer, responses={202: TrainingRunOutputSerializer})
     def post(self, request):
@@ -113,13 +127,17 @@ class TrainingRunListCreateApi(SieveApi):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         run = training_run_create(
-            snapshot=data["snapshot"], config=data["config"], name=data["name"], user=request.user
+            snapshot=data["snapshot"],
+            config=data["config"],
+            name=data["name"],
+            user=request.user,
+            more_snapshots=training_more_snapshots(data["more_snapshots"]),
         )
         return Response(TrainingRunOutputSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
 
 TrainingRunDetailApi, TrainingRunCancelApi = job_api_views(
-    queryset=TrainingRun.objects.all(),
+    queryset=TrainingRun.objects.prefetch_related("more_snapshots"),
     serializer=TrainingRunOutputSerializer,
     noun="training run",
     stops="within one step",

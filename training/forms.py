@@ -51,6 +51,14 @@ def _form_field(config_field: ConfigField) -> forms.Field:
 
 class TrainingLaunchForm(forms.Form):
     name = forms.CharField(max_length=200, required=False, help_text="Shown on the leaderboard.")
+    more_snapshots = forms.CharField(
+        max_length=500,
+        required=False,
+        label="Also train on snapshots",
+        help_text="Snapshot ids, comma-separated, in order (e.g. 4, 7): one run on this "
+        "snapshot and those, each batch from one of them (task order and mixed-task steps "
+        "below). Empty: this snapshot alone.",
+    )
 
     def __init__(self, *args, defaults: dict, **kwargs):
         initial = {f.name: defaults.get(f.name, f.default) for f in config_fields()}

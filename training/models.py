@@ -57,3 +57,31 @@ class TrainingRun(Job):
 
     def __str__(self) -> str:
         return self.name or f"training #{self.pk}"
+
+    def snapshots(self) -> list:
+        """Every snapshot the run trains on, in the order given (the first is ``snapshot``)."""
+        return [self.snapshot, *(link.snapshot for link in self.more_snapshots.all())]
+
+
+class TrainingRunSnapshot(models.Model):
+    """A further snapshot a run trains on, beside ``TrainingRun.snapshot`` (the first): a run
+    on several snapshots takes each batch from one of them (``training/core/mixing.py``).
+    ``position`` is the order given (1, 2, …; the sequential order follows it)."""
+
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="more_snapshots")
+    snapshot = models.ForeignKey(
+        "curation.Snapshot", on_delete=models.PROTECT, related_name="mixed_training_runs"
+    )
+    position = models.PositiveSmallIntegerField()
+
+    class Meta:
+        ordering = ["run", "position"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "position"], name="trainingrunsnapshot_position"
+            ),
+            models.UniqueConstraint(fields=["run", "snapshot"], name="trainingrunsnapshot_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"run #{self.run_id} + snapshot #{self.snapshot_id}"

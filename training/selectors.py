@@ -9,17 +9,28 @@ from .models import TrainingRun
 
 
 def training_run_get(*, run_id: int) -> TrainingRun:
-    return TrainingRun.objects.select_related("snapshot", "snapshot__dataset", "created_by").get(
-        pk=run_id
+    return (
+        TrainingRun.objects.select_related("snapshot", "snapshot__dataset", "created_by")
+        .prefetch_related("more_snapshots__snapshot__dataset")
+        .get(pk=run_id)
+    )
+
+
+def other_snapshots(*, snapshot: Snapshot, limit: int = 12) -> list[Snapshot]:
+    """The newest snapshots but ``snapshot``: what the Train form offers to train on too."""
+    return list(
+        Snapshot.objects.select_related("dataset").exclude(pk=snapshot.pk).order_by("-id")[:limit]
     )
 
 
 def snapshot_training_runs(*, snapshot: Snapshot, limit: int = 20) -> list[TrainingRun]:
-    return list(snapshot.training_runs.order_by("-id")[:limit])
+    return list(snapshot.training_runs.prefetch_related("more_snapshots").order_by("-id")[:limit])
 
 
 def training_run_list_page(*, after: int | None = None, before: int | None = None) -> KeysetPage:
-    runs = TrainingRun.objects.select_related("snapshot", "snapshot__dataset").defer(
-        "history", "log_tail"
+    runs = (
+        TrainingRun.objects.select_related("snapshot", "snapshot__dataset")
+        .prefetch_related("more_snapshots")
+        .defer("history", "log_tail")
     )
     return keyset_paginate(runs, key="id", after=after, before=before, descending=True)

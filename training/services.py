@@ -18,7 +18,7 @@ import os
 import shutil
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -35,9 +35,16 @@ from curation.models import Snapshot
 
 from .core.checkpoints import checkpoints_remove
 from .core.config import TrainConfig, planned_steps
-from .core.data import SnapshotFormatError, build_rows, first_usable_example, read_examples
+from .core.data import (
+    SnapshotFormatError,
+    TaskRows,
+    build_rows,
+    first_usable_example,
+    read_examples,
+)
 from .core.loop import TrainingCancelled, TrainListener, history_append, train
-from .models import TrainingRun
+from .core.mixing import planned_mix_steps
+from .models import TrainingRun, TrainingRunSnapshot
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +54,8 @@ FLUSH_INTERVAL = 0.75
 # GPU can be a few milliseconds.
 CANCEL_CHECK_INTERVAL = 1.0
 LOG_TAIL_LINES = 60
+# Further snapshots one run may train on beside its first.
+MAX_MORE_SNAPSHOTS = 16
 # Names a run's output folder as its own, so a folder left by another database (the same
 # primary key, an older life of the installation) is never resumed from.
 OWNER_FILE = "sieve_run.json"
@@ -119,6 +128,44 @@ def training_config_check(config: dict | None) -> dict:
     return _config_check(config)[0].to_dict()
 
 
+def _more_snapshots_check(snapshot: Snapshot, more: list[Snapshot]) -> None:
+    seen = {snapshot.pk}
+    if len(more) > MAX_MORE_SNAPSHOTS:
+        raise _field_error(
+            f"at most {MAX_MORE_SNAPSHOTS} more snapshots in one run", "more_snapshots"
+        )
+    for other in more:
+        if other.pk in seen:
+            raise _field_error(f"snapshot #{other.pk} is given twice", "more_snapshots")
+        seen.add(other.pk)
+        try:
+            _snapshot_check(other)
+        except ApplicationError as error:
+            raise ApplicationError(
+                f"snapshot #{other.pk}: {error.message}",
+                detail={**error.detail, "field": "more_snapshots"},
+            ) from None
+
+
+def training_more_snapshots(value) -> list[Snapshot]:
+    """The further snapshots of a run from what a person typed ("4, 7") or an API list
+    ([4, 7]), in that order; ``ApplicationError`` on ``more_snapshots`` names a bad one."""
+    if isinstance(value, str):
+        parts = [part.strip().lstrip("#") for part in value.replace(";", ",").split(",")]
+        value = [part for part in parts if part]
+    ids = []
+    for part in value or []:
+        try:
+            ids.append(int(part))
+        except (TypeError, ValueError):
+            raise _field_error(f"{part!r} is not a snapshot id", "more_snapshots") from None
+    found = Snapshot.objects.select_related("dataset").in_bulk(ids)
+    for snapshot_id in ids:
+        if snapshot_id not in found:
+            raise _field_error(f"no snapshot #{snapshot_id}", "more_snapshots")
+    return [found[snapshot_id] for snapshot_id in ids]
+
+
 def training_run_create(
     *,
     snapshot: Snapshot,
@@ -127,6 +174,7 @@ def training_run_create(
     name: str = "",
     evaluate_after: dict | None = None,
     enqueue: bool = True,
+    more_snapshots: Sequence[Snapshot] = (),
 ) -> TrainingRun:
     """Record a training run of ``config`` (``TrainConfig`` fields; missing ones take the
     defaults) on ``snapshot`` and, with ``enqueue``, run it on a ``gpu`` worker once this
@@ -134,12 +182,16 @@ def training_run_create(
     (default: the configured embedding model) and the snapshot file — and a problem raises
     ``ApplicationError`` with ``detail["field"]``. ``evaluate_after`` (``tasks``, ``mode``,
     ``config`` of ``evaluation_run_create``, validated by the caller) queues an evaluation of
-    the artifact when the run succeeds."""
+    the artifact when the run succeeds. ``more_snapshots``: further snapshots trained on in
+    the same run, each batch from one of them in the config's ``task_order``, then its
+    ``mixed_steps`` (``training/core/mixing.py``)."""
     name = (name or "").strip()
     if len(name) > 200:
         raise _field_error("the name is too long (200 characters at most)", "name")
     parsed, revision = _config_check(config)
     _snapshot_check(snapshot)
+    more_snapshots = list(more_snapshots)
+    _more_snapshots_check(snapshot, more_snapshots)
     with transaction.atomic():
         run = TrainingRun.objects.create(
             snapshot=snapshot,
@@ -153,6 +205,10 @@ def training_run_create(
         )
         run.output_dir = str(Path(settings.SIEVE_MODEL_DIR) / f"training-{run.pk}")
         run.save(update_fields=["output_dir"])
+        TrainingRunSnapshot.objects.bulk_create(
+            TrainingRunSnapshot(run=run, snapshot=other, position=position)
+            for position, other in enumerate(more_snapshots, start=1)
+        )
         if enqueue:
             job_enqueue(job=run)
     return run
@@ -360,13 +416,41 @@ def _claim_output_dir(run: TrainingRun) -> Path:
     return folder
 
 
+def task_name(snapshot: Snapshot) -> str:
+    """How a snapshot is named among the tasks of a run (metrics, log)."""
+    return f"#{snapshot.pk} {snapshot.dataset.name} · {snapshot.policy}"
+
+
 def _training_rows(run: TrainingRun, config: TrainConfig):
-    path = snapshot_file_path(snapshot=run.snapshot)
+    """The run's rows: one snapshot's ``TrainingRows``, or a ``TaskRows`` of each one's."""
+    snapshots = run.snapshots()
+    if len(snapshots) == 1:
+        return _snapshot_rows(run.snapshot, config)
+    tasks = TaskRows({task_name(s): _snapshot_rows(s, config) for s in snapshots})
+    for name, rows in tasks.tasks.items():
+        if len(rows) == 0:
+            raise _field_error(f"snapshot {name} gave no training rows", "more_snapshots")
+    layouts = tasks.layouts()
+    if config.mixed_steps and len(set(layouts.values())) > 1:
+        described = "; ".join(
+            f"{name}: {sum(c.startswith('negative_') for c in columns)} negatives"
+            for name, columns in layouts.items()
+        )
+        raise _field_error(
+            f"a batch mixed across snapshots needs the same negatives per row in each "
+            f"({described}); set mixed-task steps to 0, or k to 0",
+            "mixed_steps",
+        )
+    return tasks
+
+
+def _snapshot_rows(snapshot: Snapshot, config: TrainConfig):
+    path = snapshot_file_path(snapshot=snapshot)
     if not path.is_file():
-        raise _field_error(f"the snapshot file {run.snapshot.file_path} is missing", "snapshot")
+        raise _field_error(f"the snapshot file {snapshot.file_path} is missing", "snapshot")
     try:
         return build_rows(
-            read_examples(path, run.snapshot.format),
+            read_examples(path, snapshot.format),
             num_negatives=config.num_negatives,
             seed=config.seed,
             query_prefix=config.query_prefix or "",
@@ -396,15 +480,34 @@ def _train(run: TrainingRun, recorder: _RunRecorder, folder: Path):
             "a negative)",
             "snapshot",
         )
-    recorder.total_steps = planned_steps(config, len(rows))
+    if isinstance(rows, TaskRows):
+        recorder.total_steps = planned_mix_steps(
+            [len(part) for part in rows.tasks.values()],
+            batch_size=config.batch_size,
+            order=config.task_order,
+            mixed_steps=config.mixed_steps,
+            epochs=config.epochs,
+            max_steps=config.max_steps,
+        )
+        logger.info(
+            "training run #%s: %s rows from %d snapshots (%s), %s order, %d mixed steps",
+            run.pk,
+            f"{len(rows):,}",
+            len(rows.tasks),
+            ", ".join(f"{name}: {len(part):,}" for name, part in rows.tasks.items()),
+            config.task_order,
+            config.mixed_steps,
+        )
+    else:
+        recorder.total_steps = planned_steps(config, len(rows))
+        logger.info(
+            "training run #%s: %s rows from snapshot #%s (%s)",
+            run.pk,
+            f"{len(rows):,}",
+            run.snapshot_id,
+            run.snapshot.format,
+        )
     recorder.metrics["data"] = rows.stats
-    logger.info(
-        "training run #%s: %s rows from snapshot #%s (%s)",
-        run.pk,
-        f"{len(rows):,}",
-        run.snapshot_id,
-        run.snapshot.format,
-    )
     recorder.say(f"loading {run.base_model}")
     if recorder.should_stop():
         raise TrainingCancelled(recorder.step_now)
@@ -418,7 +521,11 @@ def training_run_execute(*, run_id: int, echo: Callable[..., None] | None = None
     """Worker side (also the management command's in-process run). Failures and
     cancellation are recorded on the row. A task delivered again after its worker died
     resumes from the newest complete checkpoint; one for a finished run does nothing."""
-    run = TrainingRun.objects.select_related("snapshot").get(pk=run_id)
+    run = (
+        TrainingRun.objects.select_related("snapshot__dataset")
+        .prefetch_related("more_snapshots__snapshot__dataset")
+        .get(pk=run_id)
+    )
     recorder = _RunRecorder(run, echo=echo)
 
     def work(progress) -> JobOutcome:

@@ -25,6 +25,7 @@ from .forms import TrainingLaunchForm
 from .models import TrainingRun
 from .services import (
     training_config_defaults,
+    training_more_snapshots,
     training_run_create,
 )
 
@@ -52,6 +53,7 @@ def _form_page(request, snapshot, form, *, status=200):
             "snapshot": snapshot,
             "form": form,
             "runs": reads.snapshot_training_runs(snapshot=snapshot),
+            "other_snapshots": reads.other_snapshots(snapshot=snapshot),
             "machine": machine_detect(),
         },
         status=status,
@@ -78,6 +80,7 @@ def training_launch(request, pk: int):
             config=form.config(),
             name=form.cleaned_data.get("name") or "",
             user=request.user,
+            more_snapshots=training_more_snapshots(form.cleaned_data.get("more_snapshots")),
         )
     except ApplicationError as error:
         field = error.detail.get("field")

@@ -18,6 +18,8 @@ from typing import Any
 
 from core.errors import ApplicationError
 
+from .mixing import TASK_ORDERS
+
 METHODS = (("lora", "LoRA adapter (peft)"), ("full", "full fine-tune"))
 BF16_CHOICES = (
     ("auto", "auto: bf16 on a GPU that supports it, else fp32"),
@@ -113,6 +115,24 @@ class TrainConfig:
     epochs: int = field(default=1, metadata=_meta("Epochs", minimum=1, maximum=1000))
     max_steps: int = field(
         default=0, metadata=_meta("Max steps", "0: as many as the epochs take.", minimum=0)
+    )
+    task_order: str = field(
+        default="proportional",
+        metadata=_meta(
+            "Task order (several snapshots)",
+            "Each batch comes from one snapshot; in what order (training/core/mixing.py).",
+            choices=TASK_ORDERS,
+        ),
+    )
+    mixed_steps: int = field(
+        default=20,
+        metadata=_meta(
+            "Mixed-task steps (several snapshots)",
+            "A final phase of this many batches mixed across the snapshots "
+            "(Linq-Embed-Mistral); 0 = none. Ignored with one snapshot.",
+            minimum=0,
+            maximum=100000,
+        ),
     )
     query_max_length: int = field(
         default=64, metadata=_meta("Query max length (tokens)", minimum=4, maximum=32768)

@@ -67,6 +67,37 @@ class TrainingRows:
         return sum(1 for name in self.columns if name.startswith("negative_"))
 
 
+@dataclass
+class TaskRows:
+    """The rows of several snapshots, each trained as its own dataset (every batch from one
+    of them; ``mixing.py``), in the order given. ``tasks`` maps a name to that snapshot's
+    rows."""
+
+    tasks: dict[str, TrainingRows]
+
+    def __len__(self) -> int:
+        return sum(len(rows) for rows in self.tasks.values())
+
+    @property
+    def num_negatives(self) -> int:
+        return max((rows.num_negatives for rows in self.tasks.values()), default=0)
+
+    @property
+    def stats(self) -> dict:
+        """The counts of every snapshot's rows added up (each one's: ``tasks[name].stats``)."""
+        totals: dict = {"snapshots": len(self.tasks)}
+        for rows in self.tasks.values():
+            for key, value in rows.stats.items():
+                if isinstance(value, int) and key != "num_negatives":
+                    totals[key] = totals.get(key, 0) + value
+        totals["num_negatives"] = self.num_negatives
+        return totals
+
+    def layouts(self) -> dict[str, tuple[str, ...]]:
+        """Each task's columns: a batch mixed across tasks needs them all the same."""
+        return {name: tuple(rows.columns) for name, rows in self.tasks.items()}
+
+
 def _open_text(path: Path):
     if path.name.endswith(".gz"):
         return gzip.open(path, "rt", encoding="utf-8")

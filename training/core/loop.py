@@ -11,6 +11,7 @@ and sentence-transformers are imported inside the functions. Flow, resume and ca
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from typing import Any
 from .artifacts import save_artifact
 from .checkpoints import CHECKPOINTS_DIR, latest_checkpoint, mark_complete, prune_checkpoints
 from .config import ConfigError, TrainConfig
-from .data import TrainingRows
+from .data import TaskRows, TrainingRows
 from .model import (
     build_model,
     make_collator,
@@ -62,11 +63,23 @@ def training_arguments(
     device: str,
     bf16: bool,
     processes: int = 1,
+    several_tasks: bool = False,
 ):
     from sentence_transformers import SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
 
     cuda = device.startswith("cuda")
+    extra = {}
+    if several_tasks:
+        from .sampler import task_batch_sampler
+
+        # A partial of a module-level function: the arguments are pickled into checkpoints.
+        extra["multi_dataset_batch_sampler"] = functools.partial(
+            task_batch_sampler,
+            order=config.task_order,
+            mixed_steps=config.mixed_steps,
+            max_steps=config.max_steps,
+        )
     return SentenceTransformerTrainingArguments(
         output_dir=str(checkpoints_dir),
         # Several processes: config.batch_size stays the batch the loss sees (each process
@@ -106,6 +119,7 @@ def training_arguments(
         batch_sampler=BatchSamplers.NO_DUPLICATES,
         report_to="none",
         disable_tqdm=True,
+        **extra,
     )
 
 
@@ -263,6 +277,18 @@ def _progress_callback(**kwargs) -> _Progress:
     return ProgressCallback(**kwargs)
 
 
+def _dataset(rows: TrainingRows | TaskRows):
+    """What the trainer reads: one ``Dataset``, or a ``DatasetDict`` of one per snapshot
+    (sentence-transformers then asks the multi-dataset batch sampler for the batches)."""
+    from datasets import Dataset, DatasetDict
+
+    if isinstance(rows, TaskRows):
+        return DatasetDict(
+            {name: Dataset.from_dict(part.columns) for name, part in rows.tasks.items()}
+        )
+    return Dataset.from_dict(rows.columns)
+
+
 def per_process_batch_size(batch_size: int, processes: int) -> int:
     """Each process's share of the batch; rounded up, so the loss never sees fewer
     candidates than ``batch_size``."""
@@ -281,7 +307,7 @@ def default_processes(device: str) -> int:
 def train(
     *,
     config: TrainConfig,
-    rows: TrainingRows,
+    rows: TrainingRows | TaskRows,
     output_dir: str | Path,
     listener: TrainListener | None = None,
     device: str | None = None,
@@ -303,6 +329,15 @@ def train(
     listener = listener or TrainListener()
     device = resolve_device(device)
     processes = processes or default_processes(device)
+    if processes > 1 and isinstance(rows, TaskRows):
+        # Each process would take other batches of the plan, so one step's shares would come
+        # from different snapshots and the gathered in-batch negatives would mix them.
+        logger.warning(
+            "several snapshots train in one process (of %d GPUs): homogeneous batches are "
+            "not yet split across processes",
+            processes,
+        )
+        processes = 1
     if processes > 1:
         from .distributed import train_distributed
 
@@ -321,7 +356,7 @@ def train(
 def run_training(
     *,
     config: TrainConfig,
-    rows: TrainingRows,
+    rows: TrainingRows | TaskRows,
     output_dir: str | Path,
     listener: TrainListener,
     device: str,
@@ -370,9 +405,13 @@ def run_training(
     if processes > 1:
         metrics["batch_size_per_process"] = per_process_batch_size(config.batch_size, processes)
 
-    from datasets import Dataset
-
-    dataset = Dataset.from_dict(rows.columns)
+    several_tasks = isinstance(rows, TaskRows)
+    dataset = _dataset(rows)
+    if several_tasks:
+        # A list: a JSON object's key order does not survive PostgreSQL's jsonb.
+        metrics["tasks"] = [{"name": name, "rows": len(part)} for name, part in rows.tasks.items()]
+        metrics["task_order"] = config.task_order
+        metrics["mixed_steps"] = config.mixed_steps
     collator = make_collator(
         model,
         query_max_length=config.query_max_length,
@@ -390,7 +429,12 @@ def run_training(
     trainer = SentenceTransformerTrainer(
         model=model,
         args=training_arguments(
-            config, checkpoints_dir=checkpoints, device=device, bf16=bf16, processes=processes
+            config,
+            checkpoints_dir=checkpoints,
+            device=device,
+            bf16=bf16,
+            processes=processes,
+            several_tasks=several_tasks,
         ),
         train_dataset=dataset,
         loss=make_loss(config, model, gather_across_devices=processes > 1),

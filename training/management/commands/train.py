@@ -1,11 +1,12 @@
-"""manage.py train --snapshot ID [--name N] [--config JSON] [--base-model M]
+"""manage.py train --snapshot ID [--also ID …] [--name N] [--config JSON] [--base-model M]
 [--method lora|full] [--max-steps N] [--epochs E] [--batch-size B] [--learning-rate LR]
 [--num-negatives K] [--temperature T] [--lora-r R] … [--enqueue]
 
 Fine-tunes a model on a snapshot: every ``TrainConfig`` field is an option (``--lora-r``,
 ``--query-max-length``, ``--gradient-cache`` / ``--no-gradient-cache``, …); ``--config`` gives
 several at once as JSON and the options override it. Runs here with a progress line, or with
-``--enqueue`` records the run for a ``gpu`` worker.
+``--enqueue`` records the run for a ``gpu`` worker. ``--also`` adds snapshots trained on in
+the same run (each batch from one of them; ``training/core/mixing.py``).
 """
 
 import argparse
@@ -17,7 +18,7 @@ from core.commands import command_job_run
 from core.errors import ApplicationError
 from curation.models import Snapshot
 from training.core.config import ConfigError, ConfigField, config_fields
-from training.services import training_run_create, training_run_execute
+from training.services import training_more_snapshots, training_run_create, training_run_execute
 
 
 def _option_type(config_field: ConfigField):
@@ -46,6 +47,15 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--snapshot", type=int, required=True, help="snapshot id")
+        parser.add_argument(
+            "--also",
+            type=int,
+            action="append",
+            default=[],
+            metavar="SNAPSHOT",
+            help="another snapshot to train on in the same run (repeat, in order; see "
+            "--task-order and --mixed-steps)",
+        )
         parser.add_argument("--name", default="", help="a name for the run")
         parser.add_argument(
             "--config", help="training settings as a JSON object; the options below override it"
@@ -91,7 +101,11 @@ class Command(BaseCommand):
                 config[config_field.name] = options[config_field.name]
         try:
             run = training_run_create(
-                snapshot=snapshot, config=config, name=options["name"], enqueue=options["enqueue"]
+                snapshot=snapshot,
+                config=config,
+                name=options["name"],
+                enqueue=options["enqueue"],
+                more_snapshots=training_more_snapshots(options["also"]),
             )
         except ApplicationError as error:
             field = error.detail.get("field")
