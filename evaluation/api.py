@@ -64,6 +64,16 @@ class EvaluationRunListCreateApi(SieveApi):
         tasks = serializers.ListField(child=serializers.CharField(), allow_empty=False)
         mode = serializers.ChoiceField(choices=EvaluationMode.choices, default="full")
         config = serializers.JSONField(required=False, default=dict)
+        first_stage = serializers.CharField(
+            required=False, allow_blank=True, allow_null=True, default=None,
+            help_text="Only for a reranker (a cross-encoder): the embedding model whose top "
+            "results it re-orders; blank: the configured default. Null (the default): an "
+            "embedding model — or, for a fine-tuned reranker, the configured default.",
+        )  # fmt: skip
+        top_k = serializers.IntegerField(
+            required=False, allow_null=True, default=None, min_value=1, max_value=1000,
+            help_text="Results per query the reranker re-orders (default 100).",
+        )  # fmt: skip
 
     @extend_schema(responses=EvaluationRunOutputSerializer(many=True))
     def get(self, request):

@@ -467,10 +467,12 @@ def task_evaluate(
     corpus_sample: int | None = None,
     seed: int = 0,
     progress: Callable[[float, str], None] | None = None,
+    prediction_folder: Path | str | None = None,
 ) -> TaskOutcome:
     """Evaluate ``encoder`` on one split of ``task`` with ``mteb.evaluate``. mteb's result
     JSON is written under ``results_dir``; ``progress(fraction, message)`` is called while
-    data loads and every encoded batch."""
+    data loads and every encoded batch. ``prediction_folder``: mteb also writes its ranking
+    of each query there (what a reranker re-orders: ``rerank.py``)."""
     import mteb
     from mteb.cache import ResultCache
 
@@ -523,6 +525,7 @@ def task_evaluate(
             encode_kwargs={"batch_size": batch_size, "show_progress_bar": False},
             show_progress_bar=False,
             co2_tracker=False,
+            prediction_folder=prediction_folder,
         )
     finally:
         encoder.on_progress = None

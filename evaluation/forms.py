@@ -78,6 +78,17 @@ class EvaluationLaunchForm(forms.Form):
         help_text="A Hugging Face id or a model folder on this machine; empty: the configured "
         "default (all-MiniLM-L6-v2, offline). Ignored when a fine-tuned model is chosen.",
     )  # fmt: skip
+    first_stage = forms.CharField(
+        label="Reranker: first stage", max_length=500, required=False,
+        help_text="Only when the model is a reranker (a cross-encoder): the embedding model "
+        "whose top results it re-orders. A fine-tuned reranker is always evaluated this way "
+        "(empty: over the configured default model). Leave empty for an embedding model.",
+    )  # fmt: skip
+    top_k = forms.IntegerField(
+        label="Reranker: top k", min_value=1, max_value=1000, required=False,
+        help_text="How many of the first stage's results per query the reranker re-orders "
+        "(default 100).",
+    )  # fmt: skip
     tasks = TaskSpecsField(required=False)
     other_tasks = forms.CharField(
         label="Other mteb tasks", required=False,
@@ -117,7 +128,7 @@ class EvaluationLaunchForm(forms.Form):
         return self.fields["tasks"].to_python(self["tasks"].value())
 
     def model_fields(self):
-        return [self[name] for name in ("training_run", "model_ref")]
+        return [self[name] for name in ("training_run", "model_ref", "first_stage", "top_k")]
 
     def setting_fields(self):
         return [self[n] for n in ("mode", "split", "batch_size", "corpus_sample", "seed")]
@@ -133,4 +144,6 @@ class EvaluationLaunchForm(forms.Form):
             "tasks": data["task_specs"],
             "mode": data["mode"],
             "config": config,
+            "first_stage": data.get("first_stage") or None,
+            "top_k": data.get("top_k"),
         }

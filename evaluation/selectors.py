@@ -83,6 +83,12 @@ def _entry(run: EvaluationRun) -> ModelEntry:
             dataset_id=snapshot.dataset_id,
             counts=manifest_summary((snapshot.manifest or {}).get("counts", {})),
         )
+    rerank = (run.config or {}).get("rerank")
+    if rerank:
+        # A reranker's scores depend on its first stage: its base is the base reranker over
+        # the same first stage (the key the run recorded), not the base as an embedder.
+        info["reranker"] = rerank
+        base_key = run.base_model if training is not None else None
     return ModelEntry(key=run.model_key, label=run.model_label, base_key=base_key, info=info)
 
 

@@ -149,13 +149,20 @@ def _start_everything(comparison: PolicyComparison) -> dict:
             )
     if "base_evaluation_run" not in stats:
         base = comparison.train_config["base_model"]
-        stats["base_evaluation_run"] = _base_evaluation(base, plan, user).pk
+        reranker = comparison.train_config.get("model_kind") == "reranker"
+        stats["base_evaluation_run"] = _base_evaluation(base, plan, user, reranker=reranker).pk
     return stats
 
 
-def _base_evaluation(base_model: str, plan: dict, user) -> EvaluationRun:
+def _base_evaluation(base_model: str, plan: dict, user, *, reranker: bool = False):
     """The base model's row for Δ: a finished (or queued) evaluation of it in this mode that
-    covers the tasks is reused; otherwise one is queued."""
+    covers the tasks is reused; otherwise one is queued. A reranker's base is evaluated as
+    a reranker over the configured first stage (the one its fine-tunes are evaluated over)."""
+    if reranker:
+        return evaluation_run_create(
+            model_ref=base_model, tasks=plan["tasks"], mode=plan["mode"],
+            config=plan["config"], user=user, first_stage="",
+        )  # fmt: skip
     model_key, _ = evaluation_model_resolve(base_model)
     wanted = set(plan["tasks"])
     earlier = EvaluationRun.objects.filter(

@@ -76,7 +76,12 @@ class TrainingLaunchForm(forms.Form):
             if value is None or value == "":
                 continue
             data[config_field.name] = config_field.parse(value)
-        if data.get("method") == "full" and "learning_rate" not in self.changed_data:
+        reranker = data.get("model_kind") == "reranker"
+        if reranker and "method" not in self.changed_data:
+            # Untouched, the form's LoRA means "the default": a reranker's is full.
+            data.pop("method", None)
+        method = data.get("method") or ("full" if reranker else "lora")
+        if method == "full" and "learning_rate" not in self.changed_data:
             # The form starts from LoRA's rate; an untouched one means "the default", which
             # for a full fine-tune is 2e-5.
             data.pop("learning_rate", None)

@@ -72,8 +72,9 @@ def evaluation_run_evaluate(*, run: EvaluationRun, progress: Callable[..., None]
     each task, so a resumed run keeps what its earlier life measured)."""
     from core.ml.encoder import EncoderSettings
 
-    from ..core import EvalEncoder, model_load, task_evaluate
+    from ..core import EvalEncoder, ModelSource, model_load, task_evaluate
     from ..multi_gpu import encode_devices, encode_pool_start, encode_pool_stop
+    from ..rerank import task_rerank_evaluate
 
     config = run.config
     task_splits: dict[str, str] = config.get("task_splits") or {
@@ -93,10 +94,13 @@ def evaluation_run_evaluate(*, run: EvaluationRun, progress: Callable[..., None]
         precision=config.get("precision", "auto"),
         quantize_4bit=streamlined,
     )
-    encoder = None
+    encoder = scorer = None
+    rerank = config.get("rerank")
     if pending:
         progress(0.0, f"loading {run.model_label}", force=True)
-        loaded = model_load(_model_source(run), settings=settings_)
+        # A reranker's run encodes with its first stage; the reranker scores afterwards.
+        source = ModelSource(model=rerank["first_stage"]) if rerank else _model_source(run)
+        loaded = model_load(source, settings=settings_)
         stats["model"] = {
             "ref": run.model_ref,
             "identity": loaded.identity,
@@ -122,6 +126,14 @@ def evaluation_run_evaluate(*, run: EvaluationRun, progress: Callable[..., None]
             store_root=Path(settings.SIEVE_EMBEDDING_CACHE_DIR) / "eval",
             pool=pool,
         )
+        if rerank:
+            scorer = _reranker_scorer(run, device=loaded.device)
+            stats["reranker"] = {
+                "ref": run.model_ref,
+                "mteb_name": scorer.wrapper.mteb_model_meta.name,
+                "revision": scorer.wrapper.mteb_model_meta.revision,
+                "top_k": rerank["top_k"],
+            }
     total = len(specs)
     try:
         for index, spec in enumerate(specs):
@@ -131,21 +143,29 @@ def evaluation_run_evaluate(*, run: EvaluationRun, progress: Callable[..., None]
             if spec not in pending:
                 stats["tasks"].setdefault(spec, {"split": split})["resumed"] = "already stored"
                 continue
-            task = evaluation_task_build(spec, split)
-            outcome = task_evaluate(
-                task,
-                encoder,
-                split=split,
-                results_dir=run.results_dir,
-                batch_size=settings_.batch_size,
-                corpus_sample=config.get("corpus_sample") if streamlined else None,
-                seed=config.get("seed", 0),
-                progress=lambda f, m, i=index: progress((i + f) / total, m),
-            )
+            common = {
+                "split": split,
+                "results_dir": run.results_dir,
+                "batch_size": settings_.batch_size,
+                "corpus_sample": config.get("corpus_sample") if streamlined else None,
+                "seed": config.get("seed", 0),
+                "progress": lambda f, m, i=index: progress((i + f) / total, m),
+            }
+            if scorer is not None:
+                outcome = task_rerank_evaluate(
+                    lambda spec=spec, split=split: evaluation_task_build(spec, split),
+                    encoder,
+                    scorer,
+                    top_k=rerank["top_k"],
+                    **common,
+                )
+            else:
+                outcome = task_evaluate(evaluation_task_build(spec, split), encoder, **common)
+            first_stage = outcome.counts.pop("first_stage", None)
             # The result and the run's stats commit together: whoever sees one (a page, a
             # resumed task) sees the other.
             with transaction.atomic():
-                result = _result_store(run=run, spec=spec, outcome=outcome)
+                result = _result_store(run=run, spec=spec, outcome=outcome, first=first_stage)
                 stats["tasks"][spec] = {
                     "split": split,
                     "main_score": result.main_score,
@@ -155,11 +175,15 @@ def evaluation_run_evaluate(*, run: EvaluationRun, progress: Callable[..., None]
                     "result_path": outcome.result_path,
                     **outcome.counts,
                 }
+                if first_stage:
+                    stats["tasks"][spec]["first_stage_main_score"] = first_stage["main_score"]
                 if "delta_vs_full" in result.metrics:
                     stats["tasks"][spec]["delta_vs_full"] = result.metrics["delta_vs_full"]
                 stats.update(_totals(stats["tasks"]))
                 EvaluationRun.objects.filter(pk=run.pk).update(stats=stats)
     finally:
+        if scorer is not None:
+            scorer.close()
         if encoder is not None:
             encoder.close()
             if encoder.pool is not None:
@@ -173,10 +197,27 @@ def _totals(tasks: dict) -> dict:
     return {key: sum(int(t.get(key, 0)) for t in tasks.values()) for key in keys}
 
 
-def _result_store(*, run: EvaluationRun, spec: str, outcome) -> EvalResult:
+def _reranker_scorer(run: EvaluationRun, *, device: str):
+    """The run's cross-encoder, named in mteb's results as the model it is."""
+    from ..core import ModelSource, model_cache_identity
+    from ..rerank import RerankerScorer, reranker_load
+
+    source = _model_source(run)
+    _, short_name, revision = model_cache_identity(ModelSource(model=source.model))
+    name = source.name or (
+        run.model_ref if not Path(run.model_ref).exists() else f"local/{short_name}"
+    )
+    model = reranker_load(source.model, device=device, max_length=run.config.get("max_seq_length"))
+    return RerankerScorer(model, name=name, revision=revision)
+
+
+def _result_store(*, run: EvaluationRun, spec: str, outcome, first: dict | None = None):
     from ..core import json_safe
 
     scores = outcome.scores
+    metrics = json_safe(scores.metrics)
+    if first:
+        metrics["first_stage"] = json_safe(first)
     result, _ = EvalResult.objects.update_or_create(
         run=run,
         task=spec,
@@ -189,7 +230,7 @@ def _result_store(*, run: EvaluationRun, spec: str, outcome) -> EvalResult:
             "corpus_size": outcome.corpus_size,
             "query_count": outcome.query_count,
             "evaluation_seconds": round(outcome.seconds, 3),
-            "metrics": json_safe(scores.metrics),
+            "metrics": metrics,
             "mteb_result": json_safe(outcome.task_result),
         },
     )

@@ -13,11 +13,16 @@ from django.db import transaction
 from core.errors import ApplicationError
 from core.jobs import job_enqueue
 
+from ..leaderboard import model_key_for
 from ..models import EvaluationMode, EvaluationRun
 from .task_specs import evaluation_task_splits_resolve
 
 DEFAULT_BATCH_SIZE = 32  # mteb's own default, so runs compare with plain mteb runs
 DEFAULT_SPLIT = "test"
+# A reranker re-orders this many of the first stage's results per query (RLHN and BEIR's
+# reranking setups: 100).
+DEFAULT_TOP_K = 100
+MAX_TOP_K = 1000
 # Streamlined mode: documents kept besides every judged one.
 DEFAULT_CORPUS_SAMPLE = 10_000
 CONFIG_KEYS = {
@@ -130,6 +135,24 @@ def evaluation_plan_check(*, tasks: list[str], mode: str, config: dict | None, m
     return {"tasks": list(resolved), "mode": mode, "config": dict(config or {})}
 
 
+def _rerank_plan(first_stage: str | None, top_k) -> dict:
+    """The first stage (resolved like any model; empty: the configured default) and how
+    many of its results the reranker re-orders."""
+    try:
+        ref, label = evaluation_model_resolve(first_stage or "")
+    except ApplicationError as error:
+        raise _field_error(f"first stage: {error.message}", "first_stage") from None
+    if top_k in (None, ""):
+        top_k = DEFAULT_TOP_K
+    try:
+        top_k = int(top_k)
+    except (TypeError, ValueError):
+        raise _field_error("top k must be a whole number", "top_k") from None
+    if not 1 <= top_k <= MAX_TOP_K:
+        raise _field_error(f"top k must be between 1 and {MAX_TOP_K}", "top_k")
+    return {"first_stage": ref, "first_stage_label": label, "top_k": top_k}
+
+
 # --- creating and cancelling --------------------------------------------------------------
 
 
@@ -142,13 +165,21 @@ def evaluation_run_create(
     config: dict | None = None,
     user=None,
     enqueue: bool = True,
+    first_stage: str | None = None,
+    top_k: int | None = None,
 ) -> EvaluationRun:
     """Record an evaluation run (validated up front) and, with ``enqueue``, run it on a
     ``gpu`` worker once this transaction commits. ``training_run`` evaluates its artifact
     (``model_ref`` is then ignored); otherwise ``model_ref`` is a hub id or a local folder
     (empty: the configured default model). ``config``: batch_size, query_prefix /
     passage_prefix (None: the model family's), max_seq_length, split (default "test"),
-    precision, and for streamlined mode corpus_sample and seed."""
+    precision, and for streamlined mode corpus_sample and seed.
+
+    A **reranker** (a cross-encoder: a training run of kind reranker, or any model given
+    with a ``first_stage``, ``""`` for the default) is evaluated in two stages
+    (``evaluation/rerank.py``): the ``first_stage`` embedding model (default: the configured
+    one) retrieves, the reranker re-orders its top ``top_k`` (default 100). The prefixes are
+    the first stage's."""
     from core.ml.encoder import default_prefixes
 
     if mode not in EvaluationMode.values:
@@ -183,7 +214,24 @@ def evaluation_run_create(
         model_ref, model_label = evaluation_model_resolve(model_ref)
         base_model = model_key = model_ref
         prefixes = default_prefixes(model_ref)
+    trained_kind = (training_run.config or {}).get("model_kind") if training_run else None
+    rerank = None
+    if trained_kind == "reranker" or first_stage is not None:
+        rerank = _rerank_plan(first_stage, top_k)
+        prefixes = default_prefixes(rerank["first_stage"])
+        own_key = model_key if training_run is not None else model_key_for(model_ref)
+        suffix = f"|rerank top-{rerank['top_k']} of {model_key_for(rerank['first_stage'])}"
+        model_key = own_key + suffix
+        # The base reranker over the same first stage is the row a fine-tune compares with.
+        base_model = (model_key_for(base_model) + suffix) if training_run else model_key
+        model_label = (
+            f"{model_label} (reranks the top {rerank['top_k']} of {rerank['first_stage_label']})"
+        )[:200]
+    elif top_k is not None:
+        raise _field_error("top k applies to a reranker (give its first stage)", "top_k")
     config = _config_normalize(config, mode=mode, prefixes=prefixes)
+    if rerank:
+        config["rerank"] = rerank
     config["task_splits"] = evaluation_task_splits_resolve(list(tasks), config["split"])
     run = EvaluationRun(
         training_run=training_run,

@@ -21,6 +21,10 @@ from core.errors import ApplicationError
 from .mixing import TASK_ORDERS
 
 METHODS = (("lora", "LoRA adapter (peft)"), ("full", "full fine-tune"))
+MODEL_KINDS = (
+    ("embedder", "embedding model (bi-encoder): queries and passages encoded apart"),
+    ("reranker", "reranker (cross-encoder): one score per query and passage, read together"),
+)
 BF16_CHOICES = (
     ("auto", "auto: bf16 on a GPU that supports it, else fp32"),
     ("on", "bf16"),
@@ -70,6 +74,15 @@ class TrainConfig:
             "A Hugging Face id (intfloat/e5-base-v2, Qwen/Qwen3-Embedding-0.6B) or a folder on "
             "the GPU workers; empty: the configured default (all-MiniLM-L6-v2, offline).",
             max_length=500,
+        ),
+    )
+    model_kind: str = field(
+        default="embedder",
+        metadata=_meta(
+            "Model kind",
+            "A reranker re-orders the top results of an embedding model (RLHN fine-tunes "
+            "both on the relabelled data); it trains as a full fine-tune.",
+            choices=MODEL_KINDS,
         ),
     )
     method: str = field(
@@ -247,9 +260,11 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
         """A validated config from ``data`` (JSON, form or command-line values; strings are
-        converted). Missing keys take the defaults. Raises ``ConfigError`` naming the field."""
+        converted). Missing keys take the defaults (a reranker's method: full). Raises
+        ``ConfigError`` naming the field."""
         values = cls.parse_partial(data)
-        config = cls.defaults(values.get("method", "lora"))
+        reranker = values.get("model_kind") == "reranker"
+        config = cls.defaults(values.get("method", "full" if reranker else "lora"))
         for name, value in values.items():
             setattr(config, name, value)
         config.check()
@@ -258,6 +273,8 @@ class TrainConfig:
     def check(self) -> None:
         for config_field in config_fields():
             config_field.check(getattr(self, config_field.name))
+        if self.model_kind == "reranker" and self.method != "full":
+            raise ConfigError("a reranker trains as a full fine-tune: choose method full", "method")
         if self.merge_adapter and self.method != "lora":
             raise ConfigError(
                 "merge adapter applies to LoRA only (a full fine-tune is a whole model)",

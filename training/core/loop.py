@@ -68,6 +68,11 @@ def training_arguments(
     from sentence_transformers import SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
 
+    arguments_class = SentenceTransformerTrainingArguments
+    if config.model_kind == "reranker":
+        from sentence_transformers.cross_encoder import CrossEncoderTrainingArguments
+
+        arguments_class = CrossEncoderTrainingArguments
     cuda = device.startswith("cuda")
     extra = {}
     if several_tasks:
@@ -80,7 +85,7 @@ def training_arguments(
             mixed_steps=config.mixed_steps,
             max_steps=config.max_steps,
         )
-    return SentenceTransformerTrainingArguments(
+    return arguments_class(
         output_dir=str(checkpoints_dir),
         # Several processes: config.batch_size stays the batch the loss sees (each process
         # takes its share; the loss gathers the others' embeddings), and so do the steps.
@@ -277,6 +282,26 @@ def _progress_callback(**kwargs) -> _Progress:
     return ProgressCallback(**kwargs)
 
 
+def _parts(config: TrainConfig, *, device: str, processes: int):
+    """(model, collator, loss, trainer class) of an embedder — InfoNCE over in-batch and
+    hard negatives — or of a reranker (``reranker.py``)."""
+    if config.model_kind == "reranker":
+        from .reranker import reranker_parts
+
+        parts = reranker_parts(config, device=device)
+        return parts.model, parts.collator, parts.loss, parts.trainer_class
+    from sentence_transformers import SentenceTransformerTrainer
+
+    model = build_model(config, device=device)
+    collator = make_collator(
+        model,
+        query_max_length=config.query_max_length,
+        passage_max_length=config.passage_max_length,
+    )
+    loss = make_loss(config, model, gather_across_devices=processes > 1)
+    return model, collator, loss, SentenceTransformerTrainer
+
+
 def _dataset(rows: TrainingRows | TaskRows):
     """What the trainer reads: one ``Dataset``, or a ``DatasetDict`` of one per snapshot
     (sentence-transformers then asks the multi-dataset batch sampler for the batches)."""
@@ -365,7 +390,6 @@ def run_training(
     """The trainer in this process: all of a single-process run, or one rank of a
     distributed one (``rank``: a ``distributed.Rank``; rank 0 alone writes the artifact)."""
     started = time.monotonic()
-    from sentence_transformers import SentenceTransformerTrainer
     from transformers import set_seed
 
     processes = rank.world_size if rank else 1
@@ -376,7 +400,7 @@ def run_training(
     resume = rank.resume if rank else latest_checkpoint(checkpoints)
     bf16 = use_bf16(config.bf16, device)
     set_seed(config.seed)
-    model = build_model(config, device=device)
+    model, collator, loss, trainer_class = _parts(config, device=device, processes=processes)
     trainable, total = parameter_counts(model)
     logger.info(
         "%s on %s (%s%s): %s of %s parameters trainable (%.2f%%), %d rows, k=%d",
@@ -393,6 +417,7 @@ def run_training(
     if resume:
         logger.info("resuming from the checkpoint at step %d", resume.step)
     metrics: dict = {
+        "model_kind": config.model_kind,
         "device": device,
         "precision": "bf16" if bf16 else "fp32",
         "trainable_params": trainable,
@@ -412,11 +437,6 @@ def run_training(
         metrics["tasks"] = [{"name": name, "rows": len(part)} for name, part in rows.tasks.items()]
         metrics["task_order"] = config.task_order
         metrics["mixed_steps"] = config.mixed_steps
-    collator = make_collator(
-        model,
-        query_max_length=config.query_max_length,
-        passage_max_length=config.passage_max_length,
-    )
     callback = _progress_callback(
         listener=listener,
         collator=collator,
@@ -426,7 +446,7 @@ def run_training(
         stop_check=rank.stop_check(listener, config) if rank else None,
         barrier=rank.barrier if rank else None,
     )
-    trainer = SentenceTransformerTrainer(
+    trainer = trainer_class(
         model=model,
         args=training_arguments(
             config,
@@ -437,7 +457,7 @@ def run_training(
             several_tasks=several_tasks,
         ),
         train_dataset=dataset,
-        loss=make_loss(config, model, gather_across_devices=processes > 1),
+        loss=loss,
         data_collator=collator,
         callbacks=[callback],
     )

@@ -1,0 +1,175 @@
+"""Evaluating a reranker the way MTEB does: two stages. No Django; mteb, torch and
+sentence-transformers are imported inside.
+
+    1. the first-stage embedding model retrieves (``core.task_evaluate`` with its cached corpus
+       vectors), and mteb writes its ranking (``prediction_folder``);
+    2. the task is turned into a reranking task over the top-k of that ranking
+       (``AbsTaskRetrieval.convert_to_reranking``), and ``mteb.evaluate`` scores it with the
+       cross-encoder (mteb's ``CrossEncoderWrapper``): nDCG@10 of the re-ordered list.
+
+What is stored is the second stage's result (mteb's own JSON); the first stage's scores come
+with it, so a page can say what reranking added. Documents the first stage did not retrieve
+in its top-k are never scored by the reranker (as in MTEB and RLHN's evaluation).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from core.ml.beir import BeirError
+
+from .core import (
+    EvalEncoder,
+    TaskDataError,
+    TaskOutcome,
+    split_scores,
+    task_corpus_subsample,
+    task_evaluate,
+)
+
+DEFAULT_TOP_K = 100
+
+
+def reranker_load(model: str, *, device: str | None = None, max_length: int | None = None):
+    """A cross-encoder (a hub id or folder: a trained reranker, or any published one)."""
+    from training.core.reranker import load_reranker
+
+    return load_reranker(model, device=device, max_length=max_length)
+
+
+class RerankerScorer:
+    """mteb's ``CrossEncoderWrapper`` around a loaded cross-encoder, named for mteb's results
+    folder, with a forward hook that reports each scored batch (and may raise to stop: a
+    cancelled job)."""
+
+    def __init__(self, model, *, name: str, revision: str):
+        from mteb.models.sentence_transformer_wrapper import CrossEncoderWrapper
+
+        self.model = model
+        self.wrapper = CrossEncoderWrapper(model)
+        self.wrapper.mteb_model_meta = self.wrapper.mteb_model_meta.model_copy(
+            update={"name": name, "revision": revision}
+        )
+        self.on_batch: Callable[[int], None] | None = None
+        # The first module (the Transformer) sees each tokenized batch; the Hugging Face
+        # model inside is called past its hooks.
+        self._hook = model[0].register_forward_hook(self._seen)
+
+    def _seen(self, module, args, output):
+        if self.on_batch is None:
+            return
+        features = args[0] if args else None
+        ids = features.get("input_ids") if hasattr(features, "get") else None
+        self.on_batch(int(ids.shape[0]) if ids is not None else 0)
+
+    def close(self) -> None:
+        self._hook.remove()
+
+
+def task_rerank_evaluate(
+    build_task: Callable[[], object],
+    encoder: EvalEncoder,
+    scorer: RerankerScorer,
+    *,
+    split: str,
+    results_dir: Path | str,
+    top_k: int = DEFAULT_TOP_K,
+    batch_size: int = 32,
+    corpus_sample: int | None = None,
+    seed: int = 0,
+    progress: Callable[[float, str], None] | None = None,
+) -> TaskOutcome:
+    """Both stages on one split; ``build_task()`` gives a fresh mteb task each time (the
+    first stage unloads its data). The outcome is the reranked one, with the first stage's
+    scores in ``counts["first_stage"]``."""
+    import mteb
+    from mteb.cache import ResultCache
+
+    report = progress or (lambda fraction, message: None)
+    started = time.monotonic()
+    results_dir = Path(results_dir)
+    predictions = results_dir / "first-stage-predictions"
+    first = task_evaluate(
+        build_task(),
+        encoder,
+        split=split,
+        results_dir=results_dir / "first-stage",
+        batch_size=batch_size,
+        corpus_sample=corpus_sample,
+        seed=seed,
+        progress=lambda f, m: report(0.5 * f, f"first stage: {m}"),
+        prediction_folder=predictions,
+    )
+
+    task = build_task()
+    name = task.metadata.name
+    task.filter_eval_splits([split])
+    try:
+        task.load_data()
+    except (BeirError, Exception) as error:  # loaded a moment ago: only a vanished folder
+        raise TaskDataError(name, f'task "{name}": {error}') from error
+    task.convert_v1_dataset_format_to_v2(num_proc=None)
+    if corpus_sample is not None:
+        task_corpus_subsample(task, split=split, sample=corpus_sample, seed=seed)
+    task.convert_to_reranking(predictions, top_k=top_k)
+    pairs = sum(
+        len(docs)
+        for subsets in task.dataset.values()
+        if split in subsets
+        for docs in (subsets[split].get("top_ranked") or {}).values()
+    )
+    done = [0]
+
+    def on_batch(rows: int) -> None:
+        done[0] = min(pairs, done[0] + rows)
+        report(0.5 + 0.45 * done[0] / max(pairs, 1), f"{name}: reranking {done[0]:,} of {pairs:,}")
+
+    scorer.on_batch = on_batch
+    cache = ResultCache(results_dir)
+    report(0.5, f"{name}: reranking the top {top_k} of each query ({pairs:,} pairs)")
+    try:
+        result = mteb.evaluate(
+            scorer.wrapper,
+            task,
+            cache=cache,
+            overwrite_strategy="always",
+            encode_kwargs={"batch_size": batch_size, "show_progress_bar": False},
+            show_progress_bar=False,
+            co2_tracker=False,
+        )
+    finally:
+        scorer.on_batch = None
+        if task.data_loaded:
+            task.unload_data()
+    if result.exceptions or not result.task_results:
+        raise RuntimeError(f"mteb failed reranking {name}: {result.exceptions}")
+    task_result = result.task_results[0]
+    path = cache.get_task_result_path(task_name=name, model_name=scorer.wrapper.mteb_model_meta)
+    written = (
+        json.loads(path.read_text()) if path.is_file() else task_result.model_dump(mode="json")
+    )
+    report(1.0, f"{name}: reranked and scored")
+    return TaskOutcome(
+        task_name=name,
+        split=split,
+        scores=split_scores(task_result.scores[split]),
+        task_result=written,
+        result_path=str(path),
+        corpus_size=first.corpus_size,
+        query_count=first.query_count,
+        seconds=time.monotonic() - started,
+        counts={
+            **first.counts,
+            "pairs_reranked": pairs,
+            "top_k": top_k,
+            "first_stage": {
+                "main_score": first.scores.main_score,
+                "ndcg_at_10": first.scores.ndcg_at_10,
+                "recall_at_100": first.scores.recall_at_100,
+                "result_path": first.result_path,
+            },
+        },
+    )
