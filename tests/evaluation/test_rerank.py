@@ -158,3 +158,9 @@ def test_the_form_and_the_api_evaluate_a_published_cross_encoder_as_a_reranker(
     assert created.status_code == 202, created.json()
     again = EvaluationRun.objects.get(pk=created.json()["id"])
     assert again.config["rerank"]["first_stage"] == minilm_path()
+
+    from django.core.management import call_command
+
+    call_command("evaluate", "--model", minilm_path(), "--first-stage", minilm_path(),
+                 "--top-k", "10", "--task", "beir:mini", "--enqueue")  # fmt: skip
+    assert EvaluationRun.objects.latest("id").config["rerank"]["top_k"] == 10

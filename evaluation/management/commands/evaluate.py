@@ -42,6 +42,12 @@ class Command(BaseCommand):
             default=[],
             help="beir:<folder> or an mteb task name; repeat for several",
         )
+        parser.add_argument(
+            "--first-stage",
+            help="the model is a reranker (a cross-encoder): the embedding model whose top "
+            "results it re-orders ('' for the configured one; a fine-tuned reranker's default)",
+        )
+        parser.add_argument("--top-k", type=int, help="reranker: results re-ordered (100)")
         parser.add_argument("--mode", choices=EvaluationMode.values, default="full")
         parser.add_argument("--split", help="default: test (or the task's own split)")
         parser.add_argument("--batch-size", type=int)
@@ -92,6 +98,8 @@ class Command(BaseCommand):
                 mode=options["mode"],
                 config=config,
                 enqueue=options["enqueue"],
+                first_stage=options["first_stage"],
+                top_k=options["top_k"],
             )
         except ApplicationError as error:
             raise CommandError(error.message) from None
