@@ -354,6 +354,9 @@ class ExportJob(Job):
     policy = models.CharField(max_length=16, choices=SnapshotPolicy.choices)
     max_false_negatives = models.IntegerField(default=7)
     format = models.CharField(max_length=32, choices=ExportFormat.choices)
+    # The share of queries held out for evaluation and its seed (datasets/held_out.py).
+    held_out = models.FloatField(default=0.0)
+    held_out_seed = models.IntegerField(default=0)
     snapshot = models.ForeignKey(
         Snapshot, null=True, blank=True, on_delete=models.SET_NULL, related_name="export_jobs"
     )

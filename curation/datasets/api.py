@@ -235,6 +235,12 @@ class SnapshotListCreateApi(SieveApi):
         policy = serializers.ChoiceField(choices=SnapshotPolicy.choices)
         format = serializers.ChoiceField(choices=ExportFormat.choices)
         max_false_negatives = serializers.IntegerField(min_value=0, default=7)
+        held_out = serializers.FloatField(
+            min_value=0, max_value=0.5, default=0.0,
+            help_text="Share of the queries left out of the training file and offered as the "
+            "evaluation task heldout:<snapshot id> (picked by the seed and each query's id).",
+        )  # fmt: skip
+        held_out_seed = serializers.IntegerField(min_value=0, default=0)
 
     @extend_schema(
         parameters=[OpenApiParameter("dataset", int, description="Only this dataset's snapshots.")],

@@ -54,3 +54,24 @@ class SnapshotFreezeForm(forms.Form):
         initial=7,
         help_text="A query with more than k confirmed false negatives is dropped as ambiguous.",
     )
+    held_out_percent = forms.FloatField(
+        label="Hold out for evaluation (%)",
+        min_value=0,
+        max_value=50,
+        initial=0,
+        required=False,
+        help_text="This share of the queries (picked by the seed and each query's id, so "
+        "every snapshot frozen with the same share and seed holds out the same ones) is left "
+        "out of the training file and becomes an evaluation task of its own.",
+    )
+    held_out_seed = forms.IntegerField(
+        label="Hold-out seed", min_value=0, initial=0, required=False
+    )
+
+    def held_out(self) -> dict:
+        """The service's ``held_out`` (a fraction) and ``held_out_seed``."""
+        percent = self.cleaned_data.get("held_out_percent") or 0
+        return {
+            "held_out": percent / 100,
+            "held_out_seed": self.cleaned_data.get("held_out_seed") or 0,
+        }

@@ -23,6 +23,7 @@ from core.jobs import JobOutcome, job_enqueue, job_run
 
 from ..models import Dataset, ExportFormat, ExportJob, Query, Snapshot, SnapshotPolicy
 from .export import EXPORT_VERSION, PolicyCounts, policy_apply, writer_for
+from .held_out import HELD_OUT_VERSION, MAX_FRACTION, HeldOutWriter, held_out_pick
 from .selectors import (
     approvals_in_force,
     dataset_candidates_stream,
@@ -37,7 +38,8 @@ logger = logging.getLogger(__name__)
 BATCH_QUERIES = 1000
 
 
-def _validate(*, policy: str, format: str, max_false_negatives: int) -> None:
+def _validate(*, policy: str, format: str, max_false_negatives: int, held_out: float = 0.0,
+              held_out_seed: int = 0) -> None:  # fmt: skip
     if policy not in SnapshotPolicy.values:
         raise ApplicationError(
             f"unknown policy {policy!r}; choose one of {', '.join(SnapshotPolicy.values)}",
@@ -52,6 +54,16 @@ def _validate(*, policy: str, format: str, max_false_negatives: int) -> None:
         raise ApplicationError(
             f"k (max_false_negatives) must be a whole number >= 0, got {max_false_negatives!r}",
             detail={"field": "max_false_negatives"},
+        )
+    if not isinstance(held_out, (int, float)) or not 0 <= held_out <= MAX_FRACTION:
+        raise ApplicationError(
+            f"the share of queries held out must be between 0 and {MAX_FRACTION}, got {held_out!r}",
+            detail={"field": "held_out"},
+        )
+    if not isinstance(held_out_seed, int) or held_out_seed < 0:
+        raise ApplicationError(
+            f"the held-out seed must be a whole number >= 0, got {held_out_seed!r}",
+            detail={"field": "held_out_seed"},
         )
 
 
@@ -89,12 +101,19 @@ def snapshot_create(
     max_false_negatives: int = 7,
     user=None,
     progress: Callable[..., None] | None = None,
+    held_out: float = 0.0,
+    held_out_seed: int = 0,
 ) -> Snapshot:
     """Freeze ``dataset`` under ``policy`` into ``format``. Streams the dataset in batches of
     queries into a temporary file beside the final one, then moves it into place atomically:
     a crash leaves no half-written snapshot. ``progress(fraction, message)`` is called as
-    queries are written (a ``ProgressReporter`` raises ``JobCancelled`` from it)."""
-    _validate(policy=policy, format=format, max_false_negatives=max_false_negatives)
+    queries are written (a ``ProgressReporter`` raises ``JobCancelled`` from it).
+
+    ``held_out`` (0 to 0.5): that share of the queries, picked by ``held_out_seed`` and each
+    query's id (``held_out.py``), is left out of the training file and written beside it as
+    an evaluation task of in-domain queries the fine-tune never saw."""
+    _validate(policy=policy, format=format, max_false_negatives=max_false_negatives,
+              held_out=held_out, held_out_seed=held_out_seed)  # fmt: skip
     snapshot_dir = Path(settings.SIEVE_SNAPSHOT_DIR)
     snapshot_dir.mkdir(parents=True, exist_ok=True)
 
@@ -110,6 +129,12 @@ def snapshot_create(
 
     fd, partial_name = tempfile.mkstemp(dir=snapshot_dir, prefix=".partial-", suffix=".jsonl")
     partial: Path | None = Path(partial_name)
+    held_partial: Path | None = None
+    held = None
+    if held_out:
+        held_fd, held_name = tempfile.mkstemp(dir=snapshot_dir, prefix=".partial-held-")
+        held_partial = Path(held_name)
+        held = HeldOutWriter(open(held_fd, "wb"))  # noqa: SIM115 - closed below
     try:
         with open(fd, "wb") as raw:
             sink = _HashingFile(raw)
@@ -123,6 +148,11 @@ def snapshot_create(
                 ),
                 start=1,
             ):
+                if held is not None and held_out_pick(
+                    query.query_id, fraction=held_out, seed=held_out_seed
+                ):
+                    held.write(query)
+                    continue
                 result = policy_apply(query, policy=policy, max_false_negatives=max_false_negatives)
                 rows = writer.write(result.query) if result.query is not None else 0
                 counts.add(result, rows_written=rows)
@@ -130,6 +160,10 @@ def snapshot_create(
                     progress(done / max(total, done), f"{done:,} of {total:,} queries")
             raw.flush()
             os.fsync(raw.fileno())
+        if held is not None:
+            held.raw.flush()
+            os.fsync(held.raw.fileno())
+            held.raw.close()
         sha256 = sink.digest.hexdigest()
         relative = (
             Path(str(dataset.pk)) / f"{policy}-k{max_false_negatives}-{format}-{sha256[:16]}.jsonl"
@@ -157,6 +191,23 @@ def snapshot_create(
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(partial, final)
             partial = None
+            held_manifest = None
+            if held is not None:
+                held_sha = held.digest.hexdigest()
+                held_relative = Path(str(dataset.pk)) / f"heldout-{held_sha[:16]}.jsonl"
+                os.replace(held_partial, snapshot_dir / held_relative)
+                held_partial = None
+                held_manifest = {
+                    "fraction": held_out,
+                    "seed": held_out_seed,
+                    "rule": "blake2b(f'{seed}\\0{query_id}', 8 bytes) / 2**64 < fraction",
+                    "queries": held.queries,
+                    "relevant": held.relevant,
+                    "queries_without_relevant": held.without_relevant,
+                    "file_path": held_relative.as_posix(),
+                    "sha256": held_sha,
+                    "version": HELD_OUT_VERSION,
+                }
             manifest = {
                 "dataset": {"id": dataset.pk, "name": dataset.name},
                 "policy": policy,
@@ -173,6 +224,8 @@ def snapshot_create(
                 "sieve_version": _sieve_version(),
                 "export_version": EXPORT_VERSION,
             }
+            if held_manifest is not None:
+                manifest["held_out"] = held_manifest
             snapshot = Snapshot.objects.create(
                 dataset=dataset,
                 policy=policy,
@@ -199,6 +252,10 @@ def snapshot_create(
     finally:
         if partial is not None:
             partial.unlink(missing_ok=True)
+        if held is not None and not held.raw.closed:
+            held.raw.close()
+        if held_partial is not None:
+            held_partial.unlink(missing_ok=True)
 
 
 def _approval_manifest(approval) -> dict:
@@ -230,15 +287,20 @@ def export_job_create(
     format: str,
     max_false_negatives: int = 7,
     user=None,
+    held_out: float = 0.0,
+    held_out_seed: int = 0,
 ) -> ExportJob:
     """Record an export request and run it on a worker once this transaction commits."""
-    _validate(policy=policy, format=format, max_false_negatives=max_false_negatives)
+    _validate(policy=policy, format=format, max_false_negatives=max_false_negatives,
+              held_out=held_out, held_out_seed=held_out_seed)  # fmt: skip
     with transaction.atomic():
         job = ExportJob.objects.create(
             dataset=dataset,
             policy=policy,
             format=format,
             max_false_negatives=max_false_negatives,
+            held_out=held_out,
+            held_out_seed=held_out_seed,
             created_by=user if getattr(user, "is_authenticated", False) else None,
         )
         job_enqueue(job=job)
@@ -259,6 +321,8 @@ def export_job_run(*, job_id: int) -> None:
             max_false_negatives=job.max_false_negatives,
             user=job.created_by,
             progress=progress,
+            held_out=job.held_out,
+            held_out_seed=job.held_out_seed,
         )
         ExportJob.objects.filter(pk=job.pk).update(snapshot=snapshot)
         job.snapshot = snapshot

@@ -97,6 +97,7 @@ def snapshot_freeze(request, pk: int):
             format=form.cleaned_data["format"],
             max_false_negatives=form.cleaned_data["max_false_negatives"],
             user=request.user,
+            **form.held_out(),
         )
     except ApplicationError as exc:
         form.add_error(None, exc.message)

@@ -11,19 +11,34 @@ graded split scores with binary relevance.)
 
 Which split a dataset holds is what its import recorded (``ImportJob.stats["split"]``); a
 dataset that also took in a training split is not offered (its queries would be mixed).
+
+A snapshot frozen with queries held out (``curation/datasets/held_out.py``) is a task too,
+``heldout:<snapshot id>``: those queries, their relevant passages as written at freezing
+time, and the whole corpus of the dataset.
 """
 
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
+from django.conf import settings
 from django.db.models import Exists, OuterRef
 
 from core.ml.beir import BeirSplit
 from core.models import JobStatus
-from curation.models import Candidate, CandidateOrigin, CandidateRole, Dataset, ImportJob, Passage
+from curation.models import (
+    Candidate,
+    CandidateOrigin,
+    CandidateRole,
+    Dataset,
+    ImportJob,
+    Passage,
+    Snapshot,
+)
 
 DATASET_PREFIX = "dataset:"
+HELD_OUT_PREFIX = "heldout:"
 EVALUATION_SPLITS = ("test", "dev", "validation", "val")
 
 
@@ -90,13 +105,59 @@ def dataset_split_read(*, dataset_id: int) -> tuple[BeirSplit, str]:
     queries = dict(texts.iterator(chunk_size=10_000))
     for query_id, text in queries.items():
         digest.update(f"t\0{query_id}\0{text}\n".encode())
+    corpus = _corpus_read(corpus_id=dataset.corpus_id, digest=digest)
+    return BeirSplit(corpus=corpus, queries=queries, qrels=qrels), digest.hexdigest()
+
+
+def _corpus_read(*, corpus_id: int, digest) -> dict[str, tuple[str, str]]:
+    """Every passage of the corpus, in import order, fed to ``digest`` as it is read."""
     corpus: dict[str, tuple[str, str]] = {}
     passages = (
-        Passage.objects.filter(corpus_id=dataset.corpus_id)
+        Passage.objects.filter(corpus_id=corpus_id)
         .order_by("pk")
         .values_list("doc_id", "title", "text_hash", "text")
     )
     for doc_id, title, text_hash, text in passages.iterator(chunk_size=10_000):
         corpus[doc_id] = (title, text)
         digest.update(f"d\0{doc_id}\0{text_hash}\n".encode())
+    return corpus
+
+
+# --- queries held out of a snapshot (curation/datasets/held_out.py) ---------------------------
+
+
+def held_out_task_rows() -> list[dict]:
+    """The snapshots that held queries out: ``{"spec", "name", "split", "queries",
+    "passages"}``, newest first."""
+    snapshots = (
+        Snapshot.objects.filter(manifest__has_key="held_out")
+        .select_related("dataset__corpus")
+        .order_by("-id")
+    )
+    return [
+        {
+            "spec": f"{HELD_OUT_PREFIX}{s.pk}",
+            "name": f"{s.dataset.name}: queries held out of snapshot #{s.pk}",
+            "split": "test",
+            "queries": s.manifest["held_out"]["queries"],
+            "passages": s.dataset.corpus.passage_count,
+        }
+        for s in snapshots
+    ]
+
+
+def held_out_split_read(*, snapshot_id: int) -> tuple[BeirSplit, str]:
+    """The held-out queries of a snapshot, their relevant passages as qrels, and the whole
+    corpus of its dataset; the revision covers the held-out file and every passage."""
+    from curation.datasets.held_out import held_out_read
+
+    snapshot = Snapshot.objects.select_related("dataset").get(pk=snapshot_id)
+    held = snapshot.manifest["held_out"]
+    path = Path(settings.SIEVE_SNAPSHOT_DIR) / held["file_path"]
+    if not path.is_file():
+        raise FileNotFoundError(f"the held-out file of snapshot #{snapshot_id} is missing ({path})")
+    queries, qrels = held_out_read(path)
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"heldout\0{held['sha256']}\n".encode())
+    corpus = _corpus_read(corpus_id=snapshot.dataset.corpus_id, digest=digest)
     return BeirSplit(corpus=corpus, queries=queries, qrels=qrels), digest.hexdigest()

@@ -24,9 +24,12 @@ from ..beir import beir_task_build, retrieval_task_build
 from .dataset_tasks import (
     DATASET_PREFIX,
     EVALUATION_SPLITS,
+    HELD_OUT_PREFIX,
     dataset_split_read,
     dataset_task_names,
     dataset_task_rows,
+    held_out_split_read,
+    held_out_task_rows,
 )
 
 logger = logging.getLogger(__name__)
@@ -120,6 +123,17 @@ def evaluation_tasks_offline() -> list[TaskOption]:
     ]
     options += [
         TaskOption(
+            spec=row["spec"],
+            name=row["name"],
+            source="dataset",
+            splits=(row["split"],),
+            description=f"Queries held out of a snapshot: {row['queries']:,} queries, "
+            f"{row['passages']:,} documents",
+        )
+        for row in held_out_task_rows()
+    ]
+    options += [
+        TaskOption(
             spec=folder.spec,
             name=folder.name,
             source="local",
@@ -206,6 +220,8 @@ def evaluation_task_labels(specs) -> dict[str, str]:
     for spec in specs:
         if spec in names:
             labels[spec] = names[spec]
+        elif spec.startswith(HELD_OUT_PREFIX):
+            labels[spec] = f"held out of snapshot #{spec[len(HELD_OUT_PREFIX) :]}"
         elif spec.startswith(DATASET_PREFIX):
             labels[spec] = f"dataset #{spec[len(DATASET_PREFIX) :]} (deleted)"
         elif spec.startswith(LOCAL_PREFIX):
@@ -226,13 +242,25 @@ def evaluation_task_splits_resolve(specs: list[str], split: str) -> dict[str, st
         if any(str(s).startswith(DATASET_PREFIX) for s in specs)
         else {}
     )
+    held_out = (
+        {row["spec"]: row for row in held_out_task_rows()}
+        if any(str(s).startswith(HELD_OUT_PREFIX) for s in specs)
+        else {}
+    )
     registry = None
     resolved: dict[str, str] = {}
     for spec in specs:
         spec = str(spec).strip()
         if spec in resolved:
             continue
-        if spec.startswith(DATASET_PREFIX):
+        if spec.startswith(HELD_OUT_PREFIX):
+            if spec not in held_out:
+                raise ApplicationError(
+                    f'unknown task "{spec}": no snapshot with queries held out has this id',
+                    detail={"field": "tasks", "task": spec},
+                )
+            splits = ("test",)
+        elif spec.startswith(DATASET_PREFIX):
             row = datasets.get(spec)
             if row is None:
                 raise ApplicationError(
@@ -267,6 +295,8 @@ def evaluation_task_splits_resolve(specs: list[str], split: str) -> dict[str, st
 def evaluation_task_build(spec: str, split: str):
     """The mteb task of ``spec``, to evaluate on ``split`` (a local folder is read only for
     that split; a dataset is read from the database here, on the worker)."""
+    if spec.startswith(HELD_OUT_PREFIX):
+        return _held_out_task_build(spec, split)
     if spec.startswith(DATASET_PREFIX):
         from curation.models import Dataset
 
@@ -301,3 +331,24 @@ def evaluation_task_build(spec: str, split: str):
         raise ApplicationError(
             f'unknown task "{spec}": not an mteb retrieval task', detail={"field": "tasks"}
         ) from None
+
+
+def _held_out_task_build(spec: str, split: str):
+    from curation.models import Snapshot
+
+    snapshot_id = spec[len(HELD_OUT_PREFIX) :]
+    try:
+        data, revision = held_out_split_read(snapshot_id=int(snapshot_id))
+    except (ValueError, KeyError, FileNotFoundError, Snapshot.DoesNotExist) as error:
+        raise ApplicationError(
+            f'the held-out queries of task "{spec}" are no longer there ({error})',
+            detail={"field": "tasks"},
+        ) from None
+    return retrieval_task_build(
+        name=spec,
+        path=f"sieve:{spec}",
+        revision=revision,
+        description=f"Queries held out of Sieve snapshot #{snapshot_id}",
+        splits=[split],
+        read=lambda _split: data,
+    )

@@ -29,6 +29,14 @@ class Command(BaseCommand):
             default=7,
             help="drop a query with more false negatives than this as ambiguous (default 7)",
         )
+        parser.add_argument(
+            "--held-out",
+            type=float,
+            default=0.0,
+            help="share of the queries (0 to 0.5) left out of the training file and offered "
+            "as the evaluation task heldout:<snapshot id>",
+        )
+        parser.add_argument("--held-out-seed", type=int, default=0, help="which ones (default 0)")
         parser.add_argument("--out", help="also copy the snapshot file here")
 
     def handle(self, *args, **options):
@@ -48,6 +56,8 @@ class Command(BaseCommand):
                 format=options["format"],
                 max_false_negatives=options["max_false_negatives"],
                 progress=progress,
+                held_out=options["held_out"],
+                held_out_seed=options["held_out_seed"],
             )
         except ApplicationError as error:
             raise CommandError(error.message) from None
@@ -67,3 +77,8 @@ class Command(BaseCommand):
         self.stdout.write(f"snapshot #{snapshot.pk}  sha256 {snapshot.sha256}")
         self.stdout.write(f"file {path} ({snapshot.size_bytes:,} bytes)")
         self.stdout.write("  ".join(f"{key} {value:,}" for key, value in counts.items()))
+        held = snapshot.manifest.get("held_out")
+        if held:
+            self.stdout.write(
+                f"held out {held['queries']:,} queries: evaluation task heldout:{snapshot.pk}"
+            )
