@@ -93,8 +93,11 @@ def tiny_model(folder: Path, kind: str = "bert") -> str:
     else:
         from transformers import Qwen2Config, Qwen2ForCausalLM
 
-        config = Qwen2Config(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
-                             num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
+        # Loaded under this config, the tokenizer adds Qwen's end-of-text token after the
+        # vocabulary: room for it (and a few more) in the embedding table.
+        config = Qwen2Config(vocab_size=tokenizer.vocab_size + 8, hidden_size=32,
+                             num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                             intermediate_size=64,
                              max_position_embeddings=128)  # fmt: skip
         model = Qwen2ForCausalLM(config)
     model.save_pretrained(folder)

@@ -50,3 +50,26 @@ def test_lora_on_attention_and_mlp_with_checkpointing_reloads_exactly(tmp_path):
     reloaded = load_trained_model(folder, result.artifact_path, "adapter", device="cpu")
     assert reloaded[1].pooling_mode == "lasttoken"
     np.testing.assert_allclose(reloaded.encode(TEXTS), model.encode(TEXTS), atol=1e-5)
+
+
+def test_last_token_pooling_reads_the_end_of_text_token_e5_mistral_appends(tmp_path):
+    """A decoder whose tokenizer does not end texts with its end-of-text token gets it
+    appended (E5-mistral's rule), after truncation too; the trained adapter reloads onto a
+    base built the same way."""
+    from transformers import AutoTokenizer
+
+    folder = tiny_model(tmp_path / "tiny-qwen", "qwen2")
+    tokenizer = AutoTokenizer.from_pretrained(folder)  # Qwen's, with <|endoftext|>
+    eos_id = tokenizer.eos_token_id
+    assert eos_id is not None and tokenizer("a text")["input_ids"][-1] != eos_id
+
+    model = load_sentence_transformer(folder, device="cpu")
+    features = model.tokenize(["a short text", "a much longer text " * 40])
+    lengths = features["attention_mask"].sum(dim=1)
+    last = [int(features["input_ids"][row, lengths[row] - 1]) for row in range(2)]
+    assert last == [eos_id, eos_id]
+    assert int(lengths[1]) == model.max_seq_length  # truncated, the token still last
+
+    from training.core.model import tokenizer_append_eos
+
+    assert not tokenizer_append_eos(model.tokenizer)  # already there: nothing to do

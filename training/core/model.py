@@ -96,6 +96,41 @@ def _is_decoder(transformers_config) -> bool:
     )
 
 
+def tokenizer_append_eos(tokenizer) -> bool:
+    """E5-mistral's rule for last-token pooling: every text ends with the end-of-text token,
+    whose vector is the embedding. Qwen3-Embedding's tokenizer appends it already; a Llama or
+    Mistral tokenizer does when told (``add_eos_token``); any other fast tokenizer gets it
+    from its post-processor. Returns whether it had to be added (a tokenizer without an
+    end-of-text token is left as it is)."""
+    eos, eos_id = tokenizer.eos_token, tokenizer.eos_token_id
+    if eos is None or eos_id is None or _ends_with(tokenizer, eos_id):
+        return False
+    if hasattr(tokenizer, "add_eos_token") and not tokenizer.add_eos_token:
+        try:
+            tokenizer.add_eos_token = True
+        except (AttributeError, ValueError):
+            pass
+        if _ends_with(tokenizer, eos_id):
+            return True
+    backend = getattr(tokenizer, "_tokenizer", None)
+    if backend is None:
+        logger.warning("the tokenizer does not end texts with %s and cannot be told to", eos)
+        return False
+    from tokenizers import processors
+
+    append = processors.TemplateProcessing(
+        single=f"$A {eos}", pair=f"$A {eos} $B:1 {eos}:1", special_tokens=[(eos, eos_id)]
+    )
+    existing = backend.post_processor
+    backend.post_processor = processors.Sequence([existing, append]) if existing else append
+    return _ends_with(tokenizer, eos_id)
+
+
+def _ends_with(tokenizer, token_id: int) -> bool:
+    ids = tokenizer("a text")["input_ids"]
+    return bool(ids) and ids[-1] == token_id
+
+
 def load_sentence_transformer(name: str, *, device: str | None = None, pooling: str = "auto",
                               model_kwargs: dict | None = None):  # fmt: skip
     """``name`` (a hub id or folder) as a SentenceTransformer. ``auto`` keeps a
@@ -103,7 +138,8 @@ def load_sentence_transformer(name: str, *, device: str | None = None, pooling: 
     plain decoder checkpoint (Mistral, Qwen, Llama) last-token pooling; another ``pooling``
     is built as Transformer → Pooling(mode) → Normalize. A decoder's tokenizer without a
     padding token pads with its end-of-text token (pooling reads the attention mask, so
-    the side does not matter)."""
+    the side does not matter), and with last-token pooling ends every text with that token
+    (``tokenizer_append_eos``)."""
     from sentence_transformers import SentenceTransformer
 
     folder = Path(name).expanduser()
@@ -124,6 +160,8 @@ def load_sentence_transformer(name: str, *, device: str | None = None, pooling: 
     tokenizer = transformer.tokenizer
     if decoder and tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if decoder and mode == "lasttoken":
+        tokenizer_append_eos(tokenizer)
     modules = [
         transformer,
         Pooling(transformer.get_embedding_dimension(), pooling_mode=mode),
