@@ -473,9 +473,6 @@ def task_evaluate(
     JSON is written under ``results_dir``; ``progress(fraction, message)`` is called while
     data loads and every encoded batch. ``prediction_folder``: mteb also writes its ranking
     of each query there (what a reranker re-orders: ``rerank.py``)."""
-    import mteb
-    from mteb.cache import ResultCache
-
     report = progress or (lambda fraction, message: None)
     name = task.metadata.name
     started = time.monotonic()
@@ -514,30 +511,18 @@ def task_evaluate(
         report(fraction, f"{name}: encoding {kind} {done:,} of {total:,}")
 
     encoder.on_progress = on_progress
-    cache = ResultCache(results_dir)
     try:
         report(0.05, f"{name}: encoding {query_count:,} queries, {corpus_size:,} documents")
-        result = mteb.evaluate(
+        task_result, written, path = mteb_evaluate(
             encoder,
             task,
-            cache=cache,
-            overwrite_strategy="always",
-            encode_kwargs={"batch_size": batch_size, "show_progress_bar": False},
-            show_progress_bar=False,
-            co2_tracker=False,
+            model_meta=encoder.mteb_model_meta,
+            results_dir=results_dir,
+            batch_size=batch_size,
             prediction_folder=prediction_folder,
         )
     finally:
         encoder.on_progress = None
-        if task.data_loaded:
-            task.unload_data()
-    if result.exceptions or not result.task_results:
-        raise RuntimeError(f"mteb failed on {name}: {result.exceptions}")
-    task_result = result.task_results[0]
-    path = cache.get_task_result_path(task_name=name, model_name=encoder.mteb_model_meta)
-    written = (
-        json.loads(path.read_text()) if path.is_file() else task_result.model_dump(mode="json")
-    )
     report(1.0, f"{name}: scored")
     counts = encoder.counts
     return TaskOutcome(
@@ -556,3 +541,38 @@ def task_evaluate(
             for key, value in vars(counts).items()
         },
     )
+
+
+def mteb_evaluate(model, task, *, model_meta, results_dir, batch_size: int,
+                  prediction_folder=None) -> tuple[object, dict, Path]:  # fmt: skip
+    """``mteb.evaluate`` of ``model`` (an encoder or a cross-encoder wrapper) on a loaded
+    ``task``, its results cache in ``results_dir`` with ``overwrite_strategy="always"``;
+    the task's data is unloaded afterwards. Returns (mteb's TaskResult, the JSON mteb wrote,
+    its path)."""
+    import mteb
+    from mteb.cache import ResultCache
+
+    name = task.metadata.name
+    cache = ResultCache(results_dir)
+    try:
+        result = mteb.evaluate(
+            model,
+            task,
+            cache=cache,
+            overwrite_strategy="always",
+            encode_kwargs={"batch_size": batch_size, "show_progress_bar": False},
+            show_progress_bar=False,
+            co2_tracker=False,
+            prediction_folder=prediction_folder,
+        )
+    finally:
+        if task.data_loaded:
+            task.unload_data()
+    if result.exceptions or not result.task_results:
+        raise RuntimeError(f"mteb failed on {name}: {result.exceptions}")
+    task_result = result.task_results[0]
+    path = cache.get_task_result_path(task_name=name, model_name=model_meta)
+    written = (
+        json.loads(path.read_text()) if path.is_file() else task_result.model_dump(mode="json")
+    )
+    return task_result, written, path

@@ -14,7 +14,6 @@ in its top-k are never scored by the reranker (as in MTEB and RLHN's evaluation)
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +24,7 @@ from .core import (
     EvalEncoder,
     TaskDataError,
     TaskOutcome,
+    mteb_evaluate,
     split_scores,
     task_corpus_subsample,
     task_evaluate,
@@ -85,9 +85,6 @@ def task_rerank_evaluate(
     """Both stages on one split; ``build_task()`` gives a fresh mteb task each time (the
     first stage unloads its data). The outcome is the reranked one, with the first stage's
     scores in ``counts["first_stage"]``."""
-    import mteb
-    from mteb.cache import ResultCache
-
     report = progress or (lambda fraction, message: None)
     started = time.monotonic()
     results_dir = Path(results_dir)
@@ -128,29 +125,17 @@ def task_rerank_evaluate(
         report(0.5 + 0.45 * done[0] / max(pairs, 1), f"{name}: reranking {done[0]:,} of {pairs:,}")
 
     scorer.on_batch = on_batch
-    cache = ResultCache(results_dir)
     report(0.5, f"{name}: reranking the top {top_k} of each query ({pairs:,} pairs)")
     try:
-        result = mteb.evaluate(
+        task_result, written, path = mteb_evaluate(
             scorer.wrapper,
             task,
-            cache=cache,
-            overwrite_strategy="always",
-            encode_kwargs={"batch_size": batch_size, "show_progress_bar": False},
-            show_progress_bar=False,
-            co2_tracker=False,
+            model_meta=scorer.wrapper.mteb_model_meta,
+            results_dir=results_dir,
+            batch_size=batch_size,
         )
     finally:
         scorer.on_batch = None
-        if task.data_loaded:
-            task.unload_data()
-    if result.exceptions or not result.task_results:
-        raise RuntimeError(f"mteb failed reranking {name}: {result.exceptions}")
-    task_result = result.task_results[0]
-    path = cache.get_task_result_path(task_name=name, model_name=scorer.wrapper.mteb_model_meta)
-    written = (
-        json.loads(path.read_text()) if path.is_file() else task_result.model_dump(mode="json")
-    )
     report(1.0, f"{name}: reranked and scored")
     return TaskOutcome(
         task_name=name,

@@ -6,8 +6,6 @@ in whatever the retried items now forward."""
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
-
 from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
@@ -16,6 +14,7 @@ from core.errors import ApplicationError
 from core.jobs import job_reopen
 from core.models import FINISHED_STATUSES
 
+from ..llm.ledger import retry_budget_parse
 from ..models import CascadeItem, CascadeItemStatus, CascadeRun
 
 
@@ -40,24 +39,10 @@ def cascade_run_retryable(*, run: CascadeRun) -> dict[str, int]:
     return {row["status"]: row["n"] for row in rows}
 
 
-def _budget(value) -> Decimal | None:
-    if value in (None, ""):
-        return None
-    try:
-        budget = Decimal(str(value))
-    except InvalidOperation:
-        raise ApplicationError(
-            f"the budget must be an amount in USD, got {value!r}", detail={"field": "budget_usd"}
-        ) from None
-    if budget <= 0:
-        raise ApplicationError("the budget must be more than $0", detail={"field": "budget_usd"})
-    return budget
-
-
 def cascade_run_retry(*, run: CascadeRun, budget_usd=None) -> CascadeRun:
     """Take up the run's failed and pending items again (and, when ``budget_usd`` raises the
     budget or the run had none, the items the budget skipped) and queue the run."""
-    budget = _budget(budget_usd)
+    budget = retry_budget_parse(budget_usd)
     if run.status not in FINISHED_STATUSES:
         raise ApplicationError(f"cascade #{run.pk} is still {run.status}: nothing to retry yet")
     raise_budget = run.stats.get("budget_reached") and (

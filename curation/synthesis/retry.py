@@ -8,12 +8,11 @@ reach the endpoint, and the writes skip the triplets that exist (``triplets.py``
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
-
 from core.errors import ApplicationError
 from core.jobs import job_reopen
 from core.models import FINISHED_STATUSES, JobStatus
 
+from ..llm.ledger import retry_budget_parse
 from ..models import SynthesisRun
 
 
@@ -35,24 +34,10 @@ def synthesis_run_retryable(*, run: SynthesisRun) -> dict[str, int]:
     return {name: n for name, n in found.items() if n}
 
 
-def _budget(value) -> Decimal | None:
-    if value in (None, ""):
-        return None
-    try:
-        budget = Decimal(str(value))
-    except InvalidOperation:
-        raise ApplicationError(
-            f"the budget must be an amount in USD, got {value!r}", detail={"field": "budget_usd"}
-        ) from None
-    if budget <= 0:
-        raise ApplicationError("the budget must be more than $0", detail={"field": "budget_usd"})
-    return budget
-
-
 def synthesis_run_retry(*, run: SynthesisRun, budget_usd=None) -> SynthesisRun:
     """Queue the run again to finish what it left; ``budget_usd`` (larger than the old one)
     lets it go past the point where the budget stopped it."""
-    budget = _budget(budget_usd)
+    budget = retry_budget_parse(budget_usd)
     if run.status not in FINISHED_STATUSES:
         raise ApplicationError(f"synthesis #{run.pk} is still {run.status}: nothing to retry yet")
     left = synthesis_run_retryable(run=run)
