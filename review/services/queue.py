@@ -454,6 +454,19 @@ def _judgment_record(
     _check_verdict(item=item, verdict=verdict, edited_query=edited_query)
     if edited_query and edited_query == item.candidate.query.text:
         edited_query = ""  # unchanged: a plain approval
+    review_answer_check(item=item, campaign=campaign)
+    submission = review_answer_write(
+        campaign=campaign, item=item, user=user, verdict=verdict, edited_query=edited_query,
+        note=note, client_token=client_token, now=now,
+    )  # fmt: skip
+    return SubmitResult(submission, False, None, released_hold=item.held_by_me)
+
+
+def review_answer_check(*, item: ReviewItem, campaign: ReviewCampaign) -> None:
+    """Refuse an answer to ``item`` (its state read under its row lock) that the queue has no
+    place for: the user answered it already, or its k places are taken by answers and other
+    people's live holds (the user's own live hold keeps their place). Shared by the
+    one-item submit and the list-wise one (``listwise.py``)."""
     if item.answered_by_me:
         raise ApplicationError(
             "you already answered this item", detail={"code": "already_answered"}
@@ -467,6 +480,15 @@ def _judgment_record(
             "screen; here is another one",
             detail={"code": "item_full"},
         )
+
+
+def review_answer_write(
+    *, campaign, item: ReviewItem, user, verdict: str, edited_query: str, note: str,
+    client_token: str, now,
+) -> ReviewSubmission:  # fmt: skip
+    """Write an accepted answer (after ``review_answer_check``, under the row lock): what
+    kind it is (blind answer or revision), whether it is the k-th and then whether the k
+    agree, all decided from the state read; then ``verdict_write``."""
     kind = answer_kind(
         campaign_blind=campaign.blind,
         blind_answer_id=item.blind_answer_id,
@@ -481,13 +503,12 @@ def _judgment_record(
             tallies=item.tallies, verdict=verdict, tag=tag, rationale=edited_query,
             revises_id=kind.revises_id,
         )  # fmt: skip
-    submission = verdict_write(
+    return verdict_write(
         campaign=campaign, item=item, user=user, rater=campaign_rater(user), verdict=verdict,
         tag=tag, rationale=edited_query, note=note, client_token=client_token, blind=kind.blind,
         revises_id=kind.revises_id, now=now, finishes=finishes, agreed=agreed,
         release_hold=item.held_by_me,
     )  # fmt: skip
-    return SubmitResult(submission, False, None, released_hold=item.held_by_me)
 
 
 def _submission_for_token(*, client_token: str, user) -> ReviewSubmission | None:
