@@ -393,7 +393,8 @@ def review_list_pane(
         )
     }
     pane = ListPane(
-        rows=[views[item.pk] for item in items],
+        # In the order the query's candidates were ranked (imported or mined).
+        rows=sorted((views[i.pk] for i in items), key=lambda v: (v.candidate.rank or 0, v.item.pk)),
         last=[LastAnswer(submission, views[submission.item_id]) for submission in last],
     )
     if pane.rows:
