@@ -12,8 +12,9 @@ the one-item queue's (``queue.py``), applied to each row:
   statement, and accepts or refuses each row with the one-item submit's own checks
   (``review_answer_check``), writing it with the same writer (``review_answer_write``:
   blind answers, revisions, the k-th answer's agreement);
-* reads are set-based (``listwise_sql.py``): a list of forty rows costs the statements of a
-  list of two. Only the writes are one statement per answered row.
+* reads are set-based (``listwise_sql.py``) and, on PostgreSQL, the accepted rows are
+  written in one statement (``verdict_write.verdicts_write``): a list of forty rows costs
+  the statements of a list of two.
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ from review.services.queue import (
     _state_params,
     _wait_for_busy,
     review_answer_check,
-    review_answer_write,
+    review_answer_plan,
 )
+from review.services.verdict_write import verdicts_write
 
 # A query has tens of candidates at most; a screen of more would not be read.
 LIST_MAX = 50
@@ -207,7 +209,7 @@ def _list_record(
     result.refused = [
         (i, "no such item in this campaign") for i in sorted(set(verdicts) - set(ids))
     ]
-    duplicates = []
+    duplicates, plans = [], []
     for item in _list_state(ids=ids, user=user, now=now, token=token) if ids else []:
         if item.token_used:
             duplicates.append(f"{token}-{item.pk}")
@@ -219,8 +221,8 @@ def _list_record(
         except ApplicationError as exc:
             result.refused.append((item.pk, exc.message))
             continue
-        result.submissions.append(
-            review_answer_write(
+        plans.append(
+            review_answer_plan(
                 campaign=campaign,
                 item=item,
                 user=user,
@@ -231,6 +233,8 @@ def _list_record(
                 now=now,
             )  # fmt: skip
         )
+    # Every accepted row in one statement (PostgreSQL), each planned by the one-item rules.
+    result.submissions = verdicts_write(plans=plans)
     if duplicates:
         found = ReviewSubmission.objects.filter(client_token__in=duplicates, user=user)
         result.submissions += found.select_related("judgment", "item")

@@ -455,10 +455,10 @@ def _judgment_record(
     if edited_query and edited_query == item.candidate.query.text:
         edited_query = ""  # unchanged: a plain approval
     review_answer_check(item=item, campaign=campaign)
-    submission = review_answer_write(
+    submission = verdict_write(**review_answer_plan(
         campaign=campaign, item=item, user=user, verdict=verdict, edited_query=edited_query,
         note=note, client_token=client_token, now=now,
-    )  # fmt: skip
+    ))  # fmt: skip
     return SubmitResult(submission, False, None, released_hold=item.held_by_me)
 
 
@@ -482,13 +482,13 @@ def review_answer_check(*, item: ReviewItem, campaign: ReviewCampaign) -> None:
         )
 
 
-def review_answer_write(
+def review_answer_plan(
     *, campaign, item: ReviewItem, user, verdict: str, edited_query: str, note: str,
     client_token: str, now,
-) -> ReviewSubmission:  # fmt: skip
-    """Write an accepted answer (after ``review_answer_check``, under the row lock): what
-    kind it is (blind answer or revision), whether it is the k-th and then whether the k
-    agree, all decided from the state read; then ``verdict_write``."""
+) -> dict:  # fmt: skip
+    """How to write an accepted answer (after ``review_answer_check``, under the row lock):
+    ``verdict_write``'s arguments. What kind it is (blind answer or revision), whether it is
+    the k-th and then whether the k agree, all decided from the state read."""
     kind = answer_kind(
         campaign_blind=campaign.blind,
         blind_answer_id=item.blind_answer_id,
@@ -503,7 +503,7 @@ def review_answer_write(
             tallies=item.tallies, verdict=verdict, tag=tag, rationale=edited_query,
             revises_id=kind.revises_id,
         )  # fmt: skip
-    return verdict_write(
+    return dict(
         campaign=campaign, item=item, user=user, rater=campaign_rater(user), verdict=verdict,
         tag=tag, rationale=edited_query, note=note, client_token=client_token, blind=kind.blind,
         revises_id=kind.revises_id, now=now, finishes=finishes, agreed=agreed,

@@ -182,6 +182,23 @@ def test_blind_answers_and_revisions_follow_the_one_item_rules(make_campaign, ma
     assert blind.blind and blind.undone_at is not None  # still on record for agreement
     # The revision changed the blind answer: the item needs a curator.
     assert ReviewItem.objects.get(pk=undone.pk).agreed is False
+    # Two answers taken back come back as one list, and both new answers are revisions
+    # (written together in one statement on PostgreSQL), one repeating its blind answer.
+    for _ in range(2):
+        review_submission_undo(campaign=campaign, user=a)
+    both = review_list_next_for_user(campaign=campaign, user=a)
+    assert len(both) == 2 and len(query_of(both)) == 1
+    blind_of = {s.item_id: s.pk for s in first.submissions}
+    result = review_list_submit(
+        campaign=campaign, user=a, client_token=token(),
+        answers=[(both[0].pk, Verdict.NOT_RELEVANT), (both[1].pk, Verdict.RELEVANT)],
+    )  # fmt: skip
+    assert [(s.blind, s.revises_id) for s in result.submissions] == [
+        (False, blind_of[both[0].pk]), (False, blind_of[both[1].pk])
+    ]  # fmt: skip
+    agreed = ReviewItem.objects.filter(pk__in=[b.pk for b in both]).order_by("pk")
+    assert dict(agreed.values_list("pk", "agreed")) == {both[0].pk: True, both[1].pk: False}
+    assert ReviewCampaign.objects.get(pk=campaign.pk).done_count == 4
 
 
 def test_switching_back_to_one_item_keeps_one_hold(make_campaign, make_annotator):
