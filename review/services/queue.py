@@ -73,7 +73,8 @@ def _hold(*, item: ReviewItem, user, now, holds_none: bool = False) -> None:
     person works on one item at a time, and a stale hold would keep it from the others).
     ``holds_none``: the caller knows the user holds nothing in the campaign (skips a query).
 
-    Holds are only ever created here, so a person has at most one per campaign."""
+    Holds are created here and by the list-wise mode (``listwise._list_hold``: the rows of
+    one query), so a person holds one item, or one query's rows, per campaign."""
     if not holds_none:
         ReviewLock.objects.filter(user=user, item__campaign_id=item.campaign_id).exclude(
             item=item
