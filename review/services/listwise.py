@@ -154,8 +154,8 @@ def _at(moment):
 
 @dataclass
 class ListSubmitResult:
-    # The answers of this submit, in the list's order: written now, or found (the same
-    # token sent twice writes nothing the second time).
+    # The answers of this submit, by item id: written now, or found (the same token sent
+    # twice writes nothing the second time).
     submissions: list[ReviewSubmission]
     # Rows not saved, with why (another annotator filled the item meanwhile, …).
     refused: list[tuple[int, str]] = field(default_factory=list)
@@ -196,6 +196,8 @@ def review_list_submit(
 def _list_record(
     *, campaign: ReviewCampaign, user, verdicts: dict[int, str], token: str
 ) -> ListSubmitResult:
+    """Lock the answered rows (id order), read their state fresh in one statement, and write
+    the answers the one-item rules accept; the others are refused one by one."""
     now = timezone.now()
     ids = sorted(verdicts)
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
@@ -231,7 +233,7 @@ def _list_record(
                 note="",
                 client_token=f"{token}-{item.pk}",
                 now=now,
-            )  # fmt: skip
+            )
         )
     # Every accepted row in one statement (PostgreSQL), each planned by the one-item rules.
     result.submissions = verdicts_write(plans=plans)
