@@ -207,6 +207,8 @@ class ItemView:
     negatives: list[Candidate] = field(default_factory=list)
     # What the machine judges said (empty unless revealed: see review_item_views).
     machine: Reveal = field(default_factory=Reveal)
+    # List-wise pane: the user's blind answer to the item (they undid it after the reveal).
+    blind_answer: ReviewSubmission | None = None
 
     @property
     def synthetic(self) -> bool:
@@ -353,6 +355,58 @@ def review_pane(
         last=LastAnswer(submission, views[submission.item_id]) if submission else None,
         blind_answer=blind_answer_of(item=item, user=user) if item is not None else None,
     )
+
+
+@dataclass
+class ListPane:
+    """The list-wise pane (``review/services/listwise.py``): one query, its positives, the
+    rows to judge, and the answers just saved with the judges' verdicts revealed."""
+
+    query_text: str = ""
+    positives: list[Candidate] = field(default_factory=list)
+    rows: list[ItemView] = field(default_factory=list)
+    last: list[LastAnswer] = field(default_factory=list)
+
+
+def review_list_pane(
+    *,
+    campaign: ReviewCampaign,
+    user,
+    items: list[ReviewItem],
+    last: list[ReviewSubmission] | None = None,
+) -> ListPane:
+    """What the list-wise pane shows, in two statements for the passages and the reveal
+    whatever the number of rows. ``last``: the answers just saved (else the user's latest
+    answer). As on the one-item page, a row's machine verdicts are read only in an open
+    campaign; in a blind one only those of answers already given are."""
+    if last is None:
+        latest = submission_last_active(campaign=campaign, user=user)
+        last = [latest] if latest else []
+    answered = [submission.item for submission in last]
+    reveal = {item.pk for item in answered}
+    if not campaign.blind:
+        reveal |= {item.pk for item in items}
+    views = {
+        view.item.pk: view
+        for view in review_item_views(
+            items=[*items, *answered], machine_for=reveal, cascade_run_id=campaign.cascade_run_id
+        )
+    }
+    pane = ListPane(
+        # In the order the query's candidates were ranked (imported or mined).
+        rows=sorted((views[i.pk] for i in items), key=lambda v: (v.candidate.rank or 0, v.item.pk)),
+        last=[LastAnswer(submission, views[submission.item_id]) for submission in last],
+    )
+    if pane.rows:
+        # A synthetic row's "positive" is its own candidate: take a plain row's if any.
+        first = next((row for row in pane.rows if not row.synthetic), pane.rows[0])
+        pane.query_text, pane.positives = first.query_text, first.positives
+    blind_ids = [i.blind_answer_id for i in items if getattr(i, "blind_answer_id", None)]
+    if blind_ids:
+        blind = ReviewSubmission.objects.filter(pk__in=blind_ids).select_related("judgment")
+        for submission in blind:
+            views[submission.item_id].blind_answer = submission
+    return pane
 
 
 # --- adjudication --------------------------------------------------------------------------

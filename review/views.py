@@ -28,6 +28,7 @@ from review.services.campaigns import (
     review_campaign_status_set,
 )
 from review.services.decisions import adjudication_decide, campaign_consensus_decide
+from review.services.listwise import review_list_next_for_user, review_list_submit
 from review.services.queue import (
     LOCK_SECONDS,
     judgment_submit,
@@ -46,6 +47,9 @@ ACTIONS = {
     "reject": Verdict.NOT_RELEVANT,
 }
 REVIEWER_ROLES = (Role.ANNOTATOR, Role.CURATOR, Role.ADMIN)
+# The session key of the list-wise mode (per user session, every campaign): the review page
+# then shows all the items of one query at once (review/services/listwise.py).
+LISTWISE_SESSION_KEY = "review_listwise"
 
 
 def _int(value, name: str) -> int | None:
@@ -162,6 +166,8 @@ def _pane(
     """Render the review pane: counters, the last answer (with the machine verdicts revealed)
     and the item to judge now. ``item`` is the next item and ``last`` the answer just saved,
     when the caller already has them."""
+    if request.session.get(LISTWISE_SESSION_KEY):
+        return _list_pane(request, campaign, notice=notice, error=error)
     if item is ...:
         item = review_item_next_for_user(campaign=campaign, user=request.user)
     # Blind campaigns never put a machine verdict about an unanswered item in the HTML.
@@ -179,8 +185,32 @@ def _pane(
         "Stratum": Stratum,
         "lock_minutes": max(1, round(LOCK_SECONDS / 60)),
     }
-    template = "review/_pane.html" if request.htmx else "review/review.html"
-    return render(request, template, context)
+    return _render_pane(request, "review/_pane.html", context)
+
+
+def _render_pane(request, pane_template: str, context: dict):
+    context["pane_template"] = pane_template
+    return render(request, pane_template if request.htmx else "review/review.html", context)
+
+
+def _list_pane(request, campaign, *, items=..., last=None, notice: str = "", error: str = ""):
+    """The list-wise pane: the query, its positives and every item of it the user can still
+    answer (all held for them), and the answers just saved with the judges' verdicts."""
+    if items is ...:
+        items = review_list_next_for_user(campaign=campaign, user=request.user)
+    pane = reads.review_list_pane(campaign=campaign, user=request.user, items=items, last=last)
+    context = {
+        "campaign": campaign,
+        "pane": pane,
+        "counters": review_counters(campaign=campaign, user=request.user),
+        # One token per rendered list; each row's answer is sent as this token + its id.
+        "token": uuid.uuid4().hex,
+        "notice": notice,
+        "error": error,
+        "lock_minutes": max(1, round(LOCK_SECONDS / 60)),
+        "listwise": True,
+    }
+    return _render_pane(request, "review/_list_pane.html", context)
 
 
 @require_GET
@@ -244,6 +274,51 @@ def review_undo(request, pk: int):
             "stays on record for the agreement study."
         )
     return _after_post(request, campaign, notice=notice)
+
+
+@require_POST
+def review_mode(request, pk: int):
+    """Switch between one item at a time and the list-wise mode (kept in the session). The
+    holds follow: the list of the item on screen, or one item of the list."""
+    campaign = _reviewer_campaign(request, pk)
+    mode = request.POST.get("mode", "")
+    if mode not in ("list", "single"):
+        raise BadRequest("mode is list or single")
+    request.session[LISTWISE_SESSION_KEY] = mode == "list"
+    return _after_post(request, campaign)
+
+
+@require_POST
+def review_list_submit_view(request, pk: int):
+    """The list-wise submit: one verdict per answered row (``verdict-<item>``), all saved by
+    the one-item queue's rules; rows left unanswered come back in the next list."""
+    campaign = _reviewer_campaign(request, pk)
+    answers = []
+    for value in request.POST.getlist("item"):
+        item_id = _int(value, "item")
+        action = request.POST.get(f"verdict-{item_id}", "")
+        if action and action not in ACTIONS:
+            raise BadRequest("unknown verdict")
+        if action:
+            answers.append((item_id, ACTIONS[action]))
+    try:
+        result = review_list_submit(
+            campaign=campaign,
+            user=request.user,
+            answers=answers,
+            client_token=request.POST.get("token", ""),
+        )
+    except ApplicationError as exc:
+        return _after_post(request, campaign, error=exc.message)
+    error = ""
+    if result.refused:
+        reasons = "; ".join(sorted({why for _, why in result.refused}))
+        error = f"{len(result.refused)} of your answers could not be saved: {reasons}."
+    if not request.htmx:
+        return _after_post(request, campaign, error=error)
+    return _list_pane(
+        request, campaign, items=result.next_items, last=result.submissions, error=error
+    )
 
 
 @require_GET

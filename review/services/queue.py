@@ -73,7 +73,8 @@ def _hold(*, item: ReviewItem, user, now, holds_none: bool = False) -> None:
     person works on one item at a time, and a stale hold would keep it from the others).
     ``holds_none``: the caller knows the user holds nothing in the campaign (skips a query).
 
-    Holds are only ever created here, so a person has at most one per campaign."""
+    Holds are created here and by the list-wise mode (``listwise._list_hold``: the rows of
+    one query), so a person holds one item, or one query's rows, per campaign."""
     if not holds_none:
         ReviewLock.objects.filter(user=user, item__campaign_id=item.campaign_id).exclude(
             item=item
@@ -454,6 +455,19 @@ def _judgment_record(
     _check_verdict(item=item, verdict=verdict, edited_query=edited_query)
     if edited_query and edited_query == item.candidate.query.text:
         edited_query = ""  # unchanged: a plain approval
+    review_answer_check(item=item, campaign=campaign)
+    submission = verdict_write(**review_answer_plan(
+        campaign=campaign, item=item, user=user, verdict=verdict, edited_query=edited_query,
+        note=note, client_token=client_token, now=now,
+    ))  # fmt: skip
+    return SubmitResult(submission, False, None, released_hold=item.held_by_me)
+
+
+def review_answer_check(*, item: ReviewItem, campaign: ReviewCampaign) -> None:
+    """Refuse an answer to ``item`` (its state read under its row lock) that the queue has no
+    place for: the user answered it already, or its k places are taken by answers and other
+    people's live holds (the user's own live hold keeps their place). Shared by the
+    one-item submit and the list-wise one (``listwise.py``)."""
     if item.answered_by_me:
         raise ApplicationError(
             "you already answered this item", detail={"code": "already_answered"}
@@ -467,6 +481,15 @@ def _judgment_record(
             "screen; here is another one",
             detail={"code": "item_full"},
         )
+
+
+def review_answer_plan(
+    *, campaign, item: ReviewItem, user, verdict: str, edited_query: str, note: str,
+    client_token: str, now,
+) -> dict:  # fmt: skip
+    """How to write an accepted answer (after ``review_answer_check``, under the row lock):
+    ``verdict_write``'s arguments. What kind it is (blind answer or revision), whether it is
+    the k-th and then whether the k agree, all decided from the state read."""
     kind = answer_kind(
         campaign_blind=campaign.blind,
         blind_answer_id=item.blind_answer_id,
@@ -481,13 +504,12 @@ def _judgment_record(
             tallies=item.tallies, verdict=verdict, tag=tag, rationale=edited_query,
             revises_id=kind.revises_id,
         )  # fmt: skip
-    submission = verdict_write(
+    return dict(
         campaign=campaign, item=item, user=user, rater=campaign_rater(user), verdict=verdict,
         tag=tag, rationale=edited_query, note=note, client_token=client_token, blind=kind.blind,
         revises_id=kind.revises_id, now=now, finishes=finishes, agreed=agreed,
         release_hold=item.held_by_me,
     )  # fmt: skip
-    return SubmitResult(submission, False, None, released_hold=item.held_by_me)
 
 
 def _submission_for_token(*, client_token: str, user) -> ReviewSubmission | None:

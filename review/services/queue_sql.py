@@ -24,9 +24,12 @@ INSERT INTO {LOCK} (item_id, user_id, expires_at) VALUES (%s, %s, %s)
 ON CONFLICT (item_id, user_id) DO UPDATE SET expires_at = excluded.expires_at
 """
 
+
 # An item and what one user's request needs to know of it (queue._item_state). Parameters:
-# user, user, now, user, now, client token, user, user.
-_STATE_COLUMNS = f"""i.id, i.campaign_id, i.candidate_id, i.stratum, i.position, i.judgment_count,
+# user, user, now, user, now, client token, user, user. ``token``: the SQL the client token is
+# compared with (the list-wise submit appends each row's item id to one token per list).
+def state_columns(*, token: str = "%s") -> str:
+    return f"""i.id, i.campaign_id, i.candidate_id, i.stratum, i.position, i.judgment_count,
   i.done,
   EXISTS (SELECT 1 FROM {SUB} s
           WHERE s.item_id = i.id AND s.user_id = %s AND s.undone_at IS NULL) AS answered_by_me,
@@ -34,17 +37,19 @@ _STATE_COLUMNS = f"""i.id, i.campaign_id, i.candidate_id, i.stratum, i.position,
           WHERE l.item_id = i.id AND l.user_id = %s AND l.expires_at > %s) AS held_by_me,
   (SELECT COUNT(*) FROM {LOCK} l
    WHERE l.item_id = i.id AND l.user_id <> %s AND l.expires_at > %s) AS held_by_others,
-  EXISTS (SELECT 1 FROM {SUB} s WHERE s.client_token = %s) AS token_used,
+  EXISTS (SELECT 1 FROM {SUB} s WHERE s.client_token = {token}) AS token_used,
   (SELECT s.id FROM {SUB} s WHERE s.item_id = i.id AND s.user_id = %s AND s.blind)
     AS blind_answer_id,
   EXISTS (SELECT 1 FROM {SUB} s WHERE s.item_id = i.id AND s.user_id = %s) AS answered_before"""
+
+
+_STATE_COLUMNS = state_columns()
 
 STATE_SQL = f"SELECT {_STATE_COLUMNS} FROM {ITEM} i WHERE i.id = %s"
 
 # The tallies of an item's active answers that decide whether its k answers agree
 # (queue.answers_agree). Parameters: relevant, not relevant, the query-edit tag × 3, item.
-AGREE_SQL = f"""
-SELECT COUNT(*) AS answers,
+AGREE_COLUMNS = """COUNT(*) AS answers,
   SUM(CASE WHEN j.verdict = %s THEN 1 ELSE 0 END) AS relevant,
   SUM(CASE WHEN j.verdict = %s THEN 1 ELSE 0 END) AS not_relevant,
   SUM(CASE WHEN j.tag = %s THEN 1 ELSE 0 END) AS edits,
@@ -52,10 +57,13 @@ SELECT COUNT(*) AS answers,
   MAX(CASE WHEN j.tag = %s THEN j.rationale END) AS edit_max,
   SUM(CASE WHEN bj.id IS NOT NULL AND (bj.verdict <> j.verdict OR bj.tag <> j.tag
                                        OR bj.rationale <> j.rationale) THEN 1 ELSE 0 END)
-    AS changed
-FROM {SUB} s JOIN {JUDGMENT} j ON j.id = s.judgment_id
+    AS changed"""
+AGREE_FROM = f"""{SUB} s JOIN {JUDGMENT} j ON j.id = s.judgment_id
   LEFT JOIN {SUB} b ON b.id = s.revises_id
-  LEFT JOIN {JUDGMENT} bj ON bj.id = b.judgment_id
+  LEFT JOIN {JUDGMENT} bj ON bj.id = b.judgment_id"""
+AGREE_SQL = f"""
+SELECT {AGREE_COLUMNS}
+FROM {AGREE_FROM}
 WHERE s.item_id = %s AND s.undone_at IS NULL
 """
 

@@ -123,3 +123,82 @@ def _write_orm(
     if release_hold:
         ReviewLock.objects.filter(item_id=item.pk, user=user).delete()
     return submission
+
+
+# Several accepted verdicts of one person in one campaign (the list-wise submit) in ONE
+# statement: the rows travel as a VALUES list, numbered so that ids follow the list's order.
+# Formatted with ``values``: one row of ``_ROW`` per verdict.
+_ROW = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+_FIRST_ROW = (
+    "(%s::int, %s::bigint, %s::bigint, %s::text, %s::text, %s::text, %s::text, %s::text,"
+    " %s::boolean, %s::bigint, %s::boolean, %s::boolean, %s::boolean)"
+)
+_WRITE_MANY_SQL = f"""
+WITH v (n, item_id, candidate_id, verdict, tag, rationale, note, client_token, blind,
+        revises_id, finishes, agreed, release_hold) AS (VALUES {{values}}),
+j AS (
+  INSERT INTO {_J} (candidate_id, rater, rater_kind, user_id, verdict, tag, rationale, note,
+                    model_name, prompt_version, prompt_hash, source_run, created_at)
+  SELECT v.candidate_id, %s, %s, %s, v.verdict, v.tag, v.rationale, v.note, '', '', '', %s, %s
+  FROM v ORDER BY v.n
+  RETURNING id, candidate_id
+), s AS (
+  INSERT INTO {_S} (item_id, user_id, judgment_id, client_token, created_at, blind, revises_id)
+  SELECT v.item_id, %s, j.id, v.client_token, %s, v.blind, v.revises_id
+  FROM v JOIN j ON j.candidate_id = v.candidate_id ORDER BY v.n
+  RETURNING id, judgment_id, item_id
+), i AS (
+  UPDATE {_I} it SET judgment_count = it.judgment_count + 1, done = v.finishes, agreed = v.agreed
+  FROM v WHERE it.id = v.item_id
+), c AS (
+  UPDATE {_C} SET done_count = done_count + (SELECT COUNT(*) FROM v WHERE v.finishes)
+  WHERE id = %s AND EXISTS (SELECT 1 FROM v WHERE v.finishes)
+), l AS (
+  DELETE FROM {_L} WHERE user_id = %s AND item_id IN (SELECT item_id FROM v WHERE v.release_hold)
+)
+SELECT s.item_id, s.id, s.judgment_id FROM s
+"""
+
+
+def verdicts_write(*, plans: list[dict]) -> list[ReviewSubmission]:
+    """Write several accepted verdicts of one person in one campaign, each planned exactly as
+    ``verdict_write``'s arguments (``queue.review_answer_plan``) and under its item's row
+    lock: on PostgreSQL in ONE statement whatever their number (an item appears once: one
+    answer per person and item), elsewhere one ``verdict_write`` each. Returns the
+    submissions in the order of ``plans``."""
+    if connection.vendor != "postgresql" or len(plans) < 2:
+        return [verdict_write(**plan) for plan in plans]
+    first = plans[0]
+    campaign, user, now = first["campaign"], first["user"], first["now"]
+    at = connection.ops.adapt_datetimefield_value(now)
+    params = []
+    for n, p in enumerate(plans):
+        params += [
+            n, p["item"].pk, p["item"].candidate_id, p["verdict"], p["tag"], p["rationale"],
+            p["note"], p["client_token"], p["blind"], p["revises_id"], p["finishes"],
+            p["agreed"] if p["finishes"] else None, p["release_hold"],
+        ]  # fmt: skip
+    params += [
+        first["rater"], RaterKind.HUMAN.value, user.pk, f"campaign:{campaign.pk}", at,
+        user.pk, at, campaign.pk, user.pk,
+    ]  # fmt: skip
+    values = ", ".join([_FIRST_ROW] + [_ROW] * (len(plans) - 1))
+    with connection.cursor() as cursor:
+        cursor.execute(_WRITE_MANY_SQL.format(values=values), params)
+        written = {item_id: (sid, jid) for item_id, sid, jid in cursor.fetchall()}
+    out = []
+    for p in plans:
+        submission_id, judgment_id = written[p["item"].pk]
+        fields = {
+            "candidate_id": p["item"].candidate_id, "rater": p["rater"],
+            "rater_kind": RaterKind.HUMAN, "user": user, "verdict": p["verdict"],
+            "tag": p["tag"], "rationale": p["rationale"], "note": p["note"],
+            "source_run": f"campaign:{campaign.pk}",
+        }  # fmt: skip
+        judgment = _saved(Judgment(id=judgment_id, created_at=now, **fields))
+        out.append(_saved(ReviewSubmission(
+            id=submission_id, item=p["item"], user=user, judgment=judgment,
+            client_token=p["client_token"], created_at=now, blind=p["blind"],
+            revises_id=p["revises_id"],
+        )))  # fmt: skip
+    return out

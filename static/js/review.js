@@ -5,7 +5,9 @@
   "use strict";
 
   function typing(el) {
-    return el && (el.tagName === "INPUT" || el.tagName === "TEXTAREA" || el.tagName === "SELECT" || el.isContentEditable);
+    // A radio button (a row's verdict in the list-wise pane, after a click) is not typing.
+    const text = el && el.tagName === "INPUT" && el.type !== "radio" && el.type !== "checkbox";
+    return el && (text || el.tagName === "TEXTAREA" || el.tagName === "SELECT" || el.isContentEditable);
   }
 
   function toggleHelp() {
@@ -32,6 +34,71 @@
       swap: "innerHTML",
     });
   }, true);
+
+  // --- the list-wise pane: J / K (or ↓ / ↑) move the outlined row, the verdict keys answer it
+  // and move on to the next unanswered row, Enter (or the last answer) sends the list ---
+  function listRows(pane) {
+    return Array.prototype.slice.call(pane.querySelectorAll("[data-row]"));
+  }
+
+  function listFocus(pane, index) {
+    const rows = listRows(pane);
+    if (!rows.length) return;
+    const at = Math.max(0, Math.min(index, rows.length - 1));
+    pane.dataset.current = String(at);
+    rows.forEach(function (row, i) {
+      row.classList.toggle("current", i === at);
+      if (i === at) row.setAttribute("aria-current", "true");
+      else row.removeAttribute("aria-current");
+    });
+    rows[at].scrollIntoView({ block: "nearest" });
+  }
+
+  function nextUnanswered(rows, at) {
+    for (let step = 1; step <= rows.length; step++) {
+      const i = (at + step) % rows.length;
+      if (!rows[i].querySelector("input[type=radio]:checked")) return i;
+    }
+    return -1;
+  }
+
+  function listKey(pane, key) {
+    const form = pane.querySelector("[data-list-form]");
+    if (!form) return false;
+    const rows = listRows(pane);
+    const at = Number(pane.dataset.current || 0);
+    if (key === "j" || key === "arrowdown" || key === "k" || key === "arrowup") {
+      listFocus(pane, at + (key === "j" || key === "arrowdown" ? 1 : -1));
+      return true;
+    }
+    if (key === "enter") {
+      form.requestSubmit();
+      return true;
+    }
+    const radio = rows[at] && rows[at].querySelector('input[type=radio][data-key="' + CSS.escape(key) + '"]');
+    if (!radio) return false;
+    radio.checked = true;
+    rows[at].classList.add("answered");
+    const next = nextUnanswered(rows, at);
+    if (next < 0) form.requestSubmit();  // every row answered: send the list
+    else listFocus(pane, next);
+    return true;
+  }
+
+  function listStart() {
+    const pane = document.getElementById("review-pane");
+    if (pane && pane.hasAttribute("data-listwise") && !pane.dataset.current) listFocus(pane, 0);
+  }
+  document.addEventListener("DOMContentLoaded", listStart);
+  document.addEventListener("htmx:load", listStart);
+  // A click on a row's verdict makes that row the current one.
+  document.addEventListener("change", function (event) {
+    const row = event.target.closest && event.target.closest("[data-row]");
+    const pane = document.getElementById("review-pane");
+    if (!row || !pane) return;
+    row.classList.add("answered");
+    listFocus(pane, listRows(pane).indexOf(row));
+  });
 
   // --- the adjudication queue: J / K move between items, 1 / 2 decide the current one ---
   let current = 0;
@@ -131,6 +198,13 @@
       event.preventDefault();
       guidelines.open = !guidelines.open;
       return;
+    }
+    if (pane.hasAttribute("data-listwise")) {
+      if (!pane.dataset.current) listFocus(pane, 0);
+      if (listKey(pane, key)) {
+        event.preventDefault();
+        return;
+      }
     }
     const details = pane.querySelector('details[data-key="' + CSS.escape(key) + '"]');
     if (details) {
