@@ -79,3 +79,25 @@ def test_a_stop_request_ends_every_process_at_the_same_step(model, tmp_path):
     assert 1 <= caught.value.step < 400
     assert max(p["step"] for p in listener.points) <= caught.value.step
     assert not (tmp_path / "run" / "adapter").exists()
+
+
+def test_two_processes_train_a_mix_of_snapshots(model, tmp_path):
+    """Several snapshots in a DDP run: the rows reach both ranks per snapshot, and the run
+    takes the planned steps (homogeneous steps of two shares each, then the mixed ones)."""
+    from training.core.data import TaskRows
+
+    rows = TaskRows({"a": toy_rows(24), "b": toy_rows(12, seed=1)})
+    listener = Recorder()
+    result = train(
+        config=config_for(model, max_steps=0, mixed_steps=1, task_order="round_robin",
+                          save_steps=0),
+        rows=rows, output_dir=tmp_path / "run", listener=listener, device="cpu", processes=2,
+    )  # fmt: skip
+    # Batches of 4 per process: a → 6 batches = 3 steps, b → 3 batches = 2 steps; round robin
+    # takes 2 steps of each, then 1 mixed.
+    assert (result.step, result.total_steps) == (5, 5)
+    assert result.metrics["processes"] == 2 and [t["rows"] for t in result.metrics["tasks"]] == [
+        24,
+        12,
+    ]
+    assert result.artifact_kind == "adapter"

@@ -93,6 +93,31 @@ def test_a_step_limit_keeps_the_mixed_phase_at_the_end():
     assert all(max(b) < 40 for b in batches[:4])  # 4 of the first snapshot, then 3 mixed
 
 
+@pytest.mark.parametrize("order", ["proportional", "sequential"])
+def test_with_two_processes_each_step_takes_both_shares_from_one_snapshot(order):
+    """accelerate gives process i every second batch (its own BatchSamplerShard): the two
+    batches of one step come from the same snapshot, and every batch is full (accelerate
+    keeps a step only when its last batch is)."""
+    from accelerate.data_loader import BatchSamplerShard
+
+    from training.core.sampler import task_batch_sampler
+
+    dataset, samplers = _concat([14, 9])  # batches of 4: 3 full + 2, 2 full + 1
+    sampler = task_batch_sampler(dataset, batch_samplers=samplers, seed=5, order=order,
+                                 mixed_steps=1, world=2)  # fmt: skip
+    shards = [list(BatchSamplerShard(sampler, num_processes=2, process_index=i))
+              for i in range(2)]  # fmt: skip
+    assert len(shards[0]) == len(shards[1]) == len(sampler) // 2 == 2 + 2 + 1
+    for step, (mine, theirs) in enumerate(zip(*shards, strict=True)):
+        assert len(mine) == len(theirs) == 4
+        if step < 4:  # homogeneous: both shares of the step in one snapshot
+            sources = {"first" if i < 14 else "second" for i in mine + theirs}
+            assert len(sources) == 1, (step, mine, theirs)
+            assert len(set(mine)) == 4  # a topped-up batch takes other rows, not repeats
+    covered = {i for shard in shards for batch in shard[:4] for i in batch}
+    assert covered == set(range(23))  # every row of both snapshots is used
+
+
 # --- a real run ------------------------------------------------------------------------------
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from .checkpoints import CHECKPOINTS_DIR, Checkpoint, latest_checkpoint
 from .config import TrainConfig
-from .data import TrainingRows
+from .data import TaskRows, TrainingRows
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +65,24 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def train_distributed(*, config: TrainConfig, rows: TrainingRows, output_dir: Path, listener,
-                      device: str, processes: int):  # fmt: skip
+def _rows_data(rows) -> dict:
+    """The rows as the ranks read them back: one snapshot's, or each snapshot's in order."""
+    if isinstance(rows, TaskRows):
+        tasks = [{"name": name, "columns": part.columns, "stats": part.stats}
+                 for name, part in rows.tasks.items()]  # fmt: skip
+        return {"tasks": tasks}
+    return {"columns": rows.columns, "stats": rows.stats}
+
+
+def _rows_from(data: dict):
+    if "tasks" in data:
+        return TaskRows({task["name"]: TrainingRows(columns=task["columns"], stats=task["stats"])
+                         for task in data["tasks"]})  # fmt: skip
+    return TrainingRows(columns=data["columns"], stats=data["stats"])
+
+
+def train_distributed(*, config: TrainConfig, rows: TrainingRows | TaskRows, output_dir: Path,
+                      listener, device: str, processes: int):  # fmt: skip
     from .loop import TrainingCancelled, TrainResult
 
     work = output_dir / WORK_DIR
@@ -74,7 +90,7 @@ def train_distributed(*, config: TrainConfig, rows: TrainingRows, output_dir: Pa
     for name in (EVENTS, STOP, LAUNCH_LOG):
         (work / name).unlink(missing_ok=True)
     resume = latest_checkpoint(output_dir / CHECKPOINTS_DIR)
-    (work / "rows.json").write_text(json.dumps({"columns": rows.columns, "stats": rows.stats}))
+    (work / "rows.json").write_text(json.dumps(_rows_data(rows)))
     spec = {
         "config": config.to_dict(),
         "output_dir": str(output_dir),
@@ -262,8 +278,7 @@ def rank_main(spec_path: str) -> int:
         else None
     )
     rank = Rank(index, local, int(os.environ["WORLD_SIZE"]), work, resume, device)
-    rows_data = json.loads((work / "rows.json").read_text())
-    rows = TrainingRows(columns=rows_data["columns"], stats=rows_data["stats"])
+    rows = _rows_from(json.loads((work / "rows.json").read_text()))
     writer = _EventWriter(work / EVENTS) if index == 0 else None
     try:
         result = run_training(

@@ -354,15 +354,6 @@ def train(
     listener = listener or TrainListener()
     device = resolve_device(device)
     processes = processes or default_processes(device)
-    if processes > 1 and isinstance(rows, TaskRows):
-        # Each process would take other batches of the plan, so one step's shares would come
-        # from different snapshots and the gathered in-batch negatives would mix them.
-        logger.warning(
-            "several snapshots train in one process (of %d GPUs): homogeneous batches are "
-            "not yet split across processes",
-            processes,
-        )
-        processes = 1
     if processes > 1:
         from .distributed import train_distributed
 
