@@ -9,6 +9,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import IntegrityError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.recorder import MigrationRecorder
 from django.urls import reverse
 
 from core.errors import ApplicationError
@@ -252,13 +253,17 @@ def test_runs_recorded_before_the_setting_keep_the_old_cap_of_five():
         for key in executor.loader.graph.nodes
         if key[0] == "curation" and key[1].endswith("_cascade_max_positives")
     ]
-    after = [migration]
     before = [parent.key for parent in executor.loader.graph.node_map[migration].parents]
-    executor.migrate(before)
+    executor.migrate(before)  # unapplies every later migration too, in every app
     try:
         old_model = executor.loader.project_state(before).apps.get_model("curation", "CascadeRun")
         old = old_model.objects.create(dataset_id=dataset.pk, stages=[])
     finally:
+        # Back to the newest state of every app, not just this migration: the tests after
+        # this one need the later migrations (a later column, a later table).
         executor.loader.build_graph()
-        executor.migrate(after)
+        executor.migrate(executor.loader.graph.leaf_nodes())
     assert CascadeRun.objects.get(pk=old.pk).max_positives == 5
+    recorder = MigrationRecorder(connection)
+    applied = set(recorder.applied_migrations())
+    assert set(executor.loader.graph.leaf_nodes()) <= applied
