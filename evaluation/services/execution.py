@@ -102,7 +102,7 @@ def evaluation_run_evaluate(*, run: EvaluationRun, progress: Callable[..., None]
         source = ModelSource(model=rerank["first_stage"]) if rerank else _model_source(run)
         loaded = model_load(source, settings=settings_)
         stats["model"] = {
-            "ref": run.model_ref,
+            "ref": source.model,  # what encodes: for a reranker, its first stage
             "identity": loaded.identity,
             "mteb_name": loaded.mteb_name,
             "revision": loaded.revision,

@@ -116,6 +116,11 @@ def test_a_trained_reranker_is_evaluated_over_the_first_stage_and_ranked_beside_
     client.force_login(viewer)
     page = client.get(reverse("evaluation:leaderboard")).content.decode()
     assert page.count('<span class="badge">reranker</span>') == 2
+    # The run page says which model re-ordered what, and the first stage's own score.
+    detail = client.get(reverse("evaluation:run_detail", args=[fine_tuned.pk])).content.decode()
+    assert "<dt>Reranker</dt>" in detail and "<dt>First stage</dt>" in detail
+    assert "First stage nDCG@10" in detail and "re-orders the top 100" in detail
+    assert fine_tuned.stats["model"]["ref"] == minilm_path()
 
 
 def test_the_form_launches_a_reranker_as_a_full_fine_tune(client, curator, snapshot, sent):
