@@ -110,27 +110,17 @@ def _registry_tasks_compute() -> list[dict] | None:
 def evaluation_tasks_offline() -> list[TaskOption]:
     """What runs with no hub: Sieve's datasets imported from an evaluation split, then the
     local BEIR folders. Cheap (one query, one folder listing): the form shows them at once."""
+    sieve = [(row, f"Sieve dataset, {row['split']} split") for row in dataset_task_rows()]
+    sieve += [(row, "Queries held out of a snapshot") for row in held_out_task_rows()]
     options = [
         TaskOption(
             spec=row["spec"],
             name=row["name"],
             source="dataset",
             splits=(row["split"],),
-            description=f"Sieve dataset, {row['split']} split: {row['queries']:,} queries, "
-            f"{row['passages']:,} documents",
+            description=f"{what}: {row['queries']:,} queries, {row['passages']:,} documents",
         )
-        for row in dataset_task_rows()
-    ]
-    options += [
-        TaskOption(
-            spec=row["spec"],
-            name=row["name"],
-            source="dataset",
-            splits=(row["split"],),
-            description=f"Queries held out of a snapshot: {row['queries']:,} queries, "
-            f"{row['passages']:,} documents",
-        )
-        for row in held_out_task_rows()
+        for row, what in sieve
     ]
     options += [
         TaskOption(
