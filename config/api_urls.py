@@ -83,6 +83,11 @@ urlpatterns = [
         name="training-cancel",
     ),
     path(
+        "training-runs/<int:pk>/retry",
+        training_api.TrainingRunRetryApi.as_view(),
+        name="training-retry",
+    ),
+    path(
         "evaluation-runs/",
         evaluation_api.EvaluationRunListCreateApi.as_view(),
         name="evaluation-list",

@@ -7,6 +7,7 @@ from django import forms
 from core.ml.hardware import machine_detect
 from core.models import JobStatus
 from training.models import TrainingRun
+from training.templatetags.model_names import model_short_name
 
 from .models import EvaluationMode
 
@@ -68,8 +69,19 @@ class TaskChoiceForm(forms.Form):
         return data
 
 
+class TrainingRunChoiceField(forms.ModelChoiceField):
+    """A finished training run, named with what it is: a reranker is evaluated as one (over
+    its first stage), so the list says which runs are rerankers."""
+
+    def label_from_instance(self, run) -> str:
+        kind = "reranker" if run.model_kind == "reranker" else "embedder"
+        name = f" {run.name}" if run.name else ""
+        base = model_short_name(run.base_model)
+        return f"#{run.pk}{name} · {kind} · {base} ({run.method}) · snapshot #{run.snapshot_id}"
+
+
 class EvaluationLaunchForm(forms.Form):
-    training_run = forms.ModelChoiceField(
+    training_run = TrainingRunChoiceField(
         queryset=TrainingRun.objects.none(), required=False, label="Fine-tuned model",
         help_text="A training run's result; leave empty to evaluate the model below.",
     )  # fmt: skip
@@ -111,9 +123,11 @@ class EvaluationLaunchForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["mode"].choices = mode_choices()
-        self.fields["training_run"].queryset = TrainingRun.objects.filter(
-            status=JobStatus.SUCCEEDED
-        ).order_by("-id")
+        self.fields["training_run"].queryset = (
+            TrainingRun.objects.filter(status=JobStatus.SUCCEEDED)
+            .only("id", "name", "base_model", "method", "config", "snapshot_id")
+            .order_by("-id")
+        )
 
     def clean(self):
         data = super().clean()

@@ -2,6 +2,7 @@
 
 import json
 
+from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.fields import empty
@@ -21,6 +22,7 @@ from curation.models import Snapshot
 
 from .core.config import ConfigField, TrainConfig, config_fields
 from .models import TrainingRun
+from .retry import training_run_retry, training_run_retryable
 from .services import training_more_snapshots, training_run_create
 
 # --- the training config ---------------------------------------------------------------------
@@ -92,6 +94,13 @@ class TrainingRunOutputSerializer(JobOutputSerializer):
     history = serializers.JSONField(help_text="Loss curve: one point per logging step.")
     artifact_path = serializers.CharField()
     artifact_kind = serializers.CharField()
+    retryable = serializers.SerializerMethodField(
+        help_text="Once a run failed or was cancelled: {from_step} — the step a retry resumes "
+        "from (0: from the start); empty otherwise."
+    )
+
+    def get_retryable(self, run) -> dict[str, int]:
+        return training_run_retryable(run=run)
 
     def get_more_snapshots(self, run) -> list[int]:
         return [link.snapshot_id for link in run.more_snapshots.all()]
@@ -142,3 +151,15 @@ TrainingRunDetailApi, TrainingRunCancelApi = job_api_views(
     noun="training run",
     stops="within one step",
 )
+
+
+class TrainingRunRetryApi(SieveApi):
+    """Run again a run that failed (it resumes from its newest complete checkpoint) or was
+    cancelled (from the start): the same run is queued again (202)."""
+
+    permission_classes = [IsAuthenticated, CanCurate]
+
+    @extend_schema(request=None, responses={202: TrainingRunOutputSerializer})
+    def post(self, request, pk: int):
+        run = training_run_retry(run=get_object_or_404(TrainingRun, pk=pk))
+        return Response(TrainingRunOutputSerializer(run).data, status=status.HTTP_202_ACCEPTED)

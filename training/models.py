@@ -58,6 +58,11 @@ class TrainingRun(Job):
     def __str__(self) -> str:
         return self.name or f"training #{self.pk}"
 
+    @property
+    def model_kind(self) -> str:
+        """ "embedder" or "reranker" (a cross-encoder), as launched."""
+        return (self.config or {}).get("model_kind") or "embedder"
+
     def snapshots(self) -> list:
         """Every snapshot the run trains on, in the order given (the first is ``snapshot``)."""
         return [self.snapshot, *(link.snapshot for link in self.more_snapshots.all())]

@@ -11,4 +11,5 @@ urlpatterns = [
     path("runs/<int:pk>/", views.training_run_detail, name="run_detail"),
     path("runs/<int:pk>/<str:metric>.svg", views.training_run_chart_svg, name="run_chart_svg"),
     path("runs/<int:pk>/cancel", views.training_run_cancel_view, name="run_cancel"),
+    path("runs/<int:pk>/retry", views.training_run_retry_view, name="run_retry"),
 ]

@@ -23,6 +23,7 @@ from .charts import CHARTS, run_chart, run_charts
 from .core.config import config_fields
 from .forms import TrainingLaunchForm
 from .models import TrainingRun
+from .retry import training_run_retry, training_run_retryable
 from .services import (
     training_config_defaults,
     training_more_snapshots,
@@ -113,6 +114,7 @@ def _run_context(run: TrainingRun) -> dict:
         "poll": "2s",
         "hide_stats": True,
         "run_file": f"training-{run.pk}-",
+        "retryable": training_run_retryable(run=run),
     }
 
 
@@ -145,6 +147,21 @@ def training_run_chart_svg(request, pk: int, metric: str):
 @role_required(*CAN_CURATE)
 def training_run_cancel_view(request, pk: int):
     return job_cancel(request, get_object_or_404(TrainingRun, pk=pk), context=_run_context)
+
+
+@require_POST
+@role_required(*CAN_CURATE)
+def training_run_retry_view(request, pk: int):
+    """Run again a run that failed (from its newest checkpoint) or was cancelled (from the
+    start)."""
+    run = get_object_or_404(TrainingRun, pk=pk)
+    try:
+        run = training_run_retry(run=run)
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"Training run #{run.pk} is {run.progress_message}.")
+    return redirect("training:run_detail", pk=run.pk)
 
 
 @require_GET

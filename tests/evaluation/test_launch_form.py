@@ -145,3 +145,20 @@ def test_the_wording_follows_the_machine(client, curator, no_registry, monkeypat
         assert says in page
         assert all(word not in page for word in never), machine
     assert "4-bit model on the GPU" in page
+
+
+def test_the_fine_tuned_list_says_which_runs_are_rerankers(client, curator, no_registry, cpu):
+    """A reranker run is evaluated as a reranker (over its first stage): the list says so."""
+    from tests.factories import TrainingRunFactory
+
+    embedder = TrainingRunFactory(name="bge on v2", status=JobStatus.SUCCEEDED)
+    reranker = TrainingRunFactory(
+        name="ce on v2", status=JobStatus.SUCCEEDED, config={"model_kind": "reranker"},
+        base_model="/models/cross-encoder/ms-marco-MiniLM-L6-v2",
+    )  # fmt: skip
+    TrainingRunFactory(name="still running", status=JobStatus.RUNNING)
+    client.force_login(curator)
+    page = client.get(reverse("evaluation:new")).content.decode()
+    assert f">#{reranker.pk} ce on v2 · reranker · ms-marco-MiniLM-L6-v2 (" in page
+    assert f">#{embedder.pk} bge on v2 · embedder · " in page
+    assert "still running" not in page

@@ -6,7 +6,7 @@ from django.urls import reverse
 
 from core.models import JobStatus
 from tests.factories import SnapshotFactory, TrainingRunFactory
-from training.models import TrainingRun
+from training.models import TrainingRun, TrainingRunSnapshot
 
 pytestmark = pytest.mark.django_db
 
@@ -65,3 +65,26 @@ def test_a_snapshots_page_loads_its_training_runs_panel(viewer_client):
     assert "on this snapshot" in panel and "on another snapshot" not in panel
     assert reverse("training:run_detail", args=[run.pk]) in panel and "<html" not in panel
     assert "<html" in viewer_client.get(panel_url).content.decode()
+
+
+def test_the_panel_lists_runs_that_mixed_the_snapshot_in(viewer_client):
+    """A run on several snapshots trains on each of them: it shows on every one's page."""
+    snapshot, first = SnapshotFactory(), SnapshotFactory()
+    mixed = TrainingRunFactory(snapshot=first, name="mixes it in")
+    TrainingRunSnapshot.objects.create(run=mixed, snapshot=snapshot, position=1)
+    TrainingRunSnapshot.objects.create(
+        run=TrainingRunFactory(snapshot=first, name="mixes another"),
+        snapshot=SnapshotFactory(),
+        position=1,
+    )
+    own = TrainingRunFactory(
+        snapshot=snapshot, name="starts from it", config={"model_kind": "reranker"}
+    )
+    panel_url = reverse("training:snapshot_runs", args=[snapshot.pk])
+    panel = viewer_client.get(panel_url, headers={"HX-Request": "true"}).content.decode()
+    assert "mixes it in" in panel and "starts from it" in panel
+    assert "mixes another" not in panel
+    # newest first, the reranker marked as one
+    assert panel.index("starts from it") < panel.index("mixes it in")
+    assert panel.count('<span class="badge">reranker</span>') == 1
+    assert own.model_kind == "reranker" and mixed.model_kind == "embedder"
