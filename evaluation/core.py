@@ -101,7 +101,13 @@ def model_cache_identity(source: ModelSource) -> tuple[dict, str, str]:
             f"{base.revision}+{adapter}",
         )
     identity = model_identity(source.model)
-    return {"model": identity.key}, identity.short_name, identity.revision
+    parts = {"model": identity.key}
+    from training.core.model import auto_pooling
+
+    pooling = auto_pooling(source.model)
+    if pooling:  # a plain decoder checkpoint: its vectors are last-token ones, not mean ones
+        parts["pooling"] = pooling
+    return parts, identity.short_name, identity.revision
 
 
 def _mteb_name(source: ModelSource, short_name: str) -> str:
@@ -125,8 +131,10 @@ def four_bit_support(device: str) -> tuple[bool, str]:
 
 def model_load(source: ModelSource, *, settings: EncoderSettings) -> LoadedModel:
     """Load ``source`` as a SentenceTransformer with ``settings``' device, max length and
-    quantization. A fine-tune's artifact is loaded by ``training.core.artifacts.load_trained_model``
-    from the base recorded in the database plus the artifact."""
+    quantization, built as training builds a base (``load_sentence_transformer``: a plain
+    decoder checkpoint gets last-token pooling). A fine-tune's artifact is loaded by
+    ``training.core.artifacts.load_trained_model`` from the base recorded in the database
+    plus the artifact."""
     started = time.monotonic()
     device = resolve_device(settings.device)
     identity, short_name, revision = model_cache_identity(source)
@@ -159,9 +167,12 @@ def model_load(source: ModelSource, *, settings: EncoderSettings) -> LoadedModel
             model_kwargs=model_kwargs or None,
         )
     else:
-        from sentence_transformers import SentenceTransformer
+        # As training loads a base: a plain decoder checkpoint gets last-token pooling.
+        from training.core.model import load_sentence_transformer
 
-        model = SentenceTransformer(source.model, device=device, model_kwargs=model_kwargs or None)
+        model = load_sentence_transformer(
+            source.model, device=device, model_kwargs=model_kwargs or None
+        )
     if settings.max_seq_length:
         model.max_seq_length = settings.max_seq_length
     precision = "4bit" if four_bit["used"] else resolve_precision(settings.precision, device)

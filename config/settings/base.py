@@ -132,6 +132,18 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+# Sessions are read from the cache when every web process shares it (Redis or memcached through
+# CACHE_URL): a request then reads no session row (issue 13), and every write and a logout
+# still go to the database and the cache alike, so a session is revoked at once everywhere.
+# A per-process cache (the default locmem) would keep a logged-out session alive in the other
+# processes, so there sessions are read from the database.
+SHARED_CACHE_BACKENDS = (
+    "django.core.cache.backends.redis.",
+    "django.core.cache.backends.memcached.",
+    "django_redis.",
+)
+if CACHES["default"]["BACKEND"].startswith(SHARED_CACHE_BACKENDS):
+    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
 # --- Celery -----------------------------------------------------------------------------
 # Default: kombu's filesystem transport (no services). Production: redis:// or amqp://.

@@ -83,3 +83,65 @@ def test_the_pane_needs_the_right_role_as_well_as_membership(client, make_annota
     client.force_login(viewer_member)
     assert client.get(page_url(campaign)).status_code == 403
     assert client.get(reverse("review:review_page", args=[campaign.pk + 999])).status_code == 404
+
+
+def test_with_a_shared_cache_the_session_costs_no_statement_and_still_revokes(
+    client, ann, make_annotator, make_campaign, settings
+):
+    """CACHE_URL=redis://… makes sessions cached_db (config/settings/base.py): the submit reads
+    no session row, and a logout ends the session for every process sharing the cache."""
+    import socket
+    import uuid
+
+    from django.test import Client
+
+    from tests.support.environment import missing
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the verdict is one statement on PostgreSQL; SQLite writes it with the ORM")
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=0.3).close()
+    except OSError:
+        missing("Redis is not listening on 127.0.0.1:6379")
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:6379/12",
+            "KEY_PREFIX": f"test-{uuid.uuid4().hex}",
+        }
+    }
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+    campaign = make_campaign([ann, make_annotator("ann2")], overlap=2, blind=True)
+    client.force_login(ann)
+    html = client.get(page_url(campaign)).content.decode()
+    html = post_verdict(client, campaign, html, "relevant").content.decode()
+    with CaptureQueriesContext(connection) as captured:
+        response = post_verdict(client, campaign, html, "not_relevant")
+    assert response.status_code == 200 and "message-error" not in response.content.decode()
+    sql = statements(captured)
+    assert not [s for s in sql if "django_session" in s], sql
+    assert len(sql) <= 10, "\n".join(sql)
+
+    other_process = Client()
+    other_process.cookies = client.cookies
+    assert other_process.get(page_url(campaign)).status_code == 200
+    client.post(reverse("logout"))
+    assert other_process.get(page_url(campaign)).status_code == 302  # to the login page
+
+
+def test_sessions_are_read_from_the_cache_only_when_every_process_shares_it():
+    import os
+    import subprocess
+    import sys
+
+    def engine(cache_url: str) -> str:
+        code = "import config.settings.base as b; print(getattr(b, 'SESSION_ENGINE', 'db'))"
+        env = {**os.environ, "CACHE_URL": cache_url}
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True)
+        assert done.returncode == 0, done.stderr.decode()
+        return done.stdout.decode().strip()
+
+    assert engine("redis://127.0.0.1:6379/1") == "django.contrib.sessions.backends.cached_db"
+    assert engine("pymemcache://127.0.0.1:11211") == "django.contrib.sessions.backends.cached_db"
+    assert engine("locmemcache://") == "db"
+    assert engine("filecache:///tmp/sieve-cache") == "db"

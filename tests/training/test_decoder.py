@@ -73,3 +73,31 @@ def test_last_token_pooling_reads_the_end_of_text_token_e5_mistral_appends(tmp_p
     from training.core.model import tokenizer_append_eos
 
     assert not tokenizer_append_eos(model.tokenizer)  # already there: nothing to do
+
+
+def test_a_base_decoder_is_evaluated_as_it_is_trained(tmp_path):
+    """Evaluation loads a plain decoder checkpoint as training builds it (last-token pooling
+    on the appended end-of-text token), not with sentence-transformers' mean-pooling default;
+    its embedding-cache identity says so, so vectors cached under mean pooling never come
+    back. A plain encoder and a sentence-transformers model keep their own pooling."""
+    from core.ml.encoder import EncoderSettings
+    from evaluation.core import ModelSource, model_cache_identity, model_load
+
+    from . import minilm_path
+
+    decoder = tiny_model(tmp_path / "tiny-qwen", "qwen2")
+    loaded = model_load(ModelSource(model=decoder), settings=EncoderSettings(device="cpu"))
+    assert loaded.model[1].pooling_mode == "lasttoken"
+    trained_as = load_sentence_transformer(decoder, device="cpu")
+    np.testing.assert_allclose(loaded.model.encode(TEXTS), trained_as.encode(TEXTS), atol=1e-6)
+    mean = load_sentence_transformer(decoder, device="cpu", pooling="mean")
+    assert not np.allclose(loaded.model.encode(TEXTS), mean.encode(TEXTS), atol=1e-3)
+    assert loaded.identity["pooling"] == "lasttoken"
+
+    encoder = tiny_model(tmp_path / "tiny-bert", "bert")
+    identity, _, _ = model_cache_identity(ModelSource(model=encoder))
+    assert "pooling" not in identity
+    settings = EncoderSettings(device="cpu")
+    assert model_load(ModelSource(model=encoder), settings=settings).model[1].pooling_mode == "mean"
+    minilm = model_load(ModelSource(model=minilm_path()), settings=settings)
+    assert minilm.model[1].pooling_mode == "mean" and "pooling" not in minilm.identity

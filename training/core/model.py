@@ -6,6 +6,7 @@ transformers, sentence-transformers and peft are imported inside the functions.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,31 +132,56 @@ def _ends_with(tokenizer, token_id: int) -> bool:
     return bool(ids) and ids[-1] == token_id
 
 
+def is_sentence_transformers_model(name: str) -> bool:
+    """Whether ``name`` (a folder or a hub id, optionally ``id@revision``) is saved as a
+    sentence-transformers model (a ``modules.json``: its own pooling, normalisation and
+    prompts), rather than a plain transformers checkpoint."""
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        return (folder / "modules.json").is_file()
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    repo, _, revision = str(name).partition("@")
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    try:
+        hf_hub_download(repo, "modules.json", revision=revision or None, local_files_only=offline)
+    except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError):
+        return False  # no such file (a plain checkpoint), or not reachable from here
+    return True
+
+
+def auto_pooling(name: str) -> str | None:
+    """The pooling ``load_sentence_transformer`` gives ``name`` under ``pooling="auto"``:
+    "lasttoken" for a plain decoder checkpoint (Mistral, Qwen, Llama); None where the model
+    decides (a sentence-transformers model, or a plain encoder: sentence-transformers' mean
+    pooling)."""
+    if is_sentence_transformers_model(name):
+        return None
+    from transformers import AutoConfig
+
+    return "lasttoken" if _is_decoder(AutoConfig.from_pretrained(name)) else None
+
+
 def load_sentence_transformer(name: str, *, device: str | None = None, pooling: str = "auto",
                               model_kwargs: dict | None = None):  # fmt: skip
     """``name`` (a hub id or folder) as a SentenceTransformer. ``auto`` keeps a
-    sentence-transformers model as it is saved (its pooling, its normalisation) and gives a
-    plain decoder checkpoint (Mistral, Qwen, Llama) last-token pooling; another ``pooling``
-    is built as Transformer → Pooling(mode) → Normalize. A decoder's tokenizer without a
-    padding token pads with its end-of-text token (pooling reads the attention mask, so
-    the side does not matter), and with last-token pooling ends every text with that token
-    (``tokenizer_append_eos``)."""
+    sentence-transformers model as it is saved (its pooling, its normalisation, its prompts)
+    and gives a plain decoder checkpoint (Mistral, Qwen, Llama) last-token pooling
+    (``auto_pooling``); another ``pooling`` is built as Transformer → Pooling(mode) →
+    Normalize. A decoder's tokenizer without a padding token pads with its end-of-text token
+    (pooling reads the attention mask, so the side does not matter), and with last-token
+    pooling ends every text with that token (``tokenizer_append_eos``). Training and
+    evaluation both load through here, so a base model is evaluated as it is trained."""
     from sentence_transformers import SentenceTransformer
 
-    folder = Path(name).expanduser()
-    own = (folder / "modules.json").is_file() if folder.is_dir() else False
-    mode = None if pooling == "auto" else pooling
-    decoder = False
-    if not own or mode:
-        from transformers import AutoConfig
-
-        decoder = _is_decoder(AutoConfig.from_pretrained(name))
-        if mode is None and decoder:
-            mode = "lasttoken"
+    mode = auto_pooling(name) if pooling == "auto" else pooling
     if mode is None:
         return SentenceTransformer(name, device=device, model_kwargs=model_kwargs)
     from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    from transformers import AutoConfig
 
+    decoder = _is_decoder(AutoConfig.from_pretrained(name))
     transformer = Transformer(name, model_kwargs=model_kwargs)
     tokenizer = transformer.tokenizer
     if decoder and tokenizer.pad_token is None:
