@@ -42,21 +42,32 @@ def reranker_load(model: str, *, device: str | None = None, max_length: int | No
 
 class RerankerScorer:
     """mteb's ``CrossEncoderWrapper`` around a loaded cross-encoder, named for mteb's results
-    folder, with a forward hook that reports each scored batch (and may raise to stop: a
-    cancelled job)."""
+    folder, reporting each scored batch to ``on_batch`` (which may raise to stop: a cancelled
+    job).
 
-    def __init__(self, model, *, name: str, revision: str):
+    With ``pool`` (``multi_gpu.encode_pool_start`` over the cross-encoder: one process per
+    GPU) every call mteb makes is split across the processes, one chunk each; mteb is then
+    handed ``devices`` times the batch, so each GPU scores a whole batch per call. Without
+    a pool, a forward hook on the first module (the Transformer, which sees each tokenized
+    batch) counts; with one, the calls are counted here (a hook would not survive the trip
+    to the processes)."""
+
+    def __init__(self, model, *, name: str, revision: str, pool: dict | None = None):
         from mteb.models.sentence_transformer_wrapper import CrossEncoderWrapper
 
         self.model = model
+        self.pool = pool
+        self.devices = len(pool["processes"]) if pool else 1
         self.wrapper = CrossEncoderWrapper(model)
         self.wrapper.mteb_model_meta = self.wrapper.mteb_model_meta.model_copy(
             update={"name": name, "revision": revision}
         )
         self.on_batch: Callable[[int], None] | None = None
-        # The first module (the Transformer) sees each tokenized batch; the Hugging Face
-        # model inside is called past its hooks.
-        self._hook = model[0].register_forward_hook(self._seen)
+        self._hook = None
+        if pool is None:
+            self._hook = model[0].register_forward_hook(self._seen)
+        else:
+            self.wrapper.model = _PooledCrossEncoder(model, self)
 
     def _seen(self, module, args, output):
         if self.on_batch is None:
@@ -66,7 +77,36 @@ class RerankerScorer:
         self.on_batch(int(ids.shape[0]) if ids is not None else 0)
 
     def close(self) -> None:
-        self._hook.remove()
+        if self._hook is not None:
+            self._hook.remove()
+
+
+class _PooledCrossEncoder:
+    """What mteb's wrapper calls ``model``: the cross-encoder itself for every attribute but
+    ``predict``, which scores the pairs of one call on every process of the scorer's pool."""
+
+    def __init__(self, model, scorer: RerankerScorer):
+        self._model = model
+        self._scorer = scorer
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def predict(self, pairs, *, batch_size: int = 32, **kwargs):
+        scorer = self._scorer
+        per_device = max(1, -(-batch_size // scorer.devices))
+        kwargs.pop("show_progress_bar", None)
+        scores = self._model.predict(
+            pairs,
+            batch_size=per_device,
+            pool=scorer.pool,
+            chunk_size=max(1, -(-len(pairs) // scorer.devices)),
+            show_progress_bar=False,
+            **kwargs,
+        )
+        if scorer.on_batch is not None:
+            scorer.on_batch(len(pairs))
+        return scores
 
 
 def task_rerank_evaluate(
@@ -132,7 +172,7 @@ def task_rerank_evaluate(
             task,
             model_meta=scorer.wrapper.mteb_model_meta,
             results_dir=results_dir,
-            batch_size=batch_size,
+            batch_size=batch_size * scorer.devices,
         )
     finally:
         scorer.on_batch = None

@@ -127,12 +127,14 @@ def evaluation_run_evaluate(*, run: EvaluationRun, progress: Callable[..., None]
             pool=pool,
         )
         if rerank:
-            scorer = _reranker_scorer(run, device=loaded.device)
+            # The reranking stage on every GPU too, one scoring process each.
+            scorer = _reranker_scorer(run, device=loaded.device, devices=devices)
             stats["reranker"] = {
                 "ref": run.model_ref,
                 "mteb_name": scorer.wrapper.mteb_model_meta.name,
                 "revision": scorer.wrapper.mteb_model_meta.revision,
                 "top_k": rerank["top_k"],
+                "devices": devices or [loaded.device],
             }
     total = len(specs)
     try:
@@ -184,6 +186,8 @@ def evaluation_run_evaluate(*, run: EvaluationRun, progress: Callable[..., None]
     finally:
         if scorer is not None:
             scorer.close()
+            if scorer.pool is not None:
+                encode_pool_stop(scorer.pool)
         if encoder is not None:
             encoder.close()
             if encoder.pool is not None:
@@ -197,9 +201,11 @@ def _totals(tasks: dict) -> dict:
     return {key: sum(int(t.get(key, 0)) for t in tasks.values()) for key in keys}
 
 
-def _reranker_scorer(run: EvaluationRun, *, device: str):
-    """The run's cross-encoder, named in mteb's results as the model it is."""
+def _reranker_scorer(run: EvaluationRun, *, device: str, devices: list[str]):
+    """The run's cross-encoder, named in mteb's results as the model it is; on ``devices``
+    (several GPUs) it scores in a pool of one process each."""
     from ..core import ModelSource, model_cache_identity
+    from ..multi_gpu import encode_pool_start
     from ..rerank import RerankerScorer, reranker_load
 
     source = _model_source(run)
@@ -208,7 +214,8 @@ def _reranker_scorer(run: EvaluationRun, *, device: str):
         run.model_ref if not Path(run.model_ref).exists() else f"local/{short_name}"
     )
     model = reranker_load(source.model, device=device, max_length=run.config.get("max_seq_length"))
-    return RerankerScorer(model, name=name, revision=revision)
+    pool = encode_pool_start(model, devices, precision="fp32") if devices else None
+    return RerankerScorer(model, name=name, revision=revision, pool=pool)
 
 
 def _result_store(*, run: EvaluationRun, spec: str, outcome, first: dict | None = None):

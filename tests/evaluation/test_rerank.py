@@ -88,6 +88,40 @@ def test_two_stages_score_what_mtebs_own_reranking_run_scores(mini, cross_encode
     assert messages[-1][0] == 1.0
 
 
+def test_on_several_devices_the_reranker_scores_in_a_pool_as_one_process_does(
+    mini, cross_encoder, tmp_path
+):
+    """Two CPU processes stand in for two GPUs: every call mteb makes is split across them,
+    the scores and the nDCG@10 are those of one process, and progress still counts pairs."""
+    from evaluation.multi_gpu import encode_pool_start, encode_pool_stop
+
+    _, folder = mini
+    loaded = model_load(ModelSource(model=minilm_path()), settings=SETTINGS)
+    encoder = EvalEncoder(loaded, settings=SETTINGS, store_root=tmp_path / "embeddings")
+    outcomes, messages = {}, []
+    for devices in (None, ["cpu", "cpu"]):
+        model = reranker_load(cross_encoder, device="cpu")
+        pool = encode_pool_start(model, devices, precision="fp32") if devices else None
+        scorer = RerankerScorer(model, name="local/ce", revision="test", pool=pool)
+        assert scorer.devices == (2 if devices else 1)
+        try:
+            outcomes[bool(devices)] = task_rerank_evaluate(
+                lambda: beir_task_build(folder), encoder, scorer, split="test",
+                results_dir=tmp_path / f"ours-{bool(devices)}", top_k=5,
+                progress=lambda fraction, message: messages.append(message),
+            )  # fmt: skip
+        finally:
+            scorer.close()
+            if pool is not None:
+                encode_pool_stop(pool)
+    encoder.close()
+    alone, pooled = outcomes[False], outcomes[True]
+    assert pooled.scores.ndcg_at_10 == pytest.approx(alone.scores.ndcg_at_10, abs=1e-6)
+    assert pooled.scores.main_score == pytest.approx(alone.scores.main_score, abs=1e-6)
+    assert pooled.counts["pairs_reranked"] == alone.counts["pairs_reranked"] == 10 * 5
+    assert sum("reranking 50 of 50" in message for message in messages) == 2
+
+
 @pytest.mark.django_db
 def test_which_runs_are_rerankers_and_where_they_sit_on_the_leaderboard(mini, settings, tmp_path):
     settings.SIEVE_EVAL_DATA_DIRS = [mini[0]]
