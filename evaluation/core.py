@@ -143,14 +143,9 @@ def model_load(source: ModelSource, *, settings: EncoderSettings) -> LoadedModel
     if settings.quantize_4bit:
         supported, reason = four_bit_support(device)
         if supported:
-            import torch
-            from transformers import BitsAndBytesConfig
+            from training.core.model import nf4_quantization
 
-            model_kwargs["quantization_config"] = BitsAndBytesConfig(
-                load_in_4bit=True,
-                bnb_4bit_quant_type="nf4",
-                bnb_4bit_compute_dtype=torch.bfloat16,
-            )
+            model_kwargs["quantization_config"] = nf4_quantization(bf16=True)
             model_kwargs["device_map"] = device
             four_bit["used"] = True
         else:

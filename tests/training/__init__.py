@@ -76,18 +76,21 @@ def scifact_snapshots(shared_data: Path, folder: Path, *, formats=("bge",), name
     return out
 
 
-def tiny_model(folder: Path, kind: str = "bert") -> str:
+def tiny_model(folder: Path, kind: str = "bert", *, width: int = 32) -> str:
     """A randomly initialised model of ``kind`` ("bert", or a decoder: "qwen2") with a few
     thousand parameters per layer, saved in ``folder`` as a plain transformers checkpoint
-    with MiniLM's tokenizer: a "local path" base model that trains in seconds on CPU."""
+    with MiniLM's tokenizer: a "local path" base model that trains in seconds on CPU.
+    ``width``: the hidden size (the MLP's is twice that); bitsandbytes' 4-bit layers encode
+    on CPU only with widths that are multiples of 64."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
     if kind == "bert":
         from transformers import BertConfig, BertModel
 
-        config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
-                            num_attention_heads=4, intermediate_size=64,
+        config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=width,
+                            num_hidden_layers=2, num_attention_heads=4,
+                            intermediate_size=2 * width,
                             max_position_embeddings=128)  # fmt: skip
         model = BertModel(config)
     else:
@@ -95,9 +98,9 @@ def tiny_model(folder: Path, kind: str = "bert") -> str:
 
         # Loaded under this config, the tokenizer adds Qwen's end-of-text token after the
         # vocabulary: room for it (and a few more) in the embedding table.
-        config = Qwen2Config(vocab_size=tokenizer.vocab_size + 8, hidden_size=32,
+        config = Qwen2Config(vocab_size=tokenizer.vocab_size + 8, hidden_size=width,
                              num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                             intermediate_size=64,
+                             intermediate_size=2 * width,
                              max_position_embeddings=128)  # fmt: skip
         model = Qwen2ForCausalLM(config)
     model.save_pretrained(folder)

@@ -129,6 +129,7 @@ def test_the_form_starts_from_the_defaults_and_empty_fields_take_them():
     # An unticked checkbox is False: every bool field is in a submitted form's config.
     assert blank.config() == {
         "method": "full",
+        "quantize_4bit": False,
         "gradient_checkpointing": False,
         "gradient_cache": False,
         "merge_adapter": False,

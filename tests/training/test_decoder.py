@@ -101,3 +101,62 @@ def test_a_base_decoder_is_evaluated_as_it_is_trained(tmp_path):
     assert model_load(ModelSource(model=encoder), settings=settings).model[1].pooling_mode == "mean"
     minilm = model_load(ModelSource(model=minilm_path()), settings=settings)
     assert minilm.model[1].pooling_mode == "mean" and "pooling" not in minilm.identity
+
+
+def test_qlora_trains_an_adapter_on_a_4_bit_base_that_reloads_exactly(tmp_path):
+    """QLoRA on CPU (bitsandbytes runs NF4 there too): the base's projections are 4-bit
+    layers and frozen, only the adapter trains (as many parameters as plain LoRA), the saved
+    adapter on a base loaded in 4-bit again encodes exactly as the trained model, and the
+    merged model is base (full precision) + adapter."""
+    import torch
+    from bitsandbytes.nn import Linear4bit
+
+    from training.core.model import build_model, parameter_counts, qlora_base_kwargs
+
+    folder = tiny_model(tmp_path / "tiny-qwen", "qwen2", width=64)
+    config = TrainConfig.from_dict(
+        {"base_model": folder, "num_negatives": 1, "batch_size": 8, "max_steps": 2,
+         "query_max_length": 16, "passage_max_length": 24, "learning_rate": 1e-3,
+         "logging_steps": 1, "save_steps": 0, "quantize_4bit": True, "merge_adapter": True}
+    ).resolved()  # fmt: skip
+    result = train(
+        config=config, rows=toy_rows(16), output_dir=tmp_path / "run", device="cpu", processes=1
+    )
+    model = result.model
+    four_bit = [m for m in model.transformers_model.modules() if isinstance(m, Linear4bit)]
+    assert len(four_bit) == 2 * len(DECODER_LORA_TARGETS)  # every projection of both layers
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in name for name in trainable)
+    plain = build_model(TrainConfig(base_model=folder).resolved(), device="cpu")
+    assert result.metrics["trainable_params"] == parameter_counts(plain)[0]  # as plain LoRA
+    assert result.metrics["base_weights"] == "nf4" and np.isfinite(result.metrics["train_loss"])
+    assert result.artifact_kind == "merged"
+
+    adapter = tmp_path / "run" / "adapter"
+    again = load_trained_model(
+        folder, adapter, "adapter", device="cpu", model_kwargs=qlora_base_kwargs(config, "cpu")
+    )
+    with torch.no_grad():
+        np.testing.assert_allclose(again.encode(TEXTS), model.encode(TEXTS), atol=1e-5)
+    merged = load_trained_model(folder, result.artifact_path, "merged", device="cpu")
+    assert not any(isinstance(m, Linear4bit) for m in merged.modules())
+    full_base = load_trained_model(folder, adapter, "adapter", device="cpu")
+    np.testing.assert_allclose(merged.encode(TEXTS), full_base.encode(TEXTS), atol=1e-5)
+
+
+def test_a_4_bit_base_is_for_lora_and_needs_bitsandbytes(tmp_path, monkeypatch):
+    import sys
+
+    import pytest
+
+    from training.core.config import ConfigError
+    from training.core.model import build_model
+
+    with pytest.raises(ConfigError, match="choose method lora") as refused:
+        TrainConfig.from_dict({"method": "full", "quantize_4bit": True})
+    assert refused.value.field == "quantize_4bit"
+    config = TrainConfig.from_dict({"base_model": "unused", "quantize_4bit": True})
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # what a worker without it has
+    with pytest.raises(ConfigError, match="needs bitsandbytes on the gpu workers") as missing:
+        build_model(config, device="cpu")
+    assert missing.value.field == "quantize_4bit"

@@ -92,6 +92,16 @@ class TrainConfig:
     lora_r: int = field(default=8, metadata=_meta("LoRA rank r", minimum=1, maximum=1024))
     lora_alpha: int = field(default=16, metadata=_meta("LoRA alpha", minimum=1, maximum=4096))
     lora_dropout: float = field(default=0.1, metadata=_meta("LoRA dropout", minimum=0.0, below=1.0))
+    quantize_4bit: bool = field(
+        default=False,
+        metadata=_meta(
+            "4-bit base (QLoRA)",
+            "LoRA only: the base is loaded in 4-bit NF4 with double quantization "
+            "(bitsandbytes) and frozen; the adapter trains on top. A 7B decoder then fits "
+            "in about 5 GB of GPU memory. The adapter is evaluated (and merged) on the base in "
+            "full precision.",
+        ),
+    )
     lora_target_modules: list[str] = field(
         default_factory=list,
         metadata=_meta(
@@ -275,6 +285,11 @@ class TrainConfig:
             config_field.check(getattr(self, config_field.name))
         if self.model_kind == "reranker" and self.method != "full":
             raise ConfigError("a reranker trains as a full fine-tune: choose method full", "method")
+        if self.quantize_4bit and self.method != "lora":
+            raise ConfigError(
+                "a 4-bit base trains a LoRA adapter (QLoRA): choose method lora",
+                "quantize_4bit",
+            )
         if self.merge_adapter and self.method != "lora":
             raise ConfigError(
                 "merge adapter applies to LoRA only (a full fine-tune is a whole model)",

@@ -418,6 +418,8 @@ def run_training(
         "num_negatives": rows.num_negatives,
         "processes": processes,
     }
+    if config.quantize_4bit:  # QLoRA: the frozen base in 4-bit NF4, the adapter in `precision`
+        metrics["base_weights"] = "nf4"
     if processes > 1:
         metrics["batch_size_per_process"] = per_process_batch_size(config.batch_size, processes)
 

@@ -196,10 +196,52 @@ def load_sentence_transformer(name: str, *, device: str | None = None, pooling: 
     return SentenceTransformer(modules=modules, device=device)
 
 
+def nf4_quantization(*, bf16: bool, double: bool = False):
+    """transformers' bitsandbytes config for 4-bit NF4 weights (QLoRA's data type), computing
+    in bf16 where the device has it, else fp32; ``double``: also quantize the quantization
+    constants (QLoRA's double quantization, ~0.4 bit per weight less)."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=double,
+        bnb_4bit_compute_dtype=torch.bfloat16 if bf16 else torch.float32,
+    )
+
+
+def qlora_base_kwargs(config: TrainConfig, device: str) -> dict:
+    """What loads the base in 4-bit for QLoRA, or refuses with the field to change."""
+    from .config import ConfigError
+
+    try:
+        import bitsandbytes  # noqa: F401
+    except Exception as error:  # ImportError, or a broken CUDA setup raising on import
+        raise ConfigError(
+            f"a 4-bit base needs bitsandbytes on the gpu workers (requirements-gpu.txt): "
+            f"{type(error).__name__}: {error}",
+            "quantize_4bit",
+        ) from None
+    quantization = nf4_quantization(bf16=use_bf16(config.bf16, device), double=True)
+    return {"quantization_config": quantization, "device_map": device}
+
+
 def build_model(config: TrainConfig, *, device: str):
-    """The base model, with a fresh LoRA adapter for ``method="lora"``. Seed first: the
-    adapter's initial weights are random."""
-    model = load_sentence_transformer(config.base_model, device=device, pooling=config.pooling)
+    """The base model, with a fresh LoRA adapter for ``method="lora"`` — on a base frozen in
+    4-bit NF4 for ``quantize_4bit`` (QLoRA: peft's ``prepare_model_for_kbit_training`` keeps
+    the layer norms in fp32 and lets gradients reach the adapters through the frozen
+    input embeddings). Seed first: the adapter's initial weights are random."""
+    four_bit = qlora_base_kwargs(config, device) if config.quantize_4bit else None
+    model = load_sentence_transformer(
+        config.base_model, device=device, pooling=config.pooling, model_kwargs=four_bit
+    )
+    if four_bit:
+        from peft import prepare_model_for_kbit_training
+
+        prepare_model_for_kbit_training(
+            model.transformers_model, use_gradient_checkpointing=config.gradient_checkpointing
+        )
     if config.method == "lora":
         from peft import LoraConfig, TaskType
 
