@@ -14,7 +14,7 @@ from core.api import NewestFirstPagination, OldestFirstPagination, SieveApi, pag
 
 from . import selectors as reads
 from .models import ReviewCampaign, ReviewSubmission
-from .services.queue import QUERY_EDIT_TAG
+from .services.queue_rules import QUERY_EDIT_TAG
 
 
 class CampaignOutputSerializer(serializers.ModelSerializer):

@@ -48,7 +48,8 @@ from review.models import (
 )
 from review.reveal import Reveal, machine_reveals
 from review.services.campaigns import cascade_run_default, stratum_candidates
-from review.services.queue import QUERY_EDIT_TAG, SubqueryCount, submission_last_active
+from review.services.queue import SubqueryCount, submission_last_active
+from review.services.queue_rules import QUERY_EDIT_TAG
 
 # --- campaigns -----------------------------------------------------------------------------
 

@@ -30,11 +30,11 @@ from review.services.campaigns import (
 from review.services.decisions import adjudication_decide, campaign_consensus_decide
 from review.services.listwise import review_list_next_for_user, review_list_submit
 from review.services.queue import (
-    LOCK_SECONDS,
     judgment_submit,
     review_item_next_for_user,
     review_submission_undo,
 )
+from review.services.queue_rules import LOCK_SECONDS
 
 # What the page's buttons send. Synthetic triplets are approved (kept, possibly with an
 # edited query) or rejected; "unsure" is the skip key everywhere.

@@ -3,15 +3,15 @@ for me together and answered with one submit (``review/review_queue.md``, "List-
 
 Judging a query's negatives side by side is faster than one at a time (the query and its
 positive are read once) and closer to how the LLM judges saw them. The queue's rules stay
-the one-item queue's (``queue.py``), applied to each row:
+the one-item queue's (``queue_rules.py``, ``queue.py``), applied to each row:
 
 * the list is the query of the first item the one-item queue would serve me (or the query I
   was working on: a live hold of mine), and its rows are the query's items with room for me
-  (``_has_room``); I hold every row I am shown, and holds elsewhere in the campaign go;
+  (``item_has_room``); I hold every row I am shown, and holds elsewhere in the campaign go;
 * the submit locks the answered rows (in id order), reads their state fresh in ONE
   statement, and accepts or refuses each row with the one-item submit's own checks
-  (``review_answer_check``), writing it with the same writer (``review_answer_write``:
-  blind answers, revisions, the k-th answer's agreement);
+  (``verdict_check``, ``review_answer_check``) and plans its write the same way
+  (``review_answer_plan``: blind answers, revisions, the k-th answer's agreement);
 * reads are set-based (``listwise_sql.py``) and, on PostgreSQL, the accepted rows are
   written in one statement (``verdict_write.verdicts_write``): a list of forty rows costs
   the statements of a list of two.
@@ -29,21 +29,20 @@ from curation.models import Verdict
 from review.models import CampaignStatus, ReviewCampaign, ReviewItem, ReviewLock, ReviewSubmission
 from review.services import listwise_sql as sql
 
-# The one-item queue's own pieces: the list applies exactly its rules.
-from review.services.queue import (
-    _BUSY,
+# The one-item queue's rules: the list applies exactly them, row by row.
+from review.services.queue import review_answer_check, review_answer_plan
+from review.services.queue_rules import (
+    BUSY,
     CLIENT_TOKEN_RE,
     PICK_ATTEMPTS,
     QUERY_EDIT_TAG,
-    _check_verdict,
-    _has_room,
-    _item_from_row,
-    _lock_expiry,
-    _pick,
-    _state_params,
-    _wait_for_busy,
-    review_answer_check,
-    review_answer_plan,
+    hold_expiry,
+    item_from_state_row,
+    item_has_room,
+    item_pick,
+    item_state_params,
+    item_wait_for_busy,
+    verdict_check,
 )
 from review.services.verdict_write import verdicts_write
 
@@ -58,17 +57,17 @@ def review_list_next_for_user(*, campaign: ReviewCampaign, user) -> list[ReviewI
     have room for them, each held for them (``LOCK_SECONDS``); empty when nothing is left.
     A list they were working on (live holds) is served again, less the rows answered."""
     found = _list_next(campaign=campaign, user=user)
-    if found is _BUSY:
+    if found is BUSY:
         # What is left is locked by other people's verdicts right now: the one-item queue's
         # slow path waits for one such item and holds it; its query is then the list.
-        if _wait_for_busy(campaign=campaign, user=user) is None:
+        if item_wait_for_busy(campaign=campaign, user=user) is None:
             return []
         found = _list_next(campaign=campaign, user=user)
-    return [] if found is _BUSY else found
+    return [] if found is BUSY else found
 
 
 def _list_next(*, campaign: ReviewCampaign, user):
-    """One try without waiting on anyone: the rows, [] (nothing left) or ``_BUSY``."""
+    """One try without waiting on anyone: the rows, [] (nothing left) or ``BUSY``."""
     if campaign.status != CampaignStatus.ACTIVE:
         return []
     now = timezone.now()
@@ -84,7 +83,7 @@ def _list_next(*, campaign: ReviewCampaign, user):
             ReviewLock.objects.filter(user=user, item__campaign=campaign).delete()
         skipped: list[int] = []
         for _ in range(PICK_ATTEMPTS):
-            picked = _pick(campaign=campaign, user=user, now=now, skipped=skipped)
+            picked = item_pick(campaign=campaign, user=user, now=now, skipped=skipped)
             if picked is None:
                 break
             rows = _list_take(campaign=campaign, user=user, now=now, anchor=picked)
@@ -92,10 +91,10 @@ def _list_next(*, campaign: ReviewCampaign, user):
                 return rows
             skipped.append(picked)
         else:
-            return _BUSY
-        if _pick(campaign=campaign, user=user, now=now, skipped=skipped, lock=False) is None:
+            return BUSY
+        if item_pick(campaign=campaign, user=user, now=now, skipped=skipped, lock=False) is None:
             return []
-        return _BUSY
+        return BUSY
 
 
 def _list_take(*, campaign: ReviewCampaign, user, now, anchor: int) -> list[ReviewItem]:
@@ -118,7 +117,7 @@ def _list_take(*, campaign: ReviewCampaign, user, now, anchor: int) -> list[Revi
         for item in items
         if not item.done
         and not item.answered_by_me
-        and (item.held_by_me or _has_room(item, campaign.overlap))
+        and (item.held_by_me or item_has_room(item, campaign.overlap))
     ]
     if rows:
         _list_hold(campaign=campaign, user=user, now=now, ids=[item.pk for item in rows])
@@ -126,20 +125,20 @@ def _list_take(*, campaign: ReviewCampaign, user, now, anchor: int) -> list[Revi
 
 
 def _list_state(*, ids: list[int], user, now, token: str = "") -> list[ReviewItem]:
-    """Each item's state (``queue._item_state``'s columns) with its agreement tallies, in one
+    """Each item's state (``item_state_read``'s columns) with its agreement tallies, in one
     statement; ``token``: the list's client token (a row's is the token + its id)."""
     marks = ", ".join(["%s"] * len(ids))
-    params = _state_params(user=user, now=now, client_token=f"{token}-")
+    params = item_state_params(user=user, now=now, client_token=f"{token}-")
     params += [Verdict.RELEVANT, Verdict.NOT_RELEVANT, *[QUERY_EDIT_TAG] * 3, *ids, *ids]
     with connection.cursor() as cursor:
         cursor.execute(sql.STATE_SQL.format(ids=marks), params)
-        return [_item_from_row(row) for row in cursor.fetchall()]
+        return [item_from_state_row(row) for row in cursor.fetchall()]
 
 
 def _list_hold(*, campaign: ReviewCampaign, user, now, ids: list[int]) -> None:
     """Hold every row of the list for ``user`` and drop their holds elsewhere in the
     campaign (a person works on one list at a time, as on one item)."""
-    expires = _at(_lock_expiry(now))
+    expires = _at(hold_expiry(now))
     values = ", ".join(["(%s, %s, %s)"] * len(ids))
     with connection.cursor() as cursor:
         params = [value for item_id in ids for value in (item_id, user.pk, expires)]
@@ -187,7 +186,7 @@ def review_list_submit(
         raise ApplicationError(
             "these answers were saved already", detail={"code": "already_answered"}
         ) from None
-    if found is _BUSY:
+    if found is BUSY:
         found = review_list_next_for_user(campaign=campaign, user=user)
     result.next_items = found
     return result
@@ -218,7 +217,7 @@ def _list_record(
             continue
         verdict = verdicts[item.pk]
         try:
-            _check_verdict(item=item, verdict=verdict, edited_query="")
+            verdict_check(item=item, verdict=verdict, edited_query="")
             review_answer_check(item=item, campaign=campaign)
         except ApplicationError as exc:
             result.refused.append((item.pk, exc.message))

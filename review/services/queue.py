@@ -11,45 +11,41 @@ behind each lock are in ``review/review_queue.md``; in short:
 
 On SQLite ``select_for_update`` is a no-op, but Sieve's SQLite transactions are IMMEDIATE
 (one writer at a time), so the same code is correct there, only sequential.
+
+The rules for one item (row lock, state read, room, pick, hold, the wait when busy) are in
+``queue_rules.py``, shared with the list-wise mode; the statements in ``queue_sql.py``.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from datetime import timedelta
 
-from django.conf import settings
-from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, IntegerField, Subquery
 from django.utils import timezone
 
 from core.errors import ApplicationError
 from curation.models import Decision, DecisionSource, Judgment, Verdict
-from review.models import (
-    CampaignStatus,
-    ReviewCampaign,
-    ReviewItem,
-    ReviewLock,
-    ReviewSubmission,
-    Stratum,
-)
+from review.models import CampaignStatus, ReviewCampaign, ReviewItem, ReviewLock, ReviewSubmission
 from review.services.blind import answer_kind
-from review.services.queue_sql import (
-    HOLD_SQL,
-    PICK_SQL,
-    ROW_LOCK_SQL,
-    STATE_AGREE_SQL,
-    STATE_HOLD_SQL,
-    STATE_SQL,
+from review.services.queue_rules import (
+    BUSY,
+    CLIENT_TOKEN_RE,
+    PICK_ATTEMPTS,
+    QUERY_EDIT_TAG,
+    hold_expiry,
+    item_from_state_row,
+    item_has_room,
+    item_hold,
+    item_pick,
+    item_row_lock,
+    item_state_params,
+    item_state_read,
+    item_wait_for_busy,
+    verdict_check,
 )
+from review.services.queue_sql import STATE_HOLD_SQL
 from review.services.verdict_write import verdict_write
-
-# How long an annotator holds the item on their screen; an expired hold is simply ignored.
-LOCK_SECONDS = getattr(settings, "SIEVE_REVIEW_LOCK_SECONDS", 600)
-QUERY_EDIT_TAG = "query_edit"
-CLIENT_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
-PICK_ATTEMPTS = 5
 
 
 class SubqueryCount(Subquery):
@@ -62,29 +58,6 @@ class SubqueryCount(Subquery):
 
 def campaign_rater(user) -> str:
     return f"user:{user.get_username()}"
-
-
-def _lock_expiry(now):
-    return now + timedelta(seconds=LOCK_SECONDS)
-
-
-def _hold(*, item: ReviewItem, user, now, holds_none: bool = False) -> None:
-    """Give ``user`` the hold on ``item`` (and drop their holds elsewhere in the campaign: one
-    person works on one item at a time, and a stale hold would keep it from the others).
-    ``holds_none``: the caller knows the user holds nothing in the campaign (skips a query).
-
-    Holds are created here and by the list-wise mode (``listwise._list_hold``: the rows of
-    one query), so a person holds one item, or one query's rows, per campaign."""
-    if not holds_none:
-        ReviewLock.objects.filter(user=user, item__campaign_id=item.campaign_id).exclude(
-            item=item
-        ).delete()
-    expires = connection.ops.adapt_datetimefield_value(_lock_expiry(now))
-    with connection.cursor() as cursor:
-        cursor.execute(HOLD_SQL, [item.pk, user.pk, expires])
-
-
-# The statements themselves: review/services/queue_sql.py.
 
 
 def answers_agree(
@@ -135,105 +108,26 @@ def _agreed_with(
     )
 
 
-def _row_lock(*, item_id: int, campaign_id: int) -> bool:
-    """Take the item's row lock (a no-op on SQLite, whose transactions are serialized
-    anyway); False when the campaign has no such item."""
-    sql = ROW_LOCK_SQL
-    if connection.features.has_select_for_update:
-        sql += " FOR UPDATE"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [item_id, campaign_id])
-        return cursor.fetchone() is not None
-
-
-def _item_state(
-    *, item_id: int, user, now, client_token: str = "", tallies: bool = False
-) -> ReviewItem:
-    """The item freshly read, with in the same statement: whether ``user`` answered it
-    (``answered_by_me``), holds it (``held_by_me``), how many live holds other people have on
-    it (``held_by_others``), whether ``client_token`` was already used (``token_used``), the
-    user's blind answer to it (``blind_answer_id``) and whether they ever answered it, undone
-    answers included (``answered_before``); with ``tallies``, its active answers' agreement
-    tallies too (``item.tallies``). Call with the item's row lock held, so none of it can
-    change before we commit."""
-    params = _state_params(user=user, now=now, client_token=client_token)
-    sql = STATE_SQL
-    if tallies:
-        sql = STATE_AGREE_SQL
-        params += [Verdict.RELEVANT, Verdict.NOT_RELEVANT, *[QUERY_EDIT_TAG] * 3, item_id]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, item_id])
-        row = cursor.fetchone()
-    if row is None:
-        raise ReviewItem.DoesNotExist(item_id)
-    return _item_from_row(row)
-
-
-def _state_params(*, user, now, client_token: str = "") -> list:
-    at = connection.ops.adapt_datetimefield_value(now)
-    return [user.pk, user.pk, at, user.pk, at, client_token, user.pk, user.pk]
-
-
-def _item_from_row(row) -> ReviewItem:
-    item = ReviewItem(
-        id=row[0], campaign_id=row[1], candidate_id=row[2], stratum=row[3], position=row[4],
-        judgment_count=row[5], done=bool(row[6]),
-    )  # fmt: skip
-    item.answered_by_me, item.held_by_me = bool(row[7]), bool(row[8])
-    item.held_by_others, item.token_used = row[9], bool(row[10])
-    item.blind_answer_id, item.answered_before = row[11], bool(row[12])
-    item.tallies = tuple(row[13:20])
-    return item
-
-
 def _take(*, item_id: int, campaign: ReviewCampaign, user, now, holds_none: bool):
     """The picked item's fresh state and, when it has room for ``user``, their hold: one
     statement on PostgreSQL when they hold nothing else in the campaign, else the state read
-    and ``_hold``. Returns the item, or None when it has no room (``item.pk`` then in
+    and ``item_hold``. Returns the item, or None when it has no room (``item.pk`` then in
     ``item_id``). Call with the item's row lock held."""
     if holds_none and connection.vendor == "postgresql":
-        expires = connection.ops.adapt_datetimefield_value(_lock_expiry(now))
-        params = [*_state_params(user=user, now=now), item_id, user.pk, expires, campaign.overlap]
+        expires = connection.ops.adapt_datetimefield_value(hold_expiry(now))
+        state = item_state_params(user=user, now=now)
+        params = [*state, item_id, user.pk, expires, campaign.overlap]
         with connection.cursor() as cursor:
             cursor.execute(STATE_HOLD_SQL, params)
             row = cursor.fetchone()
         if row is None:
             raise ReviewItem.DoesNotExist(item_id)
-        return _item_from_row(row[:13]) if row[13] else None
-    item = _item_state(item_id=item_id, user=user, now=now)
-    if not _has_room(item, campaign.overlap):
+        return item_from_state_row(row[:13]) if row[13] else None
+    item = item_state_read(item_id=item_id, user=user, now=now)
+    if not item_has_room(item, campaign.overlap):
         return None
-    _hold(item=item, user=user, now=now, holds_none=holds_none)
+    item_hold(item=item, user=user, now=now, holds_none=holds_none)
     return item
-
-
-def _pick(
-    *, campaign: ReviewCampaign, user, now, skipped: list[int], lock: bool = True
-) -> int | None:
-    """The first open item, least answered first, that the user has not answered and where
-    other people's live holds leave room. ``lock``: its row locked, rows locked by others
-    skipped; without it a plain read that sees rows other transactions have locked."""
-    sql = PICK_SQL.format(
-        skipped=f"AND i.id NOT IN ({', '.join(['%s'] * len(skipped))})" if skipped else "",
-        for_update="FOR UPDATE OF i SKIP LOCKED"
-        if lock and connection.features.has_select_for_update_skip_locked
-        else "",
-    )
-    at = connection.ops.adapt_datetimefield_value(now)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [campaign.pk, user.pk, user.pk, at, campaign.overlap, *skipped])
-        row = cursor.fetchone()
-    return row[0] if row else None
-
-
-def _has_room(item: ReviewItem, overlap: int) -> bool:
-    """Whether the user may take ``item`` (from ``_item_state``): it is open, they have not
-    answered it, and its k places are not all taken by answers and other people's holds."""
-    return (
-        not item.done
-        and not item.answered_by_me
-        and item.judgment_count + item.held_by_others < overlap
-    )
 
 
 def review_item_next_for_user(*, campaign: ReviewCampaign, user) -> ReviewItem | None:
@@ -246,23 +140,12 @@ def review_item_next_for_user(*, campaign: ReviewCampaign, user) -> ReviewItem |
     one an undo gave back) is served again.
     """
     found = _next_for_user(campaign=campaign, user=user, holds_none=False)
-    return _wait_for_busy(campaign=campaign, user=user) if found is _BUSY else found
-
-
-# "An item is open for you, but another annotator's transaction has its row locked right now"
-# (or every pick found the item filled a moment ago). Not the same as "nothing left": at the
-# end of a campaign the last open items are often locked by the people answering them, and
-# an annotator told "nothing left" then would stop with those items one answer short.
-_BUSY = object()
-# Waits for a row lock in the slow path are short (the holder is one verdict's transaction);
-# the timeout only bounds a pathological case, which then answers "nothing left" for now.
-WAIT_LOCK_MS = 5000
-WAIT_ATTEMPTS = 50
+    return item_wait_for_busy(campaign=campaign, user=user) if found is BUSY else found
 
 
 def _next_for_user(*, campaign: ReviewCampaign, user, holds_none: bool):
     """One try without waiting on anyone: the item, None (nothing left for the user), or
-    ``_BUSY`` (there is an open item, but its row is locked by another transaction)."""
+    ``BUSY`` (there is an open item, but its row is locked by another transaction)."""
     if campaign.status != CampaignStatus.ACTIVE:
         return None
     now = timezone.now()
@@ -279,17 +162,17 @@ def _next_for_user(*, campaign: ReviewCampaign, user, holds_none: bool):
             )
         if held is not None:
             # Taken in the row-lock order every writer uses, then read fresh.
-            _row_lock(item_id=held, campaign_id=campaign.pk)
-            item = _item_state(item_id=held, user=user, now=now)
+            item_row_lock(item_id=held, campaign_id=campaign.pk)
+            item = item_state_read(item_id=held, user=user, now=now)
             # Our own hold reserves our place, so only "open and not answered by us" matters.
             if not item.done and not item.answered_by_me:
-                _hold(item=item, user=user, now=now)
+                item_hold(item=item, user=user, now=now)
                 return item
             ReviewLock.objects.filter(item_id=held, user=user).delete()
 
         skipped: list[int] = []
         for _ in range(PICK_ATTEMPTS):
-            picked = _pick(campaign=campaign, user=user, now=now, skipped=skipped)
+            picked = item_pick(campaign=campaign, user=user, now=now, skipped=skipped)
             if picked is None:
                 break
             # Fresh read under the row lock: the picking statement's snapshot may be older
@@ -301,50 +184,12 @@ def _next_for_user(*, campaign: ReviewCampaign, user, holds_none: bool):
                 return item
             skipped.append(picked)
         else:
-            return _BUSY
+            return BUSY
         # SKIP LOCKED found nothing. A plain read tells "nothing left" from "what is left is
         # locked by someone's transaction right now".
-        if _pick(campaign=campaign, user=user, now=now, skipped=skipped, lock=False) is None:
+        if item_pick(campaign=campaign, user=user, now=now, skipped=skipped, lock=False) is None:
             return None
-        return _BUSY
-
-
-def _wait_for_busy(*, campaign: ReviewCampaign, user) -> ReviewItem | None:
-    """The slow path after ``_BUSY``, in fresh transactions that hold no other row lock (so
-    waiting cannot deadlock): read the first open item plainly, wait for its row lock, and
-    take it if it still has room; otherwise read again. Each wait ends when one other
-    verdict commits, so this converges; the attempt cap is a safety net."""
-    postgres = connection.vendor == "postgresql"
-    # Items found full of other people's live holds: those people answer them (or their
-    # holds expire and a later request finds them); look past them.
-    skipped: list[int] = []
-    for _ in range(WAIT_ATTEMPTS):
-        campaign.refresh_from_db(fields=["status"])
-        if campaign.status != CampaignStatus.ACTIVE:
-            return None
-        now = timezone.now()
-        with transaction.atomic():
-            picked = _pick(campaign=campaign, user=user, now=now, skipped=skipped, lock=False)
-            if picked is None:
-                return None
-            if postgres:
-                with connection.cursor() as cursor:
-                    cursor.execute(f"SET LOCAL lock_timeout = {int(WAIT_LOCK_MS)}")
-            try:
-                with transaction.atomic():
-                    _row_lock(item_id=picked, campaign_id=campaign.pk)
-            except OperationalError:
-                return None
-            if postgres:
-                with connection.cursor() as cursor:
-                    cursor.execute("SET LOCAL lock_timeout = DEFAULT")
-            item = _item_state(item_id=picked, user=user, now=now)
-            if _has_room(item, campaign.overlap):
-                _hold(item=item, user=user, now=now)
-                return item
-            if not item.done and not item.answered_by_me:
-                skipped.append(item.pk)
-    return None
+        return BUSY
 
 
 @dataclass
@@ -355,25 +200,6 @@ class SubmitResult:
     next_item: ReviewItem | None
     # The submitted item was the user's hold, now released.
     released_hold: bool = False
-
-
-def _check_verdict(*, item: ReviewItem, verdict: str, edited_query: str) -> None:
-    if verdict not in Verdict.values:
-        raise ApplicationError(f"unknown verdict {verdict!r}", detail={"field": "verdict"})
-    if item.stratum == Stratum.SYNTHETIC:
-        if verdict == Verdict.PARTLY_RELEVANT:
-            raise ApplicationError(
-                "a synthetic triplet is approved, edited, rejected or skipped",
-                detail={"field": "verdict"},
-            )
-        if edited_query and verdict != Verdict.RELEVANT:
-            raise ApplicationError(
-                "an edited query approves the triplet", detail={"field": "edited_query"}
-            )
-    elif edited_query:
-        raise ApplicationError(
-            "only synthetic triplets have an editable query", detail={"field": "edited_query"}
-        )
 
 
 def judgment_submit(
@@ -418,7 +244,9 @@ def judgment_submit(
             found = _next_for_user(campaign=campaign, user=user, holds_none=result.released_hold)
         # The verdict is committed; only the rare "what is left is locked right now" case
         # waits, in a transaction of its own.
-        result.next_item = _wait_for_busy(campaign=campaign, user=user) if found is _BUSY else found
+        result.next_item = (
+            item_wait_for_busy(campaign=campaign, user=user) if found is BUSY else found
+        )
         return result
     except IntegrityError:
         # The unique token (or "one active submission per person and item") caught a race
@@ -444,15 +272,17 @@ def _judgment_record(
     now = timezone.now()
     # The row lock first, then a fresh read in a new statement: a concurrent duplicate or
     # answer that made us wait for the lock is visible to it.
-    if not _row_lock(item_id=item_id, campaign_id=campaign.pk):
+    if not item_row_lock(item_id=item_id, campaign_id=campaign.pk):
         raise ApplicationError("no such item in this campaign", detail={"code": "no_item"})
-    item = _item_state(item_id=item_id, user=user, now=now, client_token=client_token, tallies=True)
+    item = item_state_read(
+        item_id=item_id, user=user, now=now, client_token=client_token, tallies=True
+    )
     if item.token_used:
         existing = _submission_for_token(client_token=client_token, user=user)
         return SubmitResult(existing, True, None)
     if campaign.status != CampaignStatus.ACTIVE:
         raise ApplicationError("this campaign is closed", detail={"code": "closed"})
-    _check_verdict(item=item, verdict=verdict, edited_query=edited_query)
+    verdict_check(item=item, verdict=verdict, edited_query=edited_query)
     if edited_query and edited_query == item.candidate.query.text:
         edited_query = ""  # unchanged: a plain approval
     review_answer_check(item=item, campaign=campaign)
@@ -559,12 +389,12 @@ def review_submission_undo(
             ).first()
             if target is None:
                 raise ApplicationError("nothing to undo", detail={"code": "nothing"})
-        _row_lock(item_id=target.item_id, campaign_id=campaign.pk)
-        item = _item_state(item_id=target.item_id, user=user, now=now)
+        item_row_lock(item_id=target.item_id, campaign_id=campaign.pk)
+        item = item_state_read(item_id=target.item_id, user=user, now=now)
         target.refresh_from_db()
         if target.undone_at is not None:
-            if _has_room(item, campaign.overlap):
-                _hold(item=item, user=user, now=now)
+            if item_has_room(item, campaign.overlap):
+                item_hold(item=item, user=user, now=now)
             return item
         settled = Decision.objects.filter(
             candidate_id=item.candidate_id,
@@ -584,5 +414,5 @@ def review_submission_undo(
         if item.done:
             ReviewCampaign.objects.filter(pk=campaign.pk).update(done_count=F("done_count") - 1)
         item.refresh_from_db()
-        _hold(item=item, user=user, now=now)
+        item_hold(item=item, user=user, now=now)
     return item

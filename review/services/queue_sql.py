@@ -1,8 +1,9 @@
-"""The review queue's hot path in SQL (used by ``queue.py``). These run on every verdict and
-are written by hand: Django compiling them costs more than PostgreSQL running them (the ORM
-versions were ~1 ms each of Python on this machine, the statements ~0.1-0.5 ms). Portable
-SQL (PostgreSQL, SQLite >= 3.24); PostgreSQL gets ``FOR UPDATE SKIP LOCKED`` and, where a
-read and a write can share one statement, one statement (``STATE_HOLD_SQL``).
+"""The review queue's hot path in SQL (used by ``queue_rules.py`` and ``queue.py``). These
+run on every verdict and are written by hand: Django compiling them costs more than
+PostgreSQL running them (the ORM versions were ~1 ms each of Python on this machine, the
+statements ~0.1-0.5 ms). Portable SQL (PostgreSQL, SQLite >= 3.24); PostgreSQL gets
+``FOR UPDATE SKIP LOCKED`` and, where a read and a write can share one statement, one
+statement (``STATE_HOLD_SQL``).
 
 Issue 13 counted statements per verdict: each is a round trip (~1 ms under load), so the
 state read carries the k-th answer's agreement tallies (``STATE_AGREE_SQL``) and, on
@@ -25,9 +26,10 @@ ON CONFLICT (item_id, user_id) DO UPDATE SET expires_at = excluded.expires_at
 """
 
 
-# An item and what one user's request needs to know of it (queue._item_state). Parameters:
-# user, user, now, user, now, client token, user, user. ``token``: the SQL the client token is
-# compared with (the list-wise submit appends each row's item id to one token per list).
+# An item and what one user's request needs to know of it (queue_rules.item_state_read).
+# Parameters (queue_rules.item_state_params): user, user, now, user, now, client token, user,
+# user. ``token``: the SQL the client token is compared with (the list-wise submit appends
+# each row's item id to one token per list).
 def state_columns(*, token: str = "%s") -> str:
     return f"""i.id, i.campaign_id, i.candidate_id, i.stratum, i.position, i.judgment_count,
   i.done,
@@ -74,7 +76,7 @@ STATE_AGREE_SQL = f"SELECT {_STATE_COLUMNS}, a.* FROM {ITEM} i, ({AGREE_SQL}) a 
 # PostgreSQL: the state of a picked item and, when it has room for the user, their hold, in
 # one statement (both see the same snapshot, taken after the row lock). Parameters: the
 # state's, the item, then user, expiry, overlap. The last column says whether the hold was
-# taken. The room test is queue._has_room's.
+# taken. The room test is queue_rules.item_has_room's.
 STATE_HOLD_SQL = f"""
 WITH st AS (SELECT {_STATE_COLUMNS} FROM {ITEM} i WHERE i.id = %s),
 h AS (
