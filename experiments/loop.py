@@ -149,7 +149,12 @@ def _mined(dataset: Dataset, run: MiningRun | None) -> Step:
             step.state, step.summary = SKIPPED, "came with its negatives"
         return step
     step.state, step.url = _job_state(run), reverse("curation:mining_run_detail", args=[run.pk])
-    step.summary = run.get_status_display()
+    added = (run.stats or {}).get("negatives_added")
+    step.summary = (
+        f"{added:,} negatives added"
+        if step.state == DONE and added is not None
+        else run.get_status_display()
+    )
     return step
 
 

@@ -199,7 +199,11 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Sieve API",
-    "DESCRIPTION": "Curate retrieval training data: datasets, imports, snapshots.",
+    "DESCRIPTION": (
+        "Curate retrieval training data: datasets, imports and snapshots, hard-negative mining, "
+        "the LLM judge cascade, synthetic triplets, review campaigns, agreement reports, "
+        "approvals, fine-tuning, evaluation and the leaderboard."
+    ),
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",

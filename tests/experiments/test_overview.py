@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from curation.models import Approval, CascadeRun
+from curation.models import Approval, CascadeRun, MiningRun
 from review.models import AgreementReport, ReviewCampaign
 from tests.factories import (
     DatasetFactory,
@@ -82,6 +82,15 @@ def test_a_fresh_import_points_to_the_cascade(curator_client):
     judged = cells[cells.rindex("<td", 0, cells.index('data-step="judged"')) :]
     assert judged.startswith('<td class="step step-todo step-next"')
     assert "Run the cascade" in judged.split("</td>")[0]
+
+
+def test_a_mining_run_says_what_it_added(curator_client):
+    dataset = DatasetFactory(name="mined", query_count=10, negative_count=90)
+    MiningRun.objects.create(
+        dataset=dataset, model_name="m", status="succeeded", stats={"negatives_added": 1234}
+    )
+    cells = _cells(curator_client.get(reverse("overview:overview")).content.decode(), "mined")
+    assert 'data-step="mined" data-state="done"' in cells and "1,234 negatives added" in cells
 
 
 def test_the_whole_loop_shows_each_step_and_the_gain_over_the_base(curator_client, viewer):

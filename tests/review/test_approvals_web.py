@@ -87,6 +87,21 @@ def test_the_form_measures_a_real_report(curator_client, judged, django_user_mod
     assert "llm:gpt-4o:stage2" in html and "RLHN's published κ for this stage" in html
 
 
+def test_a_reason_given_with_a_met_gate_is_shown_as_a_reason(curator_client, judged):
+    dataset, run = judged
+    approval = Approval.objects.create(
+        dataset=dataset, cascade_run=run, gate_passed=True, status=JobStatus.SUCCEEDED,
+        reason="checked by hand as well",
+    )  # fmt: skip
+    html = curator_client.get(reverse("review:approval_detail", args=[approval.pk])).content
+    html = html.decode()
+    assert "checked by hand as well" in html and "gate was not met" not in html
+    approval.gate_passed = False
+    approval.save(update_fields=["gate_passed"])
+    html = curator_client.get(reverse("review:approval_detail", args=[approval.pk])).content
+    assert "Approved although the gate was not met" in html.decode()
+
+
 def test_cancel_stops_a_queued_approval(curator_client, judged):
     _, run = judged
     curator_client.post(
