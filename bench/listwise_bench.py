@@ -72,27 +72,7 @@ def main() -> None:
     args = parser.parse_args()
 
     print(f"load before: {_loadavg()}", flush=True)
-    os.environ["DATABASE_URL"] = args.database_url
-    os.environ.setdefault("SIEVE_VAR_DIR", "/tmp/sieve-listwise-bench")
-    os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/10")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.local"
-    sys.path.insert(0, str(ROOT))
-    if not args.reuse:
-        review_bench._create_database(args.database_url)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    if not args.reuse:
-        started = time.perf_counter()
-        shape = review_bench.generate(args.queries)
-        print(
-            f"generated {shape['candidates']:,} candidates, {shape['judgments']:,} judgments "
-            f"in {time.perf_counter() - started:.0f} s (COPY)",
-            flush=True,
-        )
+    http_bench.data_prepare(args, var_dir="/tmp/sieve-listwise-bench")
     users = annotators_make(50)
     listed, single = (campaign_make(users, label) for label in ("list-wise", "one item"))
     levels = [int(n) for n in args.levels.split(",")]
@@ -318,13 +298,8 @@ def phase(client, calls: list[tuple]) -> dict:
 # --- the comparison --------------------------------------------------------------------------
 
 
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[int(q * (len(ordered) - 1))]
-
-
 def _p(values: list[float]) -> str:
-    return f"{statistics.median(values):6.1f} / {_pct(values, 0.95):6.1f}"
+    return f"{statistics.median(values):6.1f} / {http_bench.pct(values, 0.95):6.1f}"
 
 
 def _counts(values: list[float]) -> str:

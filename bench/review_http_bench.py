@@ -76,27 +76,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    os.environ["DATABASE_URL"] = args.database_url
-    os.environ.setdefault("SIEVE_VAR_DIR", "/tmp/sieve-http-bench")
-    os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/10")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.local"
-    sys.path.insert(0, str(ROOT))
-    if not args.reuse:
-        review_bench._create_database(args.database_url)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    if not args.reuse:
-        started = time.perf_counter()
-        shape = review_bench.generate(args.queries)
-        print(
-            f"generated {shape['candidates']:,} candidates, {shape['judgments']:,} judgments "
-            f"in {time.perf_counter() - started:.0f} s (COPY)",
-            flush=True,
-        )
+    data_prepare(args, var_dir="/tmp/sieve-http-bench")
     campaign, users = review_bench.make_campaign(items=args.items)
     if args.profile:
         profile(campaign, users[0], args.profile)
@@ -137,7 +117,34 @@ def main() -> None:
     review_bench.check_counts(campaign, accepted)
 
 
-def _pct(values: list[float], q: float) -> float:
+def data_prepare(args, *, var_dir: str) -> None:
+    """Django set up on ``args.database_url`` (created, migrated and filled with
+    ``args.queries`` x 10 candidates by review_bench's COPY generator, unless ``args.reuse``).
+    Shared with bench/listwise_bench.py."""
+    os.environ["DATABASE_URL"] = args.database_url
+    os.environ.setdefault("SIEVE_VAR_DIR", var_dir)
+    os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/10")
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.local"
+    sys.path.insert(0, str(ROOT))
+    if not args.reuse:
+        review_bench._create_database(args.database_url)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    if not args.reuse:
+        started = time.perf_counter()
+        shape = review_bench.generate(args.queries)
+        print(
+            f"generated {shape['candidates']:,} candidates, {shape['judgments']:,} judgments "
+            f"in {time.perf_counter() - started:.0f} s (COPY)",
+            flush=True,
+        )
+
+
+def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[int(q * (len(ordered) - 1))]
 
@@ -145,9 +152,9 @@ def _pct(values: list[float], q: float) -> float:
 def print_http(label: str, http, load) -> None:
     client, inside, sql = http["client"], http["inside"], http["sql"]
     print(
-        f"    {label}: p50 {statistics.median(client):.1f}  p95 {_pct(client, 0.95):.1f}  max "
+        f"    {label}: p50 {statistics.median(client):.1f}  p95 {pct(client, 0.95):.1f}  max "
         f"{max(client):.1f} ms (inside Django p50 {statistics.median(inside):.1f} p95 "
-        f"{_pct(inside, 0.95):.1f}); {http['accepted'] / http['seconds']:.1f} verdicts/s; SQL per "
+        f"{pct(inside, 0.95):.1f}); {http['accepted'] / http['seconds']:.1f} verdicts/s; SQL per "
         f"submit median {statistics.median(sql):.0f}; load {load:.2f}",
         flush=True,
     )
@@ -158,10 +165,10 @@ def print_row(concurrency, service, load_service, http, load_http) -> None:
     client, inside, sql = http["client"], http["inside"], http["sql"]
     print(
         f"{concurrency:3d} annotators, think {http['think']:.2f} s\n"
-        f"    HTTP (client)    p50 {statistics.median(client):6.1f}  p95 {_pct(client, 0.95):6.1f}"
+        f"    HTTP (client)    p50 {statistics.median(client):6.1f}  p95 {pct(client, 0.95):6.1f}"
         f"  max {max(client):7.1f} ms   {len(client):,} requests in {http['seconds']:.1f} s "
         f"({http['accepted'] / http['seconds']:.1f} verdicts/s)  load {load_http:.2f}\n"
-        f"    inside Django    p50 {statistics.median(inside):6.1f}  p95 {_pct(inside, 0.95):6.1f}"
+        f"    inside Django    p50 {statistics.median(inside):6.1f}  p95 {pct(inside, 0.95):6.1f}"
         f"  max {max(inside):7.1f} ms   SQL per submit: median {statistics.median(sql):.0f}, "
         f"max {max(sql)} (first posts: {sorted(set(http['sql_new']))}, "
         f"retried posts: {sorted(set(http['sql_dup']))})\n"

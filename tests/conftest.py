@@ -2,9 +2,9 @@ import os
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import Group
 
 from tests.support.environment import missing
+from tests.support.users import user_with_role
 
 SHARED_DATA = Path(
     os.environ.get("SIEVE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -61,28 +61,19 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def _user_with_role(django_user_model, username: str, role: str | None):
-    user = django_user_model.objects.create_user(username=username, password="pw-" + username)
-    if role:
-        # get_or_create: a transactional test before this one flushes the groups that the
-        # migration created.
-        user.groups.add(Group.objects.get_or_create(name=role)[0])
-    return user
-
-
 @pytest.fixture
 def curator(db, django_user_model):
-    return _user_with_role(django_user_model, "cora", "curator")
+    return user_with_role(django_user_model, "cora", "curator")
 
 
 @pytest.fixture
 def annotator(db, django_user_model):
-    return _user_with_role(django_user_model, "ann", "annotator")
+    return user_with_role(django_user_model, "ann", "annotator")
 
 
 @pytest.fixture
 def viewer(db, django_user_model):
-    return _user_with_role(django_user_model, "vic", "viewer")
+    return user_with_role(django_user_model, "vic", "viewer")
 
 
 @pytest.fixture

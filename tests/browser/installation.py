@@ -8,7 +8,6 @@ synthesis, training, evaluation and a policy comparison as the finished rows the
 import json
 import uuid
 
-from django.contrib.auth.models import Group
 from django.db.models import F
 from django.urls import reverse
 
@@ -45,17 +44,12 @@ from tests.curation.cascade.cascade_support import docs_of, query_of, stage
 from tests.evaluation import write_beir
 from tests.support.openai_server import FakeOpenAIServer, Reply
 from tests.support.sends import capture_sends
+from tests.support.users import user_with_role
 from training.core.config import TrainConfig
 from training.models import TrainingRun
 
 BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 OPENAI = "https://api.openai.com/v1"
-
-
-def _person(django_user_model, username: str, role: str):
-    user = django_user_model.objects.create_user(username=username, password="pw-" + username)
-    user.groups.add(Group.objects.get_or_create(name=role)[0])
-    return user
 
 
 def _imports(tmp_path, cora) -> tuple[ImportJob, Dataset, ImportJob]:
@@ -353,10 +347,10 @@ def installation(django_user_model, tmp_path, monkeypatch, settings) -> dict:
         monkeypatch, curation_tasks.import_job_run, curation_tasks.export_job_run,
         review_tasks.agreement_report_run,
     )  # fmt: skip
-    cora = _person(django_user_model, "cora", "curator")
-    annotators = [_person(django_user_model, f"ann{n}", "annotator") for n in (1, 2, 3)]
-    _person(django_user_model, "vic", "viewer")
-    _person(django_user_model, "root", "admin")
+    cora = user_with_role(django_user_model, "cora", "curator")
+    annotators = [user_with_role(django_user_model, f"ann{n}", "annotator") for n in (1, 2, 3)]
+    user_with_role(django_user_model, "vic", "viewer")
+    user_with_role(django_user_model, "root", "admin")
     import_job, eval_dataset, failed_import = _imports(tmp_path, cora)
     demo = import_job.dataset
     run = _cascade(demo, cora, monkeypatch, tmp_path)

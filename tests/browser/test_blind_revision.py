@@ -4,7 +4,6 @@ revision after seeing the LLM, and the agreement report a curator computes rates
 with the blind answer and counts the revision as a post-reveal change toward the LLM."""
 
 import pytest
-from django.contrib.auth.models import Group
 
 from curation.models import CandidateRole, Judgment, RaterKind, Verdict
 from review.agreement.services import agreement_report_run
@@ -12,16 +11,11 @@ from review.models import AgreementReport, ReviewItem, ReviewSubmission
 from review.services.campaigns import review_campaign_create
 from tests.browser.conftest import counter, current_item, log_in, press_and_wait
 from tests.factories import CandidateFactory, DatasetFactory, PassageFactory, QueryFactory
+from tests.support.users import user_with_role
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 STAGE2 = "llm:gpt-4o:stage2"
-
-
-def person(django_user_model, username: str, role: str):
-    user = django_user_model.objects.create_user(username=username, password="pw-" + username)
-    user.groups.add(Group.objects.get_or_create(name=role)[0])
-    return user
 
 
 @pytest.fixture
@@ -48,8 +42,8 @@ def campaign(django_user_model):
                 verdict=Verdict.RELEVANT, tag="better", model_name=model,
                 rationale=f"It answers the question as the positive does ({negative.pk}).",
             )  # fmt: skip
-    ann1 = person(django_user_model, "ann1", "annotator")
-    curator = person(django_user_model, "cora", "curator")
+    ann1 = user_with_role(django_user_model, "ann1", "annotator")
+    curator = user_with_role(django_user_model, "cora", "curator")
     return review_campaign_create(
         name="Blind study", dataset=dataset, strata={"stage2_flagged": 3}, annotators=[ann1],
         overlap=1, blind=True, seed=1, created_by=curator,

@@ -5,24 +5,18 @@ comes back). Blind: no judge's verdict on a row before it is answered; the revea
 the answers. A hostile passage renders as text."""
 
 import pytest
-from django.contrib.auth.models import Group
 
 from curation.models import CandidateRole, Judgment, RaterKind, Verdict
 from review.models import ReviewLock, ReviewSubmission
 from review.services.campaigns import review_campaign_create
 from tests.browser.conftest import counter, log_in, press_and_wait, screenshot
 from tests.factories import CandidateFactory, DatasetFactory, PassageFactory, QueryFactory
+from tests.support.users import user_with_role
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 HOSTILE = '<img src=x onerror="window.__pwned = 1"> a kettle at 3000 m'
 STAGE1 = "llm:gpt-4o-mini:stage1"
-
-
-def person(django_user_model, username: str, role: str):
-    user = django_user_model.objects.create_user(username=username, password="pw-" + username)
-    user.groups.add(Group.objects.get_or_create(name=role)[0])
-    return user
 
 
 @pytest.fixture
@@ -48,8 +42,8 @@ def campaign(django_user_model):
                 verdict=Verdict.NOT_RELEVANT, model_name="gpt-4o-mini",
                 rationale=f"Judge sentence about candidate {negative.pk}.",
             )  # fmt: skip
-    ann1 = person(django_user_model, "ann1", "annotator")
-    curator = person(django_user_model, "cora", "curator")
+    ann1 = user_with_role(django_user_model, "ann1", "annotator")
+    curator = user_with_role(django_user_model, "cora", "curator")
     return review_campaign_create(
         name="List study", dataset=dataset, strata={"unflagged": 5}, annotators=[ann1],
         overlap=1, blind=True, seed=1, created_by=curator,

@@ -6,7 +6,6 @@ adjudication queue. Saves the screenshots the README shows (docs/screenshots/)."
 import re
 
 import pytest
-from django.contrib.auth.models import Group
 
 from curation.demo import DEMO_FALSE_NEGATIVES, demo_dataset_load
 from curation.models import (
@@ -23,6 +22,7 @@ from review.models import ReviewItem, ReviewSubmission
 from review.services.campaigns import review_campaign_create
 from tests.browser.conftest import counter, current_item, log_in, press_and_wait, screenshot
 from tests.factories import CandidateFactory, PassageFactory, QueryFactory
+from tests.support.users import user_with_role
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -40,12 +40,6 @@ def rationale(candidate) -> str:
     return (
         f"The passage answers the question as well as the positive does (candidate {candidate.pk})."
     )
-
-
-def person(django_user_model, username: str, role: str):
-    user = django_user_model.objects.create_user(username=username, password="pw-" + username)
-    user.groups.add(Group.objects.get_or_create(name=role)[0])
-    return user
 
 
 @pytest.fixture
@@ -102,9 +96,9 @@ def campaign(django_user_model):
             verdict=Verdict.NOT_RELEVANT, rationale="An older prompt's answer.",
             model_name="gpt-4o-mini", source_run=f"cascade:{older.pk}",
         )  # fmt: skip
-    ann1 = person(django_user_model, "ann1", "annotator")
-    ann2 = person(django_user_model, "ann2", "annotator")
-    curator = person(django_user_model, "cora", "curator")
+    ann1 = user_with_role(django_user_model, "ann1", "annotator")
+    ann2 = user_with_role(django_user_model, "ann2", "annotator")
+    curator = user_with_role(django_user_model, "cora", "curator")
     campaign = review_campaign_create(
         name="Demo false negatives",
         dataset=dataset,

@@ -1,22 +1,16 @@
 import pytest
-from django.contrib.auth.models import Group
 
 from curation.models import CandidateOrigin, CandidateRole, Judgment, RaterKind, Verdict
 from review.services.campaigns import review_campaign_create
 from tests.factories import CandidateFactory, DatasetFactory, PassageFactory, QueryFactory
+from tests.support.users import user_with_role
 
 RATIONALE = "Doc (2) names the same drug and dose as the positive: a machine rationale 7f3a"
 
 
-def make_user(django_user_model, username: str, role: str = "annotator"):
-    user = django_user_model.objects.create_user(username=username, password="pw-" + username)
-    user.groups.add(Group.objects.get_or_create(name=role)[0])
-    return user
-
-
 @pytest.fixture
 def make_annotator(db, django_user_model):
-    return lambda username, role="annotator": make_user(django_user_model, username, role)
+    return lambda username, role="annotator": user_with_role(django_user_model, username, role)
 
 
 def rationale_for(candidate) -> str:

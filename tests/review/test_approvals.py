@@ -33,8 +33,7 @@ from review.services.queue import judgment_submit, review_item_next_for_user
 from tests.curation.cascade.cascade_support import small_dataset, sound_judge, stage
 from tests.factories import DecisionFactory
 from tests.support.openai_server import FakeOpenAIServer
-
-from .conftest import make_user
+from tests.support.users import user_with_role
 
 pytestmark = pytest.mark.django_db
 
@@ -111,7 +110,7 @@ def _false_negative_doc_ids(dataset) -> set[str]:
 
 @pytest.fixture
 def alice(django_user_model):
-    return make_user(django_user_model, "alice", "annotator")
+    return user_with_role(django_user_model, "alice", "annotator")
 
 
 @pytest.fixture

@@ -75,10 +75,10 @@ def test_the_form_shows_the_gate_and_refuses_a_failing_one_without_a_reason(cura
 
 
 def test_the_form_measures_a_real_report(curator_client, judged, django_user_model):
-    from .conftest import make_user
+    from tests.support.users import user_with_role
 
     dataset, run = judged
-    report = _reviewed_report(dataset, run, make_user(django_user_model, "alice"))
+    report = _reviewed_report(dataset, run, user_with_role(django_user_model, "alice", "annotator"))
     html = curator_client.get(
         reverse("review:approval_new"),
         {"cascade_run": run.pk, "report": report.pk, "stage": "2", "kappa_min": "0.3",
