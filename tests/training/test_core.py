@@ -321,3 +321,43 @@ def test_a_stop_request_ends_training_in_the_step_it_was_seen(scifact_rows, tmp_
     # Step 2's log point and checkpoint never happen; nothing is published.
     assert [p["step"] for p in listener.points] == [1] and listener.checkpoints == [1]
     assert not (tmp_path / "run" / "adapter").exists()
+
+
+def test_batches_tokenized_in_loader_workers_train_the_same_run(tmp_path):
+    """On a GPU, batches are tokenized in loader worker processes while the GPU trains on
+    the one before. The run must be the one a single process trains, step for step, and its
+    throughput counts (which the collator makes in the worker's process) must reach the
+    trainer."""
+    from . import tiny_model, toy_rows
+
+    base = tiny_model(tmp_path / "tiny")
+    rows = toy_rows(24, negatives=1)
+    config = small_config(base_model=base, num_negatives=1, lora_target_modules=["query"])
+    runs = {}
+    for workers in (0, 2):
+        listener = Recorder()
+        result = train(config=config, rows=rows, output_dir=tmp_path / f"w{workers}",
+                       listener=listener, device="cpu", loader_workers=workers)  # fmt: skip
+        runs[workers] = (result, listener)
+    (single, single_log), (pooled, pooled_log) = runs[0], runs[2]
+    assert pooled.metrics["loader_workers"] == 2 and single.metrics["loader_workers"] == 0
+    assert pooled_log.steps == [1, 2, 3, 4] and pooled_log.checkpoints == [2, 4]
+    assert [p["loss"] for p in pooled_log.points] == pytest.approx(
+        [p["loss"] for p in single_log.points], abs=1e-6
+    )
+    for result in (single, pooled):
+        assert result.metrics["samples_trained"] == 4 * 8
+        assert result.metrics["samples_per_s"] > 0 and result.metrics["tokens_per_s"] > 0
+    assert pooled.metrics["tokens_trained"] == single.metrics["tokens_trained"] > 4 * 8 * 3
+
+    # Resumed from the step-2 checkpoint with workers, it ends where the whole run did.
+    shutil.copytree(tmp_path / "w0" / "checkpoints", tmp_path / "resumed" / "checkpoints")
+    (tmp_path / "resumed" / "checkpoints" / "checkpoint-4" / COMPLETE_MARKER).unlink()
+    listener = Recorder()
+    resumed = train(config=config, rows=rows, output_dir=tmp_path / "resumed",
+                    listener=listener, device="cpu", loader_workers=2)  # fmt: skip
+    assert resumed.resumed_from_step == 2 and listener.steps == [3, 4]
+    assert resumed.metrics["samples_trained"] == 2 * 8
+    assert [p["loss"] for p in listener.points] == pytest.approx(
+        [p["loss"] for p in single_log.points[2:]], abs=1e-6
+    )

@@ -1,6 +1,7 @@
 """A real Celery worker (the ``gpu`` queue) trains LoRA adapters on SciFact-train claims:
-a run succeeds with its row kept live, a run is cancelled within a step, and a run whose
-worker is SIGKILLed after its first checkpoint resumes from it when the worker comes back."""
+a run succeeds with its row kept live (its batches tokenized in loader worker processes), a
+run is cancelled within a step, and a run whose worker is SIGKILLed after its first
+checkpoint resumes from it when the worker comes back."""
 
 import math
 import time
@@ -42,6 +43,14 @@ def model_dir(tmp_path, monkeypatch, settings):
 
 
 @pytest.fixture
+def loader_workers(monkeypatch):
+    """A gpu worker's default on a GPU: batches tokenized in two loader worker processes,
+    started from the Celery pool's (daemonic) task process. Set before the worker starts."""
+    monkeypatch.setenv("SIEVE_TRAIN_LOADER_WORKERS", "2")
+    return 2
+
+
+@pytest.fixture
 def snapshot(shared_data, tmp_path):
     return scifact_snapshots(shared_data, tmp_path / "data", formats=("bge",), queries=32)["bge"]
 
@@ -64,7 +73,7 @@ def finished(run):
 
 
 def test_a_worker_trains_a_run_live_then_cancels_one_within_a_step(
-    model_dir, snapshot, celery_worker_process
+    model_dir, loader_workers, snapshot, celery_worker_process
 ):
     worker = celery_worker_process
     run = training_run_create(snapshot=snapshot, config={**SMALL, "max_steps": 4})
@@ -85,6 +94,8 @@ def test_a_worker_trains_a_run_live_then_cancels_one_within_a_step(
     assert run.artifact_kind == "adapter"
     assert (Path(run.artifact_path) / "adapter_model.safetensors").is_file()
     assert run.metrics["samples_per_s"] > 0 and run.metrics["trainable_params"] > 0
+    assert run.metrics["loader_workers"] == loader_workers
+    assert run.metrics["samples_trained"] == 4 * SMALL["batch_size"]
 
     # A long run, cancelled once it is under way.
     long_run = training_run_create(snapshot=snapshot, config={**SMALL, "max_steps": 200})

@@ -82,7 +82,8 @@ def _rows_from(data: dict):
 
 
 def train_distributed(*, config: TrainConfig, rows: TrainingRows | TaskRows, output_dir: Path,
-                      listener, device: str, processes: int):  # fmt: skip
+                      listener, device: str, processes: int,
+                      loader_workers: int | None = None):  # fmt: skip
     from .loop import TrainingCancelled, TrainResult
 
     work = output_dir / WORK_DIR
@@ -95,6 +96,7 @@ def train_distributed(*, config: TrainConfig, rows: TrainingRows | TaskRows, out
         "config": config.to_dict(),
         "output_dir": str(output_dir),
         "device": device,
+        "loader_workers": loader_workers,
         "resume_step": resume.step if resume else None,
         "resume_path": str(resume.path) if resume else None,
     }
@@ -288,6 +290,7 @@ def rank_main(spec_path: str) -> int:
             listener=writer or TrainListener(),
             device=device,
             rank=rank,
+            loader_workers=spec.get("loader_workers"),
         )
     except TrainingCancelled as stop:
         if writer:

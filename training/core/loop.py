@@ -11,6 +11,7 @@ and sentence-transformers are imported inside the functions. Flow, resume and ca
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
@@ -23,6 +24,7 @@ from .checkpoints import CHECKPOINTS_DIR, latest_checkpoint, mark_complete, prun
 from .config import ConfigError, TrainConfig
 from .data import TaskRows, TrainingRows
 from .model import (
+    BATCH_COUNTS,
     build_model,
     make_collator,
     make_loss,
@@ -64,6 +66,7 @@ def training_arguments(
     bf16: bool,
     processes: int = 1,
     several_tasks: bool = False,
+    loader_workers: int = 0,
 ):
     from sentence_transformers import SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
@@ -107,7 +110,17 @@ def training_arguments(
         data_seed=config.seed,
         bf16=bf16,
         use_cpu=not cuda,
+        # Batches are collated (tokenized) by `loader_workers` processes while the GPU trains
+        # on the one before, and copied to it from pinned memory without waiting: a blocking
+        # copy would wait for the step in flight, leaving the GPU idle while the next batch
+        # is tokenized (default_loader_workers).
         dataloader_pin_memory=cuda,
+        dataloader_num_workers=loader_workers,
+        # Not persistent: a new epoch starts its workers again, drawing the workers' seed
+        # from the random state as a run without workers does, so that both train alike.
+        dataloader_persistent_workers=False,
+        dataloader_prefetch_factor=2 if loader_workers else None,
+        accelerator_config={"non_blocking": cuda},
         ddp_backend=("nccl" if cuda else "gloo") if processes > 1 else None,
         # The trainer's NaN/inf filter reads the loss back from the GPU after every step (a
         # host sync per step); a NaN loss shows in the loss curve instead of being averaged
@@ -168,13 +181,14 @@ class _Progress:
     TrainingCancelled at the end of the step in which it was seen. Mixed into a
     ``TrainerCallback`` by ``_progress_callback`` (transformers is imported only there)."""
 
-    def __init__(self, *, listener: TrainListener, collator, metrics: dict, device: str,
-                 resumed_from_step: int | None, stop_check=None, barrier=None):  # fmt: skip
+    def __init__(self, *, listener: TrainListener, meter: BatchMeter, metrics: dict,
+                 device: str, resumed_from_step: int | None, stop_check=None,
+                 barrier=None):  # fmt: skip
         self.listener = listener
         # (state) -> bool; several processes agree on it (distributed.CollectiveStop).
         self.stop_check = stop_check or (lambda state: listener.should_stop())
         self.barrier = barrier
-        self.collator = collator
+        self.meter = meter
         self.metrics = metrics
         self.device = device
         self.resumed_from_step = resumed_from_step
@@ -193,8 +207,8 @@ class _Progress:
         steps = state.global_step - self.first_step
         # Each process counts its own share; every one takes the same share per step.
         processes = metrics.get("processes", 1)
-        metrics["samples_per_s"] = round(processes * self.collator.samples / seconds, 3)
-        metrics["tokens_per_s"] = round(processes * self.collator.tokens / seconds, 1)
+        metrics["samples_per_s"] = round(processes * self.meter.samples / seconds, 3)
+        metrics["tokens_per_s"] = round(processes * self.meter.tokens / seconds, 1)
         if steps > 0:
             metrics["eta_s"] = round((state.max_steps - state.global_step) * seconds / steps, 1)
         metrics["epoch"] = round(state.epoch or 0.0, 4)
@@ -261,6 +275,67 @@ class _Progress:
         self.metrics["checkpoint_step"] = state.global_step
         logger.info("checkpoint saved at step %d", state.global_step)
         self.listener.checkpoint(step=state.global_step, path=str(folder))
+
+
+class BatchMeter:
+    """Samples and real tokens of the batches trained on in this process, from the counts
+    each batch carries (``model.BATCH_COUNTS``): the collator may run in a loader worker's
+    process, whose own counters this process never sees."""
+
+    def __init__(self):
+        self.samples = 0
+        self.tokens = 0
+
+    def add(self, inputs: dict) -> None:
+        samples, tokens = inputs.pop(BATCH_COUNTS, (0, 0))
+        self.samples += samples
+        self.tokens += tokens
+
+
+def counting_trainer(trainer_class: type, meter: BatchMeter) -> type:
+    """``trainer_class`` whose every training step first hands its batch's counts to
+    ``meter`` (and takes them out of the batch, which the loss then sees as the library
+    built it)."""
+
+    class CountingTrainer(trainer_class):
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            meter.add(inputs)
+            return super().training_step(model, inputs, num_items_in_batch)
+
+    CountingTrainer.__name__ = CountingTrainer.__qualname__ = trainer_class.__name__
+    return CountingTrainer
+
+
+def default_loader_workers(device: str, model_kind: str, processes: int = 1) -> int:
+    """Processes that tokenize the next batches while a GPU trains: 2 per training process
+    where the cores allow it, none on CPU (the model's threads use every core, and collating
+    in the trainer's process costs nothing extra there) nor for a reranker (its loss
+    tokenizes, in the trainer's process)."""
+    if not device.startswith("cuda") or model_kind == "reranker":
+        return 0
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(0, min(2, (cores or 1) // processes - 1))
+
+
+@contextlib.contextmanager
+def _children_allowed(needed: bool):
+    """Let this process start the loader workers although it is daemonic, as a Celery prefork
+    worker's task process is (Python refuses children there, for they could outlive it).
+    torch's loader workers cannot: they exit when their parent is gone, and a run without
+    persistent workers ends them with each epoch."""
+    import multiprocessing
+
+    process = multiprocessing.current_process()
+    daemonic = needed and process.daemon
+    if daemonic:
+        process.daemon = False
+    try:
+        yield
+    finally:
+        if daemonic:
+            process.daemon = True
 
 
 def plain_forward(model) -> None:
@@ -337,6 +412,7 @@ def train(
     listener: TrainListener | None = None,
     device: str | None = None,
     processes: int | None = None,
+    loader_workers: int | None = None,
 ) -> TrainResult:
     """Train ``config.base_model`` on ``rows``; checkpoints go to ``output_dir/checkpoints``
     and the artifact to ``output_dir/adapter`` (LoRA), ``merged`` or ``model`` (full).
@@ -345,7 +421,9 @@ def train(
 
     ``processes`` (default: every visible GPU, one on CPU): more than one trains with DDP
     in that many processes started by torch's launcher (``distributed.py``); the result's
-    ``model`` is then None (the model lives in those processes; load the artifact)."""
+    ``model`` is then None (the model lives in those processes; load the artifact).
+    ``loader_workers``: processes that tokenize batches per training process (default:
+    ``default_loader_workers``)."""
     config.check()
     if not config.base_model:
         raise ConfigError("a base model is required", "base_model")
@@ -364,9 +442,10 @@ def train(
             listener=listener,
             device=device,
             processes=processes,
+            loader_workers=loader_workers,
         )
     return run_training(config=config, rows=rows, output_dir=output_dir, listener=listener,
-                        device=device)  # fmt: skip
+                        device=device, loader_workers=loader_workers)  # fmt: skip
 
 
 def run_training(
@@ -377,6 +456,7 @@ def run_training(
     listener: TrainListener,
     device: str,
     rank=None,
+    loader_workers: int | None = None,
 ) -> TrainResult:
     """The trainer in this process: all of a single-process run, or one rank of a
     distributed one (``rank``: a ``distributed.Rank``; rank 0 alone writes the artifact)."""
@@ -392,6 +472,8 @@ def run_training(
     bf16 = use_bf16(config.bf16, device)
     set_seed(config.seed)
     model, collator, loss, trainer_class = _parts(config, device=device, processes=processes)
+    if loader_workers is None:
+        loader_workers = default_loader_workers(device, config.model_kind, processes)
     trainable, total = parameter_counts(model)
     logger.info(
         "%s on %s (%s%s): %s of %s parameters trainable (%.2f%%), %d rows, k=%d",
@@ -417,6 +499,7 @@ def run_training(
         "rows": len(rows),
         "num_negatives": rows.num_negatives,
         "processes": processes,
+        "loader_workers": loader_workers,
     }
     if config.quantize_4bit:  # QLoRA: the frozen base in 4-bit NF4, the adapter in `precision`
         metrics["base_weights"] = "nf4"
@@ -430,16 +513,17 @@ def run_training(
         metrics["tasks"] = [{"name": name, "rows": len(part)} for name, part in rows.tasks.items()]
         metrics["task_order"] = config.task_order
         metrics["mixed_steps"] = config.mixed_steps
+    meter = BatchMeter()
     callback = _progress_callback(
         listener=listener,
-        collator=collator,
+        meter=meter,
         metrics=metrics,
         device=device,
         resumed_from_step=resume.step if resume else None,
         stop_check=rank.stop_check(listener, config) if rank else None,
         barrier=rank.barrier if rank else None,
     )
-    trainer = trainer_class(
+    trainer = counting_trainer(trainer_class, meter)(
         model=model,
         args=training_arguments(
             config,
@@ -448,6 +532,7 @@ def run_training(
             bf16=bf16,
             processes=processes,
             several_tasks=several_tasks,
+            loader_workers=loader_workers,
         ),
         train_dataset=dataset,
         loss=loss,
@@ -458,7 +543,8 @@ def run_training(
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)
-    output_ = trainer.train(resume_from_checkpoint=str(resume.path) if resume else None)
+    with _children_allowed(loader_workers > 0):
+        output_ = trainer.train(resume_from_checkpoint=str(resume.path) if resume else None)
     plain_forward(model)
     step, total_steps = trainer.state.global_step, trainer.state.max_steps
     metrics["train_runtime_s"] = round(float(output_.metrics.get("train_runtime", 0.0)), 3)
@@ -466,9 +552,12 @@ def run_training(
     if callback.first_step_at is not None:
         # Every process takes the same number of samples per step.
         metrics["samples_per_s"] = round(
-            processes * collator.samples / max(time.monotonic() - callback.first_step_at, 1e-9),
+            processes * meter.samples / max(time.monotonic() - callback.first_step_at, 1e-9),
             3,
         )
+    # What this run trained on (a resumed run: since it resumed), across its processes.
+    metrics["samples_trained"] = processes * meter.samples
+    metrics["tokens_trained"] = processes * meter.tokens
     metrics["eta_s"] = 0.0
     metrics.pop("checkpoint_step", None)
     if rank and rank.index != 0:

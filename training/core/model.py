@@ -273,11 +273,18 @@ def _position_limit(model) -> int | None:
     return limit
 
 
+# The batch's (samples, real tokens), counted by the collator where it tokenizes (a loader
+# worker's process, or the trainer's) and read by ``loop.BatchMeter`` in the trainer's
+# process. Plain ints: moving the batch to the GPU leaves them on the host (reading a count
+# back from the GPU would wait for the step in flight).
+BATCH_COUNTS = "sieve_batch_counts"
+
+
 def make_collator(model, *, query_max_length: int, passage_max_length: int):
     """sentence-transformers' collator with the query column (the first) truncated to
     ``query_max_length`` and the passages to ``passage_max_length`` — the library has one
-    max length for every column. It also counts samples and real (non-padding) tokens for
-    the throughput figures."""
+    max length for every column. Each batch carries its samples and real (non-padding)
+    tokens under ``BATCH_COUNTS`` for the throughput figures."""
     from sentence_transformers.sentence_transformer.data_collator import (
         SentenceTransformerDataCollator,
     )
@@ -286,8 +293,6 @@ def make_collator(model, *, query_max_length: int, passage_max_length: int):
     class QueryPassageCollator(SentenceTransformerDataCollator):
         query_max_length: int = 64
         passage_max_length: int = 256
-        samples: int = 0
-        tokens: int = 0
         _column_position: int = 0
 
         def _get_task_for_column(self, column_name, column_position, router_mapping):
@@ -302,10 +307,10 @@ def make_collator(model, *, query_max_length: int, passage_max_length: int):
 
         def __call__(self, features):
             batch = super().__call__(features)
-            self.samples += len(features)
-            self.tokens += sum(
+            tokens = sum(
                 int(value.sum()) for key, value in batch.items() if key.endswith("attention_mask")
             )
+            batch[BATCH_COUNTS] = (len(features), tokens)
             return batch
 
     limit = _position_limit(model)

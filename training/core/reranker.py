@@ -62,18 +62,18 @@ def reranker_arguments(**kwargs):
 
 
 def counting_collator(model):
-    """sentence-transformers' cross-encoder collator, counting samples for the throughput
-    figures. It passes texts through (the loss tokenizes them), so tokens are not counted."""
+    """sentence-transformers' cross-encoder collator; each batch carries its samples under
+    ``BATCH_COUNTS`` for the throughput figures. It passes texts through (the loss tokenizes
+    them), so tokens are not counted."""
     from sentence_transformers.cross_encoder.data_collator import CrossEncoderDataCollator
+
+    from .model import BATCH_COUNTS
 
     @dataclass
     class CountingCollator(CrossEncoderDataCollator):
-        samples: int = 0
-        tokens: int = 0
-
         def __call__(self, features):
             batch = super().__call__(features)
-            self.samples += len(features)
+            batch[BATCH_COUNTS] = (len(features), 0)
             return batch
 
     return CountingCollator(preprocess_fn=model.preprocess)
