@@ -48,15 +48,17 @@ def model(tmp_path_factory):
 
 def test_two_processes_train_one_run_and_report_to_the_callers_listener(model, tmp_path):
     listener = Recorder()
+    # Each process tokenizes in a loader worker of its own, as on GPUs.
     result = train(
         config=config_for(model), rows=toy_rows(24), output_dir=tmp_path / "run",
-        listener=listener, device="cpu", processes=2,
+        listener=listener, device="cpu", processes=2, loader_workers=1,
     )  # fmt: skip
     assert (result.step, result.total_steps, result.resumed_from_step) == (3, 3, None)
     assert result.model is None and result.artifact_kind == "adapter"
     metrics = result.metrics
     assert metrics["processes"] == 2 and metrics["batch_size_per_process"] == 4
     assert metrics["device"] == "cpu" and metrics["samples_per_s"] > 0
+    assert metrics["loader_workers"] == 1 and metrics["samples_trained"] == 3 * 8
     assert listener.started_with == (0, 3, None, 2)
     # Checkpoints every 2 steps and at the end, as in one process.
     assert [p["step"] for p in listener.points] == [1, 2, 3] and listener.checkpoints == [2, 3]
