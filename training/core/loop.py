@@ -24,7 +24,6 @@ from .checkpoints import CHECKPOINTS_DIR, latest_checkpoint, mark_complete, prun
 from .config import ConfigError, TrainConfig
 from .data import TaskRows, TrainingRows
 from .model import (
-    BATCH_COUNTS,
     build_model,
     make_collator,
     make_loss,
@@ -32,6 +31,7 @@ from .model import (
     resolve_device,
     use_bf16,
 )
+from .throughput import BatchMeter, counting_trainer, model_shape, peak_flops
 
 logger = logging.getLogger(__name__)
 
@@ -189,6 +189,7 @@ class _Progress:
         self.stop_check = stop_check or (lambda state: listener.should_stop())
         self.barrier = barrier
         self.meter = meter
+        self.peak_flops = metrics.get("peak_tflops", 0.0) * 1e12
         self.metrics = metrics
         self.device = device
         self.resumed_from_step = resumed_from_step
@@ -209,6 +210,11 @@ class _Progress:
         processes = metrics.get("processes", 1)
         metrics["samples_per_s"] = round(processes * self.meter.samples / seconds, 3)
         metrics["tokens_per_s"] = round(processes * self.meter.tokens / seconds, 1)
+        flops_per_s = self.meter.flops() / seconds  # one process's
+        if flops_per_s:
+            metrics["model_tflops_per_s"] = round(processes * flops_per_s / 1e12, 4)
+            if self.peak_flops:
+                metrics["mfu"] = round(flops_per_s / self.peak_flops, 4)
         if steps > 0:
             metrics["eta_s"] = round((state.max_steps - state.global_step) * seconds / steps, 1)
         metrics["epoch"] = round(state.epoch or 0.0, 4)
@@ -275,35 +281,6 @@ class _Progress:
         self.metrics["checkpoint_step"] = state.global_step
         logger.info("checkpoint saved at step %d", state.global_step)
         self.listener.checkpoint(step=state.global_step, path=str(folder))
-
-
-class BatchMeter:
-    """Samples and real tokens of the batches trained on in this process, from the counts
-    each batch carries (``model.BATCH_COUNTS``): the collator may run in a loader worker's
-    process, whose own counters this process never sees."""
-
-    def __init__(self):
-        self.samples = 0
-        self.tokens = 0
-
-    def add(self, inputs: dict) -> None:
-        samples, tokens = inputs.pop(BATCH_COUNTS, (0, 0))
-        self.samples += samples
-        self.tokens += tokens
-
-
-def counting_trainer(trainer_class: type, meter: BatchMeter) -> type:
-    """``trainer_class`` whose every training step first hands its batch's counts to
-    ``meter`` (and takes them out of the batch, which the loss then sees as the library
-    built it)."""
-
-    class CountingTrainer(trainer_class):
-        def training_step(self, model, inputs, num_items_in_batch=None):
-            meter.add(inputs)
-            return super().training_step(model, inputs, num_items_in_batch)
-
-    CountingTrainer.__name__ = CountingTrainer.__qualname__ = trainer_class.__name__
-    return CountingTrainer
 
 
 def default_loader_workers(device: str, model_kind: str, processes: int = 1) -> int:
@@ -505,6 +482,9 @@ def run_training(
         metrics["base_weights"] = "nf4"
     if processes > 1:
         metrics["batch_size_per_process"] = per_process_batch_size(config.batch_size, processes)
+    peak = peak_flops(device, bf16=bf16)
+    if peak:  # per GPU; MFU is measured against it
+        metrics["peak_tflops"] = peak / 1e12
 
     several_tasks = isinstance(rows, TaskRows)
     dataset = _dataset(rows)
@@ -513,7 +493,8 @@ def run_training(
         metrics["tasks"] = [{"name": name, "rows": len(part)} for name, part in rows.tasks.items()]
         metrics["task_order"] = config.task_order
         metrics["mixed_steps"] = config.mixed_steps
-    meter = BatchMeter()
+    shape = model_shape(model) if config.model_kind != "reranker" else None
+    meter = BatchMeter(shape=shape, full=config.method == "full")
     callback = _progress_callback(
         listener=listener,
         meter=meter,

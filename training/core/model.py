@@ -273,8 +273,9 @@ def _position_limit(model) -> int | None:
     return limit
 
 
-# The batch's (samples, real tokens), counted by the collator where it tokenizes (a loader
-# worker's process, or the trainer's) and read by ``loop.BatchMeter`` in the trainer's
+# The batch's (samples, real tokens, sum of the squared sequence lengths: attention's work),
+# counted by the collator where it tokenizes (a loader
+# worker's process, or the trainer's) and read by ``throughput.BatchMeter`` in the trainer's
 # process. Plain ints: moving the batch to the GPU leaves them on the host (reading a count
 # back from the GPU would wait for the step in flight).
 BATCH_COUNTS = "sieve_batch_counts"
@@ -284,7 +285,7 @@ def make_collator(model, *, query_max_length: int, passage_max_length: int):
     """sentence-transformers' collator with the query column (the first) truncated to
     ``query_max_length`` and the passages to ``passage_max_length`` — the library has one
     max length for every column. Each batch carries its samples and real (non-padding)
-    tokens under ``BATCH_COUNTS`` for the throughput figures."""
+    tokens under ``BATCH_COUNTS`` for the throughput and MFU figures."""
     from sentence_transformers.sentence_transformer.data_collator import (
         SentenceTransformerDataCollator,
     )
@@ -307,10 +308,13 @@ def make_collator(model, *, query_max_length: int, passage_max_length: int):
 
         def __call__(self, features):
             batch = super().__call__(features)
-            tokens = sum(
-                int(value.sum()) for key, value in batch.items() if key.endswith("attention_mask")
-            )
-            batch[BATCH_COUNTS] = (len(features), tokens)
+            tokens = squares = 0
+            for key, value in batch.items():
+                if key.endswith("attention_mask"):
+                    lengths = value.sum(dim=1)
+                    tokens += int(lengths.sum())
+                    squares += int((lengths * lengths).sum())
+            batch[BATCH_COUNTS] = (len(features), tokens, squares)
             return batch
 
     limit = _position_limit(model)

@@ -73,7 +73,7 @@ def counting_collator(model):
     class CountingCollator(CrossEncoderDataCollator):
         def __call__(self, features):
             batch = super().__call__(features)
-            batch[BATCH_COUNTS] = (len(features), 0)
+            batch[BATCH_COUNTS] = (len(features), 0, 0)
             return batch
 
     return CountingCollator(preprocess_fn=model.preprocess)
