@@ -178,14 +178,25 @@ LOADER_WORKERS: int | None = None
 
 
 def run_ours(config, rows, output_dir: Path) -> dict:
-    from training.core.loop import train
+    # Through the package's name, so that ../shared/gpu-kit can wrap training.core.train.
+    import training.core
 
     started = time.monotonic()
-    result = train(config=config, rows=rows, output_dir=output_dir, loader_workers=LOADER_WORKERS)
+    result = training.core.train(
+        config=config, rows=rows, output_dir=output_dir, loader_workers=LOADER_WORKERS
+    )
+    metrics = result.metrics
+    mfu = f"MFU {metrics['mfu']:.1%}" if "mfu" in metrics else "MFU: no known peak"
+    print(
+        f"        ours: {metrics['device']} {metrics['precision']}, "
+        f"{metrics['loader_workers']} loader workers, {metrics['tokens_per_s']:,.0f} tokens/s, "
+        f"{metrics.get('model_tflops_per_s', 0.0):.3f} model TFLOP/s, {mfu}",
+        flush=True,
+    )
     return {
-        "train_runtime_s": result.metrics["train_runtime_s"],
+        "train_runtime_s": metrics["train_runtime_s"],
         "wall_s": time.monotonic() - started,
-        "loss": result.metrics["train_loss"],
+        "loss": metrics["train_loss"],
     }
 
 
@@ -271,7 +282,12 @@ def main() -> None:
         for i in range(args.rounds):
             pair = {}
             for name in ("ours", "bare") if i % 2 == 0 else ("bare", "ours"):
+                if torch.cuda.is_available():
+                    torch.cuda.reset_peak_memory_stats()
                 figures = runners[name](config, rows, work / f"{i}-{name}")
+                if torch.cuda.is_available():
+                    peak = torch.cuda.max_memory_allocated() / 2**30
+                    print(f"        {name}: peak GPU memory {peak:.2f} GiB", flush=True)
                 pair[name] = rate = samples / figures["train_runtime_s"]
                 results[name].append(rate)
                 print(
