@@ -145,8 +145,13 @@ def data_prepare(args, *, var_dir: str) -> None:
 
 
 def pct(values: list[float], q: float) -> float:
+    """The q-quantile, interpolated between the two nearest ranks (numpy's default): p50 is
+    the median, and p95 is never below it."""
     ordered = sorted(values)
-    return ordered[int(q * (len(ordered) - 1))]
+    position = q * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def print_http(label: str, http, load) -> None:

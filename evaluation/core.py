@@ -162,11 +162,15 @@ def model_load(source: ModelSource, *, settings: EncoderSettings) -> LoadedModel
             model_kwargs=model_kwargs or None,
         )
     else:
-        # As training loads a base: a plain decoder checkpoint gets last-token pooling.
+        # As training loads a base: a plain decoder checkpoint gets last-token pooling (the
+        # identity's, found once: None keeps the model's own).
         from training.core.model import load_sentence_transformer
 
         model = load_sentence_transformer(
-            source.model, device=device, model_kwargs=model_kwargs or None
+            source.model,
+            device=device,
+            pooling=identity.get("pooling"),
+            model_kwargs=model_kwargs or None,
         )
     if settings.max_seq_length:
         model.max_seq_length = settings.max_seq_length

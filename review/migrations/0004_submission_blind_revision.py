@@ -36,7 +36,7 @@ WHERE NOT blind AND EXISTS (
 )
 """
 
-# The rule of review.services.queue._item_agreed: an active revision that changed the blind
+# The rule of answers_agree (review.services.queue): an active revision that changed the blind
 # answer keeps the item out of consensus.
 REVISED_ITEMS_TO_ADJUDICATION = """
 UPDATE review_reviewitem SET agreed = FALSE

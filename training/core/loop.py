@@ -212,9 +212,9 @@ class _Progress:
         metrics["tokens_per_s"] = round(processes * self.meter.tokens / seconds, 1)
         flops_per_s = self.meter.flops() / seconds  # one process's
         if flops_per_s:
-            metrics["model_tflops_per_s"] = round(processes * flops_per_s / 1e12, 4)
+            metrics["model_tflops_per_s"] = float(f"{processes * flops_per_s / 1e12:.4g}")
             if self.peak_flops:
-                metrics["mfu"] = round(flops_per_s / self.peak_flops, 4)
+                metrics["mfu"] = float(f"{flops_per_s / self.peak_flops:.4g}")
         if steps > 0:
             metrics["eta_s"] = round((state.max_steps - state.global_step) * seconds / steps, 1)
         metrics["epoch"] = round(state.epoch or 0.0, 4)

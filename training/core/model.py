@@ -163,16 +163,19 @@ def auto_pooling(name: str) -> str | None:
     return "lasttoken" if _is_decoder(AutoConfig.from_pretrained(name)) else None
 
 
-def load_sentence_transformer(name: str, *, device: str | None = None, pooling: str = "auto",
+def load_sentence_transformer(name: str, *, device: str | None = None,
+                              pooling: str | None = "auto",
                               model_kwargs: dict | None = None):  # fmt: skip
     """``name`` (a hub id or folder) as a SentenceTransformer. ``auto`` keeps a
     sentence-transformers model as it is saved (its pooling, its normalisation, its prompts)
     and gives a plain decoder checkpoint (Mistral, Qwen, Llama) last-token pooling
-    (``auto_pooling``); another ``pooling`` is built as Transformer → Pooling(mode) →
-    Normalize. A decoder's tokenizer without a padding token pads with its end-of-text token
-    (pooling reads the attention mask, so the side does not matter), and with last-token
-    pooling ends every text with that token (``tokenizer_append_eos``). Training and
-    evaluation both load through here, so a base model is evaluated as it is trained."""
+    (``auto_pooling``). None is sentence-transformers' own loading (what ``auto`` gives a
+    model that is not a plain decoder; for a caller that asked ``auto_pooling`` already).
+    Another ``pooling`` is built as Transformer → Pooling(mode) → Normalize. A decoder's
+    tokenizer without a padding token pads with its end-of-text token (pooling reads the
+    attention mask, so the side does not matter), and with last-token pooling ends every text
+    with that token (``tokenizer_append_eos``). Training and evaluation both load through
+    here, so a base model is evaluated as it is trained."""
     from sentence_transformers import SentenceTransformer
 
     mode = auto_pooling(name) if pooling == "auto" else pooling
