@@ -70,13 +70,15 @@ def test_run_page_draws_the_loss_curve_and_stops_polling_when_done(client, viewe
         snapshot=snapshot, base_model="m", method="lora", status=JobStatus.RUNNING,
         step=20, total_steps=40, progress=0.5,
         history=[{"step": s, "loss": 2.0 - s / 20} for s in (5, 10, 15, 20)],
-        metrics={"samples_per_s": 12.5, "eta_s": 30},
+        metrics={"samples_per_s": 12.5, "eta_s": 30, "model_tflops_per_s": 212.7,
+                 "peak_tflops": 989.0, "mfu": 0.2151},
         log_tail="step 20 <script>alert(1)</script>",
     )  # fmt: skip
     client.force_login(viewer)
     page = client.get(reverse("training:run_detail", args=[run.pk]))
     html = page.content.decode()
     assert "<polyline" in html and "12.50" in html and "30 s" in html
+    assert "212.700" in html and "22 %" in html and "peak of 989 TFLOP/s" in html
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
     fragment = client.get(reverse("training:run_detail", args=[run.pk]), HTTP_HX_REQUEST="true")
     assert fragment.status_code == 200 and 'hx-trigger="every 2s"' in fragment.content.decode()
