@@ -361,3 +361,28 @@ def test_batches_tokenized_in_loader_workers_train_the_same_run(tmp_path):
     assert [p["loss"] for p in listener.points] == pytest.approx(
         [p["loss"] for p in single_log.points[2:]], abs=1e-6
     )
+
+
+def test_on_a_gpu_batches_are_tokenized_ahead_and_copied_without_blocking(monkeypatch):
+    """The GPU settings, checked where CI runs (no GPU): 2 loader workers per training
+    process while the cores allow (one core stays with each process), none on CPU or for a
+    reranker; pinned memory and a copy that does not wait for the step in flight."""
+    import os
+
+    from training.core.loop import default_loader_workers, training_arguments
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert default_loader_workers("cuda", "embedder") == 2
+    assert default_loader_workers("cuda", "embedder", processes=8) == 1
+    assert default_loader_workers("cuda", "embedder", processes=16) == 0
+    assert default_loader_workers("cuda", "reranker") == 0
+    assert default_loader_workers("cpu", "embedder") == 0
+
+    config = TrainConfig.from_dict({"base_model": "m"})
+    gpu = training_arguments(config, checkpoints_dir="c", device="cuda", bf16=False,
+                             loader_workers=2)  # fmt: skip
+    assert gpu.dataloader_num_workers == 2 and gpu.dataloader_prefetch_factor == 2
+    assert gpu.dataloader_pin_memory and gpu.accelerator_config.non_blocking
+    assert not gpu.dataloader_persistent_workers  # see the loader-workers test above
+    cpu = training_arguments(config, checkpoints_dir="c", device="cpu", bf16=False)
+    assert cpu.dataloader_num_workers == 0 and not cpu.accelerator_config.non_blocking
