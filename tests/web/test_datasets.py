@@ -66,6 +66,29 @@ def test_query_page_shows_candidates_rank_score_origin_and_latest_decision(
     assert "false-negative" not in other_row
 
 
+def test_the_query_page_names_judges_and_verdicts_in_words(viewer_client, tiny_dataset):
+    """The tour of every page found ``llm:gpt-4o-mini:stage1 not_relevant``: the judge's and
+    the verdict's stored names. The page says who and what in words; the stored name stays
+    on hover."""
+    from curation.models import Judgment
+
+    query = tiny_dataset.queries.get(query_id="q0")
+    negative = query.candidates.get(rank=1)
+    for rater in ("llm:gpt-4o-mini:stage1", "teacher:all-minilm-l6-v2:margin"):
+        Judgment.objects.create(
+            candidate=negative, rater=rater, rater_kind="machine", verdict="not_relevant"
+        )
+    DecisionFactory(candidate=negative, label=DecisionLabel.NOT_RELEVANT)
+    html = viewer_client.get(reverse("curation:query_detail", args=[query.pk])).content.decode()
+    start = html.index(f'id="candidate-{negative.pk}"')
+    row = html[start : html.index("</tr>", start)]
+    shown = re.sub(r"<[^>]+>", " ", row)  # the text, without attributes such as title
+    assert "gpt-4o-mini · stage 1" in shown and "teacher margin · all-minilm-l6-v2" in shown
+    assert shown.count("not relevant") == 3  # two machine verdicts and the decision
+    assert "llm:" not in shown and "teacher:" not in shown and "not_relevant" not in shown
+    assert 'title="llm:gpt-4o-mini:stage1"' in row
+
+
 def test_passage_and_query_html_is_shown_escaped(viewer_client):
     dataset = DatasetFactory(name=f"d{SCRIPT}")
     query = QueryFactory(dataset=dataset, query_id=f"q{IMG}", text=f"why {SCRIPT}")
