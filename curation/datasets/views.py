@@ -65,6 +65,7 @@ def _dataset_detail_context(request, dataset: Dataset, freeze_form=None) -> dict
         "export_jobs": reads.dataset_export_jobs(dataset=dataset),
         "snapshots": reads.dataset_snapshots(dataset=dataset),
         "freeze_form": freeze_form or SnapshotFreezeForm(),
+        "evaluation_split": reads.dataset_evaluation_split(dataset=dataset),
     }
 
 

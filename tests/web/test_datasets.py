@@ -216,3 +216,33 @@ def test_the_query_page_ranks_imported_and_mined_negatives_apart_with_their_verd
     assert f"approval #{in_force.pk}" in row(mined[0])
     assert "not_relevant" in row(imported[0]) and "approval #" not in row(imported[0])
     assert "decision-relevant" not in row(imported[1])  # the revoked approval is not in force
+
+
+def test_a_benchmark_split_is_not_offered_mining_and_the_page_says_why(curator_client):
+    """The tour found "Mine negatives" on a BEIR test split imported for evaluation. Mining
+    would add negatives that its evaluation task never reads and that a snapshot would train
+    on (the benchmark's own queries): the button is disabled with the reason. A dataset that
+    also took in training data, or one imported from a format without splits, keeps it."""
+    from core.models import JobStatus
+    from curation.models import ImportJob
+
+    def dataset_imported_from(*splits):
+        dataset = DatasetFactory()
+        for split in splits:
+            stats = {"format": "beir", "split": split} if split else {"format": "bge"}
+            ImportJob.objects.create(
+                dataset=dataset, dataset_name=dataset.name, source_path="/x",
+                status=JobStatus.SUCCEEDED, stats=stats,
+            )  # fmt: skip
+        return dataset
+
+    for splits, offered in ((["test"], False), (["dev"], False), ([None], True),
+                            (["train"], True), (["test", "train"], True)):  # fmt: skip
+        dataset = dataset_imported_from(*splits)
+        html = curator_client.get(reverse("curation:dataset_detail", args=[dataset.pk]))
+        html = html.content.decode()
+        mine = reverse("curation:mining_new", args=[dataset.pk])
+        assert (mine in html) == offered, splits
+        assert ('id="no-mining"' in html) == (not offered), splits
+        if not offered:
+            assert f"only the {splits[0]} split of a benchmark" in html
