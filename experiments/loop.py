@@ -17,6 +17,7 @@ from django.urls import reverse
 
 from core.models import USABLE_STATUSES, JobStatus
 from core.pagination import KeysetPage, keyset_paginate
+from curation.datasets.selectors import EVALUATION_SPLITS, dataset_import_splits
 from curation.models import Approval, CascadeRun, Dataset, MiningRun, Snapshot
 from evaluation.models import EvalResult, EvaluationRun
 from review.models import AgreementReport, ReviewCampaign
@@ -108,6 +109,7 @@ class _Page:
     def __init__(self, datasets: list[Dataset]):
         ids = [d.pk for d in datasets]
         self.mining = _newest(MiningRun, dataset_field="dataset_id", ids=ids)
+        self.splits = dataset_import_splits(dataset_ids=ids)
         self.cascade = _newest(CascadeRun, dataset_field="dataset_id", ids=ids)
         self.campaign = _newest(ReviewCampaign, dataset_field="dataset_id", ids=ids)
         self.report = _newest(
@@ -152,8 +154,12 @@ def _imported(dataset: Dataset) -> Step:
     )
 
 
-def _mined(dataset: Dataset, run: MiningRun | None) -> Step:
+def _mined(dataset: Dataset, run: MiningRun | None, splits: set[str]) -> Step:
     step = Step("mined", "Mined")
+    if run is None and len(splits) == 1 and (split := next(iter(splits))) in EVALUATION_SPLITS:
+        # As on the dataset's page: mined negatives are training data, not a benchmark's.
+        step.state, step.summary = SKIPPED, f"{split} split of a benchmark: not mined"
+        return step
     if run is None:
         step.action, step.action_url = (
             "Mine hard negatives",
@@ -297,7 +303,7 @@ def dataset_loops(
                 dataset,
                 [
                     _imported(dataset),
-                    _mined(dataset, newest.mining.get(pk)),
+                    _mined(dataset, newest.mining.get(pk), newest.splits.get(pk, set())),
                     _judged(dataset, cascade),
                     _reviewed(dataset, newest.campaign.get(pk), newest.report.get(pk)),
                     _approved(

@@ -106,6 +106,20 @@ def test_the_whole_loop_shows_each_step_and_the_gain_over_the_base(curator_clien
     assert "step-next" not in cells
 
 
+def test_a_benchmark_split_is_not_asked_to_be_mined(curator_client):
+    """As on its page, a dataset that holds only a benchmark's test split is not offered
+    mining: the step is skipped with the reason, and the next one is the cascade."""
+    from core.models import JobStatus
+    from curation.models import ImportJob
+
+    dataset = DatasetFactory(name="scifact-test", query_count=300, negative_count=0)
+    ImportJob.objects.create(dataset=dataset, dataset_name=dataset.name, source_path="/x",
+                             status=JobStatus.SUCCEEDED, stats={"split": "test"})  # fmt: skip
+    cells = _cells(curator_client.get(reverse("overview:overview")).content.decode(), dataset.name)
+    assert 'data-step="mined" data-state="skipped"' in cells
+    assert "test split of a benchmark: not mined" in cells and "Mine hard negatives" not in cells
+
+
 def _cell(cells: str, step: str) -> str:
     start = cells.rindex("<td", 0, cells.index(f'data-step="{step}"'))
     return cells[start : cells.index("</td>", start)]
