@@ -8,6 +8,7 @@ no wider than the window and show no Python internals; every link on it to this 
 open for the same person. It then saves a full-page screenshot, ``page-<name>.png`` (``make
 screenshots`` writes them into docs/screenshots)."""
 
+import re
 import time
 import urllib.error
 import urllib.request
@@ -32,6 +33,10 @@ REGISTRY = [
 OTHER_HOSTS_ALLOWED = {"https://cdn.redoc.ly/redoc/logo-mini.svg"}
 # Python reprs and tracebacks: internals a page must never show.
 INTERNALS = ("{'", "[{'", "object at 0x", "Traceback (most recent call last)")
+# Stored names that pages show in words (core/labels.py, the evaluation's task names): a
+# verdict, a judge, an annotator, a task spec. The API pages and the admin show them as stored.
+RAW_NAMES = re.compile(r"\b(not_relevant|partly_relevant|llm:\S+:stage\d+|user:\w+|dataset:\d+)")
+AS_STORED = {"api-docs", "api-redoc", "admin", "admin-training-runs"}
 # Third-party pages (drf-spectacular's Swagger UI and Redoc) title the API in their own way.
 NO_H1 = {"api-docs", "api-redoc"}
 # Checked, but no picture: Redoc shows what Swagger UI does; the admin's lists are Django's.
@@ -117,6 +122,8 @@ def _inspect(page, name: str, origin: str, link_status: dict) -> list[str]:
         problems.append(f"{width} px wide in a window of {WINDOW['width']} px")
     text = page.inner_text("body")
     problems += [f"shows {raw!r}" for raw in INTERNALS if raw in text]
+    if name not in AS_STORED:
+        problems += [f"shows the stored name {m!r}" for m in sorted(set(RAW_NAMES.findall(text)))]
     hrefs = page.eval_on_selector_all("a[href]", "links => links.map(a => a.href)")
     links = sorted({h.split("#")[0] for h in hrefs if h.startswith(origin + "/")})
     new = [url for url in links if url not in link_status]
