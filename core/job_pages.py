@@ -37,6 +37,7 @@ class StatsLayout:
 def job_context(request, job, context: dict) -> dict:
     """What the status fragment reads besides the page's own context."""
     return {
+        "stats_layout": None,  # every key in stored order, unless the kind's page names one
         **context,
         "job": job,
         "finished": job.status in FINISHED_STATUSES,
