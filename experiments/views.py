@@ -12,7 +12,7 @@ from core.roles import CAN_CURATE, CAN_READ_DATA, role_required
 from curation.models import Dataset
 from evaluation import selectors as evaluation_reads
 from evaluation.models import EvaluationMode
-from evaluation.services.task_specs import evaluation_tasks_available
+from evaluation.services.task_specs import evaluation_task_labels, evaluation_tasks_available
 from training.forms import TrainingLaunchForm
 from training.services import training_config_defaults
 
@@ -110,6 +110,7 @@ def comparison_detail(request, pk: int):
         "section": "leaderboard",
         "comparison": comparison,
         "steps": reads.comparison_steps(comparison=comparison),
+        "task_labels": evaluation_task_labels(comparison.eval_tasks),
     }
     return render(
         request, "experiments/comparison_detail.html", job_context(request, comparison, context)

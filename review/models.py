@@ -20,7 +20,7 @@ from curation.models import Candidate, CascadeRun, Dataset, Judgment
 class Stratum(models.TextChoices):
     STAGE2_FLAGGED = "stage2_flagged", "flagged by stage 2"
     STAGE1_ONLY = "stage1_only", "flagged by stage 1 only"
-    UNFLAGGED = "unflagged", "unflagged mined negatives"
+    UNFLAGGED = "unflagged", "unflagged hard negatives"
     SYNTHETIC = "synthetic", "synthetic triplets"
 
 

@@ -2,11 +2,15 @@
 (``training/core/config.py``): one field per hyper-parameter, its label, help, limits and
 choices from there, and each value checked by the schema's own ``ConfigField.parse`` — the
 check the command line and the API use too. Initial values come from
-``training_config_defaults()``; a field left empty takes the default. The service validates the
-whole config again (the API and the CLI reach it without this form)."""
+``training_config_defaults()``; a field left empty takes the default. The base model's field
+starts empty when the default is the configured model, which its placeholder names (the
+offline copy's folder inside the virtualenv is no name for a person). The service validates
+the whole config again (the API and the CLI reach it without this form)."""
 
 from django import forms
 from django.core.exceptions import ValidationError
+
+from curation.embeddings import default_model_label, default_model_name
 
 from .core.config import ConfigError, ConfigField, config_fields
 
@@ -63,9 +67,12 @@ class TrainingLaunchForm(forms.Form):
     def __init__(self, *args, defaults: dict, **kwargs):
         initial = {f.name: defaults.get(f.name, f.default) for f in config_fields()}
         initial["lora_target_modules"] = ", ".join(initial["lora_target_modules"] or [])
+        if initial["base_model"] == default_model_name():
+            initial["base_model"] = ""  # empty takes it: the service's rule
         super().__init__(*args, initial=initial, **kwargs)
         for config_field in config_fields():
             self.fields[config_field.name] = _form_field(config_field)
+        self.fields["base_model"].widget.attrs["placeholder"] = default_model_label()
 
     def config(self) -> dict:
         """The hyper-parameters given, converted by the schema; empty fields are left out,

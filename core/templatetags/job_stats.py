@@ -1,8 +1,9 @@
-"""A job's ``stats`` as a person reads them (``templates/htmx/_job_status.html``): every key
-as words ("queries_added" → "Queries added"), numbers with thousands separators, lists
-joined, yes/no for booleans, and nested dicts as "label value" pairs. Generic on purpose:
-it knows no job kind; a page that has better words for its stats shows its own figures and
-sets ``hide_stats``."""
+"""A job's ``stats`` as a person reads them (``templates/htmx/_job_status.html``): in the
+order and with the words of the kind's ``StatsLayout`` (``core/job_pages.py``) when the page
+passes one, internals left out; any other key as words ("queries_added" → "Queries added");
+numbers with thousands separators, lists joined, yes/no for booleans, and nested dicts as
+"label value" pairs. It knows no job kind itself; a page that has better words for its
+stats than a list of figures shows its own and sets ``hide_stats``."""
 
 from django import template
 
@@ -22,6 +23,15 @@ def stat_label(key) -> str:
     return " ".join([first[:1].upper() + first[1:], *words[1:]])
 
 
+def _counted(value) -> bool:
+    return (
+        isinstance(value, list | tuple)
+        and len(value) == 2
+        and isinstance(value[1], int)
+        and not isinstance(value[1], bool)
+    )
+
+
 def stat_value(value) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
@@ -32,6 +42,8 @@ def stat_value(value) -> str:
     if value is None or value == "" or value == [] or value == {}:
         return "—"
     if isinstance(value, list | tuple):
+        if all(_counted(v) for v in value):  # [[reason, count], …] (a Counter's most_common)
+            return ", ".join(f"{v[0]} ({stat_value(v[1])})" for v in value)
         return ", ".join(stat_value(v) for v in value)
     if isinstance(value, dict):
         return " · ".join(f"{stat_label(k).lower()} {stat_value(v)}" for k, v in value.items())
@@ -39,8 +51,20 @@ def stat_value(value) -> str:
 
 
 @register.filter
-def stat_items(stats) -> list[tuple[str, str]]:
-    """``job.stats|stat_items``: [(label, value as text), …] in the stored order."""
+def stat_items(stats, layout=None) -> list[tuple[str, str]]:
+    """``job.stats|stat_items:stats_layout``: [(label, value as text), …], the layout's keys
+    first in its order, then any key it does not name (in stored order), none it hides.
+    Without a layout: every key in the stored order."""
     if not isinstance(stats, dict):
         return []
-    return [(stat_label(key), stat_value(value)) for key, value in stats.items()]
+    shown = dict(layout.shown) if layout else {}
+    hidden = layout.hidden if layout else frozenset()
+    keys = [key for key in shown if key in stats]
+    keys += [key for key in stats if key not in shown and key not in hidden]
+    return [(shown.get(key) or stat_label(key), stat_value(stats[key])) for key in keys]
+
+
+@register.filter
+def number(value) -> str:
+    """``{{ count|number }}``: a count with thousands separators (42097 → 42,097)."""
+    return stat_value(value)

@@ -328,3 +328,30 @@ def export_jobs_unfinished(*, limit: int = 20) -> list[ExportJob]:
         .select_related("dataset", "created_by")
         .order_by("-id")[:limit]
     )
+
+
+# Qrels splits that hold a benchmark's queries, not training data.
+EVALUATION_SPLITS = ("test", "dev", "validation", "val")
+
+
+def dataset_import_splits(*, dataset_ids: Sequence[int] | None = None) -> dict[int, set[str]]:
+    """{dataset id: the splits its succeeded imports recorded}; a dataset imported from a
+    format without splits (BGE, Tevatron, triplets) records "train" by what it is."""
+    imports = ImportJob.objects.filter(status=JobStatus.SUCCEEDED, dataset__isnull=False)
+    if dataset_ids is not None:
+        imports = imports.filter(dataset_id__in=dataset_ids)
+    splits: dict[int, set[str]] = {}
+    for row in imports.values("dataset_id", "stats"):
+        split = (row["stats"] or {}).get("split") or "train"
+        splits.setdefault(row["dataset_id"], set()).add(str(split))
+    return splits
+
+
+def dataset_evaluation_split(*, dataset: Dataset) -> str | None:
+    """The evaluation split (``test``, ``dev``, …) that is all ``dataset`` was imported
+    from, or None when it holds training data, several splits or no recorded import. Such a
+    dataset is an evaluation task of its own (evaluation/services/dataset_tasks.py)."""
+    found = dataset_import_splits(dataset_ids=[dataset.pk]).get(dataset.pk, set())
+    if len(found) == 1 and (split := next(iter(found))) in EVALUATION_SPLITS:
+        return split
+    return None

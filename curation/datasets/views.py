@@ -19,6 +19,7 @@ from core.roles import CAN_CURATE, CAN_READ_DATA, has_role, role_required
 from ..models import CandidateOrigin, CandidateRole, Dataset, ExportJob, ImportJob, Query, Snapshot
 from . import selectors as reads
 from .forms import ImportUploadForm, SnapshotFreezeForm
+from .job_stats import EXPORT_STATS, IMPORT_STATS, SNAPSHOT_COUNTS
 from .snapshots import export_job_create, snapshot_file_path
 from .upload_retention import import_job_retry, import_job_retry_state
 from .uploads import import_upload_start
@@ -64,6 +65,7 @@ def _dataset_detail_context(request, dataset: Dataset, freeze_form=None) -> dict
         "export_jobs": reads.dataset_export_jobs(dataset=dataset),
         "snapshots": reads.dataset_snapshots(dataset=dataset),
         "freeze_form": freeze_form or SnapshotFreezeForm(),
+        "evaluation_split": reads.dataset_evaluation_split(dataset=dataset),
     }
 
 
@@ -198,6 +200,7 @@ def _import_job_context(job: ImportJob) -> dict:
         else None,
         "result_label": "Open the dataset",
         "retry": import_job_retry_state(job=job),
+        "stats_layout": IMPORT_STATS,
     }
 
 
@@ -242,6 +245,7 @@ def _export_job_context(job: ExportJob) -> dict:
         if job.snapshot_id
         else None,
         "result_label": "Open the snapshot",
+        "stats_layout": EXPORT_STATS,
     }
 
 
@@ -289,6 +293,7 @@ def snapshot_detail(request, pk: int):
             "section": "snapshots",
             "snapshot": snapshot,
             "by_source": _effects_by_source(snapshot.manifest),
+            "counts_layout": SNAPSHOT_COUNTS,
             # Rendered as escaped text; the manifest may carry user-given names.
             "manifest_json": json.dumps(snapshot.manifest, indent=2, sort_keys=True),
         },

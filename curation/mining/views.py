@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from core.errors import ApplicationError
 from core.http import form_error_add
-from core.job_pages import job_cancel, job_page
+from core.job_pages import StatsLayout, job_cancel, job_page
 from core.roles import CAN_CURATE, CAN_READ_DATA, role_required
 
 from ..datasets.views import dataset_or_404
@@ -58,6 +58,32 @@ def mining_launch(request, pk: int):
     return redirect("curation:mining_run_detail", pk=run.pk)
 
 
+# The outcome first, then the teacher's flags, then where the time went; the cache key and
+# the model's identity are for engineers (the API keeps them).
+MINING_STATS = StatsLayout(
+    shown=(
+        ("queries", "Queries mined"),
+        ("queries_with_positives", "Queries with a positive"),
+        ("negatives_selected", "Negatives selected"),
+        ("negatives_added", "Negatives added"),
+        ("negatives_already_present", "Negatives already there"),
+        ("queries_with_new_negatives", "Queries with new negatives"),
+        ("teacher_judgments", "Teacher judgments"),
+        ("teacher_flagged_relevant", "Flagged relevant by the teacher"),
+        ("precision", "Precision"),
+        ("corpus_passages", "Corpus passages"),
+        ("passages_encoded", "Passages encoded (the rest from the cache)"),
+        ("corpus_seconds", "Corpus embeddings (s)"),
+        ("passage_encode_seconds", "Passage encoding (s)"),
+        ("index_seconds", "Index (s)"),
+        ("query_encode_seconds", "Query encoding (s)"),
+        ("search_seconds", "Search (s)"),
+        ("write_seconds", "Writing (s)"),
+    ),
+    hidden=frozenset({"teacher_rater", "corpus_encoded", "embedding_cache", "model"}),
+)
+
+
 def _mining_context(run: MiningRun) -> dict:
     return {
         "section": "datasets",
@@ -66,6 +92,7 @@ def _mining_context(run: MiningRun) -> dict:
         "cancel_url": reverse("curation:mining_run_cancel", args=[run.pk]),
         "result_url": reverse("curation:dataset_detail", args=[run.dataset_id]),
         "result_label": "Open the dataset",
+        "stats_layout": MINING_STATS,
     }
 
 

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from core.errors import ApplicationError
 from core.http import form_error_add
-from core.job_pages import job_cancel, job_page
+from core.job_pages import StatsLayout, job_cancel, job_page
 from core.roles import CAN_CURATE, CAN_READ_DATA, role_required
 
 from ..datasets.views import dataset_or_404
@@ -94,6 +94,36 @@ def synthesis_launch(request, pk: int):
     return redirect("curation:synthesis_run_detail", pk=run.pk)
 
 
+# What was kept and added first, then what was dropped and why, then the calls and their
+# cost; the teacher's identity and the cache key are for engineers (the API keeps them).
+SYNTHESIS_STATS = StatsLayout(
+    shown=(
+        ("triplets_kept", "Triplets kept"),
+        ("queries_added", "Queries added"),
+        ("passages_added", "Passages added"),
+        ("passages_sampled", "Passages sampled"),
+        ("queries_generated", "Queries generated"),
+        ("negatives_generated", "Negatives generated"),
+        ("negatives_mined", "Negatives mined"),
+        ("dropped_positive_not_in_top_k", "Dropped: positive not in the teacher's top k"),
+        ("dropped_negative_too_close", "Dropped: negative too close to the positive"),
+        ("dropped_no_negative_found", "Dropped: no negative found"),
+        ("unusable_answers", "Unusable answers"),
+        ("recovered_on_retry", "Recovered on retry"),
+        ("budget_reached", "Budget reached"),
+        ("passages_not_reached", "Passages not reached"),
+        ("paid_calls", "Paid calls"),
+        ("cached_calls", "Cached calls"),
+        ("failed_calls", "Failed calls"),
+        ("failure_reasons", "Failure reasons"),
+        ("input_tokens", "Input tokens"),
+        ("output_tokens", "Output tokens"),
+        ("cost_usd", "Cost (USD)"),
+    ),
+    hidden=frozenset({"teacher", "embedding_cache"}),
+)
+
+
 def _synthesis_context(run: SynthesisRun) -> dict:
     return {
         "section": "datasets",
@@ -103,6 +133,7 @@ def _synthesis_context(run: SynthesisRun) -> dict:
         "result_url": reverse("curation:dataset_detail", args=[run.dataset_id]),
         "result_label": "Open the dataset",
         "retryable": synthesis_run_retryable(run=run),
+        "stats_layout": SYNTHESIS_STATS,
     }
 
 

@@ -26,40 +26,25 @@ from django.conf import settings
 from django.db.models import Exists, OuterRef
 
 from core.ml.beir import BeirSplit
-from core.models import JobStatus
+from curation.datasets.selectors import EVALUATION_SPLITS, dataset_import_splits
 from curation.models import (
     Candidate,
     CandidateOrigin,
     CandidateRole,
     Dataset,
-    ImportJob,
     Passage,
     Snapshot,
 )
 
 DATASET_PREFIX = "dataset:"
 HELD_OUT_PREFIX = "heldout:"
-EVALUATION_SPLITS = ("test", "dev", "validation", "val")
-
-
-def _import_splits() -> dict[int, set[str]]:
-    """{dataset id: the splits its succeeded imports recorded}; a dataset imported from a
-    format without splits (BGE, Tevatron, triplets) records "train" by what it is."""
-    splits: dict[int, set[str]] = {}
-    imports = ImportJob.objects.filter(status=JobStatus.SUCCEEDED, dataset__isnull=False).values(
-        "dataset_id", "stats"
-    )
-    for row in imports:
-        split = (row["stats"] or {}).get("split") or "train"
-        splits.setdefault(row["dataset_id"], set()).add(str(split))
-    return splits
 
 
 def dataset_task_rows() -> list[dict]:
     """The datasets on offer: ``{"spec", "name", "split", "queries", "passages"}``, by name."""
     offered = {
         dataset_id: sorted(found)[0]
-        for dataset_id, found in _import_splits().items()
+        for dataset_id, found in dataset_import_splits().items()
         if len(found) == 1 and next(iter(found)) in EVALUATION_SPLITS
     }
     datasets = Dataset.objects.filter(pk__in=offered).select_related("corpus").order_by("name")

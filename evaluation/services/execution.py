@@ -17,7 +17,7 @@ from core.ml.beir import BeirError
 from ..models import EvalResult, EvaluationMode, EvaluationRun
 from .deltas import eval_result_deltas_update
 from .runs import DEFAULT_BATCH_SIZE, DEFAULT_SPLIT
-from .task_specs import evaluation_task_build
+from .task_specs import evaluation_task_build, evaluation_task_labels
 
 
 def evaluation_run_execute(*, run_id: int, echo: Callable[..., None] | None = None) -> None:
@@ -33,8 +33,9 @@ def evaluation_run_execute(*, run_id: int, echo: Callable[..., None] | None = No
             stats = evaluation_run_evaluate(run=run, progress=progress)
         except (TaskDataError, BeirError) as error:
             raise _application_error(error) from error
+        labels = evaluation_task_labels(stats["tasks"])
         scores = ", ".join(
-            f"{spec} {task['main_score']:.4f}"
+            f"{labels[spec]} {task['main_score']:.4f}"
             for spec, task in stats["tasks"].items()
             if task.get("main_score") is not None
         )

@@ -33,6 +33,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Cast
 
+from core.labels import name_label
 from core.models import JobStatus
 from core.pagination import KeysetPage, keyset_paginate
 from curation.models import Dataset, Judgment, RaterKind
@@ -122,9 +123,9 @@ def machine_rater(name: str) -> Rater | None:
     use it. Model names may contain colons (``llm:llama3:8b:stage1``)."""
     if match := _LLM_STAGE.match(name):
         stage = int(match["stage"])
-        return Rater(name, f"stage {stage} · {match['model']}", MACHINE, stage)
-    if match := _TEACHER.match(name):
-        return Rater(name, f"teacher margin · {match['model']}", MACHINE, 0)
+        return Rater(name, name_label(name), MACHINE, stage)
+    if _TEACHER.match(name):
+        return Rater(name, name_label(name), MACHINE, 0)
     return None
 
 

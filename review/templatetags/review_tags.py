@@ -1,6 +1,7 @@
 from django import template
 from django.utils.safestring import mark_safe
 
+from core.labels import name_label, verdict_label
 from review.highlight import highlight_html
 
 register = template.Library()
@@ -13,7 +14,6 @@ def highlight_query(text: str, query: str):
     return mark_safe(highlight_html(text or "", query or ""))  # noqa: S308 - escaped above
 
 
-@register.filter
-def verdict_label(verdict: str) -> str:
-    """``not_relevant`` → ``not relevant``: how a person reads a verdict."""
-    return (verdict or "").replace("_", " ")
+# The same labels as every page's (``{% load labels %}``), for the templates that load these.
+register.filter("verdict_label", verdict_label)
+register.filter("name_label", name_label)

@@ -8,6 +8,7 @@ no wider than the window and show no Python internals; every link on it to this 
 open for the same person. It then saves a full-page screenshot, ``page-<name>.png`` (``make
 screenshots`` writes them into docs/screenshots)."""
 
+import re
 import time
 import urllib.error
 import urllib.request
@@ -27,11 +28,15 @@ REGISTRY = [
     {"name": "NFCorpus", "splits": ["test"], "description": "Medical information retrieval."},
     {"name": "ArguAna", "splits": ["test"], "description": "Counter-argument retrieval."},
 ]  # fmt: skip
-# Redoc's bundle always shows Redocly's logo from its CDN (it hides it when that fails): the
-# one request to another host a page may make.
-OTHER_HOSTS_ALLOWED = {"https://cdn.redoc.ly/redoc/logo-mini.svg"}
+# No page asks another host for anything (Redoc's logo from its CDN included:
+# templates/drf_spectacular/redoc.html).
+OTHER_HOSTS_ALLOWED: set[str] = set()
 # Python reprs and tracebacks: internals a page must never show.
 INTERNALS = ("{'", "[{'", "object at 0x", "Traceback (most recent call last)")
+# Stored names that pages show in words (core/labels.py, the evaluation's task names): a
+# verdict, a judge, an annotator, a task spec. The API pages and the admin show them as stored.
+RAW_NAMES = re.compile(r"\b(not_relevant|partly_relevant|llm:\S+:stage\d+|user:\w+|dataset:\d+)")
+AS_STORED = {"api-docs", "api-redoc", "admin", "admin-training-runs"}
 # Third-party pages (drf-spectacular's Swagger UI and Redoc) title the API in their own way.
 NO_H1 = {"api-docs", "api-redoc"}
 # Checked, but no picture: Redoc shows what Swagger UI does; the admin's lists are Django's.
@@ -117,8 +122,12 @@ def _inspect(page, name: str, origin: str, link_status: dict) -> list[str]:
         problems.append(f"{width} px wide in a window of {WINDOW['width']} px")
     text = page.inner_text("body")
     problems += [f"shows {raw!r}" for raw in INTERNALS if raw in text]
+    if name not in AS_STORED:
+        problems += [f"shows the stored name {m!r}" for m in sorted(set(RAW_NAMES.findall(text)))]
     hrefs = page.eval_on_selector_all("a[href]", "links => links.map(a => a.href)")
     links = sorted({h.split("#")[0] for h in hrefs if h.startswith(origin + "/")})
+    if name in NO_H1 and origin + "/" not in links:
+        problems.append("no link back to the app")  # third-party pages: Sieve's bar
     new = [url for url in links if url not in link_status]
     link_status.update(zip(new, _statuses(page, new), strict=True))
     problems += [f"link {u[len(origin) :]} answers {link_status[u]}" for u in links

@@ -67,7 +67,7 @@ def test_a_policy_comparisons_page_shows_its_plan_and_status(viewer_client):
         name="rlhn",
         policies=["default", "relabel"],
         train_config={"base_model": "all-MiniLM-L6-v2", "method": "lora"},
-        eval_tasks=["beir:scifact"],
+        eval_tasks=["beir:scifact", f"dataset:{DatasetFactory(name='coffee-eval').pk}"],
         status=JobStatus.FAILED,
         error="the base model is not there",
     )
@@ -76,3 +76,5 @@ def test_a_policy_comparisons_page_shows_its_plan_and_status(viewer_client):
     ).content.decode()
     assert "Policy comparison #" in page and "msmarco-sample" in page
     assert "default, relabel" in page and "the base model is not there" in page
+    # The tasks by name, as the evaluation pages call them; not their specs.
+    assert ">coffee-eval</span>" in page and ">dataset:" not in page

@@ -3,10 +3,13 @@ training runs and evaluations follow one another; the experiments page shows the
 side. The end-to-end test runs everything in-process on CPU, the queued tasks captured and
 run one after the other."""
 
+import re
+
 import pytest
 from django.urls import reverse
 
 from core.errors import ApplicationError
+from curation.embeddings import default_model_name
 from curation.models import Candidate, CandidateRole, Decision, DecisionLabel, DecisionSource
 from evaluation import tasks as evaluation_tasks
 from evaluation.models import EvaluationRun
@@ -149,6 +152,11 @@ def test_the_form_launches_for_curators_only(dataset, queued, client, curator, a
     client.force_login(curator)
     page = client.get(url)
     assert page.status_code == 200 and "Compare policies" in page.content.decode()
+    # The base model field names the offline default; its folder in the virtualenv is no
+    # value a person should read or keep.
+    field = re.search(r'<input[^>]*name="train-base_model"[^>]*>', page.content.decode())[0]
+    assert 'placeholder="sentence-transformers/all-MiniLM-L6-v2 (offline copy)"' in field
+    assert "value=" not in field and "site-packages" not in page.content.decode()
     assert (
         reverse("experiments:comparison_new", args=[dataset.pk])
         in client.get(reverse("curation:dataset_detail", args=[dataset.pk])).content.decode()
@@ -173,6 +181,8 @@ def test_the_form_launches_for_curators_only(dataset, queued, client, curator, a
     assert response.status_code == 302
     assert response["Location"] == reverse("experiments:comparison_detail", args=[comparison.pk])
     assert comparison.train_config["max_steps"] == 3 and comparison.eval_tasks == [TASK]
+    # Left empty, the field took the default: the offline folder, as runs always recorded.
+    assert comparison.train_config["base_model"] == default_model_name()
     assert comparison.created_by == curator
 
 

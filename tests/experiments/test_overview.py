@@ -106,6 +106,51 @@ def test_the_whole_loop_shows_each_step_and_the_gain_over_the_base(curator_clien
     assert "step-next" not in cells
 
 
+def test_a_benchmark_split_is_not_asked_to_be_mined(curator_client):
+    """As on its page, a dataset that holds only a benchmark's test split is not offered
+    mining: the step is skipped with the reason, and the next one is the cascade."""
+    from core.models import JobStatus
+    from curation.models import ImportJob
+
+    dataset = DatasetFactory(name="scifact-test", query_count=300, negative_count=0)
+    ImportJob.objects.create(dataset=dataset, dataset_name=dataset.name, source_path="/x",
+                             status=JobStatus.SUCCEEDED, stats={"split": "test"})  # fmt: skip
+    cells = _cells(curator_client.get(reverse("overview:overview")).content.decode(), dataset.name)
+    assert 'data-step="mined" data-state="skipped"' in cells
+    assert "test split of a benchmark: not mined" in cells and "Mine hard negatives" not in cells
+
+
+def _cell(cells: str, step: str) -> str:
+    start = cells.rindex("<td", 0, cells.index(f'data-step="{step}"'))
+    return cells[start : cells.index("</td>", start)]
+
+
+def test_a_failed_newer_run_is_a_note_beside_the_run_that_was_evaluated(curator_client):
+    """The tour found "Trained: failed" beside "Evaluated: done" (the score of an older
+    run). Both cells are about the newest run that trained a model, and say which; a newer
+    run that failed is a note linking to it."""
+    from training.models import TrainingRun
+
+    dataset = _whole_loop("retried")
+    good = TrainingRun.objects.get(snapshot__dataset=dataset)
+    failed = TrainingRunFactory(snapshot=good.snapshot, status="failed", method="full")
+    cells = _cells(curator_client.get(reverse("overview:overview")).content.decode(), "retried")
+    trained, evaluated = _cell(cells, "trained"), _cell(cells, "evaluated")
+    assert 'data-state="done"' in trained and f"run #{good.pk} · all-MiniLM-L6-v2" in trained
+    assert f"newer run #{failed.pk} failed" in trained
+    assert reverse("training:run_detail", args=[failed.pk]) in trained
+    assert 'data-state="done"' in evaluated
+    assert f"run #{good.pk} · nDCG@10 0.7000 (Δ +0.0500 vs base)" in evaluated
+
+    # A newer run that succeeded but is not evaluated yet: Evaluated is to do, for that run.
+    newer = TrainingRunFactory(snapshot=good.snapshot)
+    cells = _cells(curator_client.get(reverse("overview:overview")).content.decode(), "retried")
+    trained, evaluated = _cell(cells, "trained"), _cell(cells, "evaluated")
+    assert f"run #{newer.pk}" in trained and "newer run" not in trained
+    assert 'data-state="todo"' in evaluated and f"Evaluate run #{newer.pk}" in evaluated
+    assert "nDCG@10" not in evaluated
+
+
 def test_statements_do_not_grow_with_the_datasets_on_the_page(curator_client):
     _whole_loop("a")
 

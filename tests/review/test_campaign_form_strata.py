@@ -73,3 +73,13 @@ def test_an_unknown_dataset_shows_no_counts(curator_client, review_dataset):
     html = curator_client.get(URL, {"dataset": review_dataset.pk + 999}).content.decode()
     assert "Choose a dataset to see" in html
     assert curator_client.get(URL, {"dataset": "x"}).status_code == 400
+
+
+def test_the_unflagged_stratum_is_named_for_imported_and_mined_negatives(
+    curator_client, review_dataset
+):
+    """It samples imported hard negatives as well as mined ones: "unflagged mined negatives"
+    was not true of a dataset that was never mined."""
+    html = curator_client.get(URL, {"dataset": review_dataset.pk}, **HX).content.decode()
+    row = re.search(r'<tr data-stratum="unflagged">(.*?)</tr>', html, re.S)[1]
+    assert "Unflagged hard negatives" in row and "mined" not in row

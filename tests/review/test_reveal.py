@@ -100,7 +100,8 @@ def test_the_reveal_shows_this_runs_stages_and_folds_the_rest(
     assert "Doc (2) gives the dose" in folded
     assert "Doc (2) gives the dose" not in reveal[: reveal.index('class="rationale-more"')]
     others = reveal[reveal.index("data-other-verdicts") :]
-    assert f"cascade:{old.pk}" in others and "an older run &lt;b&gt;said no&lt;/b&gt;" in others
+    assert f"cascade run #{old.pk}" in others  # the run, in words
+    assert "an older run &lt;b&gt;said no&lt;/b&gt;" in others
     assert "imported" in others  # the fixture's verdicts, written by no run
     assert "<script>x</script>" not in after and "<b>said no</b>" not in after
 

@@ -123,6 +123,9 @@ def test_the_form_starts_from_the_defaults_and_empty_fields_take_them():
         expected = defaults[config_field.name]
         if config_field.kind == "list":
             expected = ", ".join(expected)
+        if config_field.name == "base_model":
+            # The configured default is named by the placeholder, not shown as its folder.
+            expected = ""
         assert initial == expected, config_field.name
     blank = TrainingLaunchForm({"method": "full"}, defaults=defaults)
     assert blank.is_valid(), blank.errors

@@ -1,6 +1,8 @@
 """The "Train" button of a snapshot page, the launch form, the live run page (loss curve,
 throughput, log tail; its htmx fragment stops polling once the run ended) and Cancel."""
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -97,3 +99,25 @@ def test_cancel_from_the_page(client, curator, snapshot):
     run.refresh_from_db()
     assert run.cancel_requested
     assert "Cancellation requested" in response.content.decode()
+
+
+def test_the_base_model_field_names_the_default_without_its_folder(
+    client, curator, snapshot, sent, settings, django_capture_on_commit_callbacks
+):
+    """The tour found the field prefilled with the offline copy's folder inside the
+    virtualenv. It starts empty with the default's name as placeholder; left empty, the
+    run gets the default as runs always did (the folder, which loaders and caches read);
+    a configured SIEVE_EMBEDDING_MODEL is named as configured."""
+    client.force_login(curator)
+    html = client.get(reverse("training:new", args=[snapshot.pk])).content.decode()
+    field = re.search(r'<input[^>]*name="base_model"[^>]*>', html)[0]
+    assert 'placeholder="sentence-transformers/all-MiniLM-L6-v2 (offline copy)"' in field
+    assert "value=" not in field and "site-packages" not in html
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("training:launch", args=[snapshot.pk]),
+                    {**form_data(max_steps=5), "base_model": ""})  # fmt: skip
+    assert TrainingRun.objects.get().base_model == training_config_defaults()["base_model"]
+
+    settings.SIEVE_EMBEDDING_MODEL = "intfloat/e5-small-v2"
+    html = client.get(reverse("training:new", args=[snapshot.pk])).content.decode()
+    assert 'placeholder="intfloat/e5-small-v2"' in html

@@ -66,6 +66,29 @@ def test_query_page_shows_candidates_rank_score_origin_and_latest_decision(
     assert "false-negative" not in other_row
 
 
+def test_the_query_page_names_judges_and_verdicts_in_words(viewer_client, tiny_dataset):
+    """The tour of every page found ``llm:gpt-4o-mini:stage1 not_relevant``: the judge's and
+    the verdict's stored names. The page says who and what in words; the stored name stays
+    on hover."""
+    from curation.models import Judgment
+
+    query = tiny_dataset.queries.get(query_id="q0")
+    negative = query.candidates.get(rank=1)
+    for rater in ("llm:gpt-4o-mini:stage1", "teacher:all-minilm-l6-v2:margin"):
+        Judgment.objects.create(
+            candidate=negative, rater=rater, rater_kind="machine", verdict="not_relevant"
+        )
+    DecisionFactory(candidate=negative, label=DecisionLabel.NOT_RELEVANT)
+    html = viewer_client.get(reverse("curation:query_detail", args=[query.pk])).content.decode()
+    start = html.index(f'id="candidate-{negative.pk}"')
+    row = html[start : html.index("</tr>", start)]
+    shown = re.sub(r"<[^>]+>", " ", row)  # the text, without attributes such as title
+    assert "gpt-4o-mini · stage 1" in shown and "teacher margin · all-minilm-l6-v2" in shown
+    assert shown.count("not relevant") == 3  # two machine verdicts and the decision
+    assert "llm:" not in shown and "teacher:" not in shown and "not_relevant" not in shown
+    assert 'title="llm:gpt-4o-mini:stage1"' in row
+
+
 def test_passage_and_query_html_is_shown_escaped(viewer_client):
     dataset = DatasetFactory(name=f"d{SCRIPT}")
     query = QueryFactory(dataset=dataset, query_id=f"q{IMG}", text=f"why {SCRIPT}")
@@ -193,3 +216,33 @@ def test_the_query_page_ranks_imported_and_mined_negatives_apart_with_their_verd
     assert f"approval #{in_force.pk}" in row(mined[0])
     assert "not_relevant" in row(imported[0]) and "approval #" not in row(imported[0])
     assert "decision-relevant" not in row(imported[1])  # the revoked approval is not in force
+
+
+def test_a_benchmark_split_is_not_offered_mining_and_the_page_says_why(curator_client):
+    """The tour found "Mine negatives" on a BEIR test split imported for evaluation. Mining
+    would add negatives that its evaluation task never reads and that a snapshot would train
+    on (the benchmark's own queries): the button is disabled with the reason. A dataset that
+    also took in training data, or one imported from a format without splits, keeps it."""
+    from core.models import JobStatus
+    from curation.models import ImportJob
+
+    def dataset_imported_from(*splits):
+        dataset = DatasetFactory()
+        for split in splits:
+            stats = {"format": "beir", "split": split} if split else {"format": "bge"}
+            ImportJob.objects.create(
+                dataset=dataset, dataset_name=dataset.name, source_path="/x",
+                status=JobStatus.SUCCEEDED, stats=stats,
+            )  # fmt: skip
+        return dataset
+
+    for splits, offered in ((["test"], False), (["dev"], False), ([None], True),
+                            (["train"], True), (["test", "train"], True)):  # fmt: skip
+        dataset = dataset_imported_from(*splits)
+        html = curator_client.get(reverse("curation:dataset_detail", args=[dataset.pk]))
+        html = html.content.decode()
+        mine = reverse("curation:mining_new", args=[dataset.pk])
+        assert (mine in html) == offered, splits
+        assert ('id="no-mining"' in html) == (not offered), splits
+        if not offered:
+            assert f"only the {splits[0]} split of a benchmark" in html

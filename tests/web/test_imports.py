@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -89,6 +90,35 @@ def test_curator_uploads_bge_file_and_the_job_imports_it(curator_client, curator
     assert reverse("curation:dataset_detail", args=[dataset.pk]).encode() in fragment.content
 
 
+def _stats_shown(html: str) -> list[str]:
+    panel = re.search(r'<dl class="facts job-stats">(.*?)</dl>', html, re.S).group(1)
+    return re.findall(r"<dt>(.*?)</dt>", panel)
+
+
+def test_an_imports_stats_read_in_a_deliberate_order_without_internals(curator_client):
+    """The tour found the stats in PostgreSQL's jsonb key order (shortest key first) with
+    "Foreign key checks: set-based", a detail of the merge's SQL. A real import's page lists
+    what was added first, then what was already there, in words; every key the import wrote
+    is either named by the import's layout or hidden on purpose (the API keeps them all)."""
+    from curation.datasets.job_stats import IMPORT_STATS
+
+    curator_client.post(
+        reverse("curation:import_upload"), {"file": bge_upload(), "dataset_name": "sieves"}
+    )
+    job = ImportJob.objects.get()
+    import_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.stats["foreign_key_checks"]  # kept in the row
+    assert set(job.stats) <= {key for key, _ in IMPORT_STATS.shown} | IMPORT_STATS.hidden
+
+    html = curator_client.get(reverse("curation:import_job_detail", args=[job.pk])).content
+    shown = _stats_shown(html.decode())
+    assert shown[:6] == ["Files", "Format", "Queries added", "Positives added",
+                         "Negatives added", "Passages added"]  # fmt: skip
+    assert shown.index("Passages added") < shown.index("Queries already there")
+    assert "Foreign key checks" not in shown and b"set-based" not in html
+
+
 def test_beir_zip_upload_imports_the_split_asked_for(curator_client, upload_dir):
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as zf:
@@ -122,6 +152,10 @@ def test_beir_zip_upload_imports_the_split_asked_for(curator_client, upload_dir)
     dataset = Dataset.objects.get(name="mini")
     # Only the dev split, and only the grade-2 pair counts as relevant.
     assert (dataset.query_count, dataset.positive_count) == (1, 1)
+    # A BEIR file's notes (the qrels below the minimum relevance) are named too.
+    from curation.datasets.job_stats import IMPORT_STATS
+
+    assert set(job.stats) <= {key for key, _ in IMPORT_STATS.shown} | IMPORT_STATS.hidden
 
 
 def test_a_file_named_zip_that_is_not_one_is_refused(curator_client, upload_dir):

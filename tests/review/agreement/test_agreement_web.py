@@ -237,7 +237,7 @@ def test_names_from_users_are_escaped_on_the_page_and_in_the_plots(client, curat
         assert hostile not in html and "<script>alert(2)" not in html
         assert "&lt;script&gt;alert(2)&lt;/script&gt;" in html
     html = client.get(reverse("review:agreement_detail", args=[report.pk])).content.decode()
-    assert "<b>bold</b>" not in html and "stage 1 · &lt;b&gt;bold&lt;/b&gt;" in html
+    assert "<b>bold</b>" not in html and "&lt;b&gt;bold&lt;/b&gt; · stage 1" in html
 
 
 @pytest.mark.django_db
