@@ -63,6 +63,8 @@ def evaluation_new(request):
     initial = {}
     if request.GET.get("training_run", "").isdigit():
         initial["training_run"] = int(request.GET["training_run"])
+    if request.GET.getlist("tasks"):  # the overview's "Evaluate a model on it"
+        initial["tasks"] = request.GET.getlist("tasks")
     return _form_page(request, EvaluationLaunchForm(initial=initial))
 
 

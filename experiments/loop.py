@@ -20,8 +20,10 @@ from core.pagination import KeysetPage, keyset_paginate
 from curation.datasets.selectors import EVALUATION_SPLITS, dataset_import_splits
 from curation.models import Approval, CascadeRun, Dataset, MiningRun, Snapshot
 from evaluation.models import EvalResult, EvaluationRun
+from evaluation.services.dataset_tasks import DATASET_PREFIX
 from review.models import AgreementReport, ReviewCampaign
 from training.models import TrainingRun
+from training.templatetags.model_names import model_short_name
 
 DONE, RUNNING, FAILED, TODO, SKIPPED = "done", "running", "failed", "todo", "skipped"
 RUNNING_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
@@ -142,6 +144,27 @@ class _Page:
             dataset_field="training_run_id",
             ids=[run.pk for run in self.trained.values()],
         )
+        # A benchmark split is an evaluation task of its own (``dataset:<id>``): its newest
+        # score, of whichever model.
+        self.benchmarks = {
+            pk for pk in ids if _benchmark_split(self.splits.get(pk, set())) is not None
+        }
+        specs = {f"{DATASET_PREFIX}{pk}": pk for pk in self.benchmarks}
+        newest = (
+            EvalResult.objects.filter(task__in=specs)
+            .values("task")
+            .annotate(last=Max("id"))
+            .order_by()
+        )
+        results = EvalResult.objects.select_related("run").in_bulk([row["last"] for row in newest])
+        self.benchmark_result = {specs[r.task]: r for r in results.values()}
+
+
+def _benchmark_split(splits: set[str]) -> str | None:
+    """The evaluation split that is all a dataset holds (as on its page), else None."""
+    if len(splits) == 1 and (split := next(iter(splits))) in EVALUATION_SPLITS:
+        return split
+    return None
 
 
 def _imported(dataset: Dataset) -> Step:
@@ -156,7 +179,7 @@ def _imported(dataset: Dataset) -> Step:
 
 def _mined(dataset: Dataset, run: MiningRun | None, splits: set[str]) -> Step:
     step = Step("mined", "Mined")
-    if run is None and len(splits) == 1 and (split := next(iter(splits))) in EVALUATION_SPLITS:
+    if run is None and (split := _benchmark_split(splits)) is not None:
         # As on the dataset's page: mined negatives are training data, not a benchmark's.
         step.state, step.summary = SKIPPED, f"{split} split of a benchmark: not mined"
         return step
@@ -258,7 +281,7 @@ def _trained(snapshot, trained, newest) -> Step:
         return step
     step.state, step.url = _job_state(run), reverse("training:run_detail", args=[run.pk])
     step.summary = (
-        f"run #{run.pk} · {run.base_model.rsplit('/', 1)[-1]} · {run.get_method_display()}"
+        f"run #{run.pk} · {model_short_name(run.base_model)} · {run.get_method_display()}"
     )
     if newest is not None and newest.pk != run.pk:
         state = "running" if _job_state(newest) == RUNNING else newest.get_status_display().lower()
@@ -287,6 +310,28 @@ def _evaluated(training, run) -> Step:
     return step
 
 
+def _benchmark_steps(dataset: Dataset, steps: list[Step], result: EvalResult | None) -> None:
+    """A benchmark split is evaluated on, not trained on: the training steps nobody took
+    are skipped (a cascade run on it still shows), and Evaluated is about the dataset as
+    an evaluation task — its newest score, of whichever model — and offers one."""
+    for step in steps:
+        if step.key in ("judged", "reviewed", "approved", "frozen", "trained") and (
+            step.state == TODO
+        ):
+            step.state, step.action, step.action_url = SKIPPED, "", None
+    steps[-2].summary = steps[-2].summary or "evaluation data: not trained on"
+    step = steps[-1] = Step("evaluated", "Evaluated")
+    step.action = "Evaluate a model on it"
+    step.action_url = reverse("evaluation:new") + f"?tasks={DATASET_PREFIX}{dataset.pk}"
+    if result is None:
+        return
+    run = result.run
+    step.state, step.url = _job_state(run), reverse("evaluation:run_detail", args=[run.pk])
+    score = result.ndcg_at_10 if result.ndcg_at_10 is not None else result.main_score
+    model = run.model_label or model_short_name(run.model_ref)
+    step.summary = f"{model} · nDCG@10 {score:.4f}"
+
+
 def dataset_loops(
     *, after: str | None = None, before: str | None = None, size: int = 20
 ) -> tuple[KeysetPage, list[DatasetLoop]]:
@@ -298,21 +343,17 @@ def dataset_loops(
         pk = dataset.pk
         snapshot, trained = newest.snapshot.get(pk), newest.trained.get(pk)
         cascade = newest.cascade.get(pk)
-        loops.append(
-            DatasetLoop(
-                dataset,
-                [
-                    _imported(dataset),
-                    _mined(dataset, newest.mining.get(pk), newest.splits.get(pk, set())),
-                    _judged(dataset, cascade),
-                    _reviewed(dataset, newest.campaign.get(pk), newest.report.get(pk)),
-                    _approved(
-                        dataset, newest.approval.get(pk), newest.approval_any.get(pk), cascade
-                    ),
-                    _frozen(dataset, snapshot),
-                    _trained(snapshot, trained, newest.training.get(pk)),
-                    _evaluated(trained, newest.evaluation.get(trained.pk) if trained else None),
-                ],
-            )
-        )
+        steps = [
+            _imported(dataset),
+            _mined(dataset, newest.mining.get(pk), newest.splits.get(pk, set())),
+            _judged(dataset, cascade),
+            _reviewed(dataset, newest.campaign.get(pk), newest.report.get(pk)),
+            _approved(dataset, newest.approval.get(pk), newest.approval_any.get(pk), cascade),
+            _frozen(dataset, snapshot),
+            _trained(snapshot, trained, newest.training.get(pk)),
+            _evaluated(trained, newest.evaluation.get(trained.pk) if trained else None),
+        ]
+        if pk in newest.benchmarks:
+            _benchmark_steps(dataset, steps, newest.benchmark_result.get(pk))
+        loops.append(DatasetLoop(dataset, steps))
     return page, loops

