@@ -12,13 +12,14 @@ from core.csv_export import csv_write
 from core.errors import ApplicationError
 from core.http import query_int
 from core.job_pages import job_cancel, job_context, job_status_response
+from core.labels import name_label
 from core.models import JobStatus
 from core.roles import CAN_CURATE, CAN_READ_DATA, has_role, role_required
 
-from ..models import AgreementReport
+from ..models import AgreementReport, Stratum
 from . import plots
 from .forms import AgreementReportForm
-from .report import SCHEME_FLAG, SCHEME_VERDICT
+from .report import MACHINE, SCHEME_FLAG, SCHEME_VERDICT
 from .report_csv import csv_rows
 from .selectors import (
     agreement_report_get,
@@ -95,7 +96,25 @@ SLICE_TITLES = (
 
 
 def _labels(result: dict) -> dict[str, str]:
-    return {rater["key"]: rater["label"] for rater in result.get("raters", [])}
+    """Each rater as pages name it today: a report keeps the labels of the day it was
+    computed, so a machine's stored name is read again (``llm:gpt-4o-mini:stage1`` →
+    ``gpt-4o-mini · stage 1``, where reports before 2026-12-05 stored ``stage 1 ·
+    gpt-4o-mini``)."""
+    return {
+        rater["key"]: name_label(rater["key"]) if rater.get("kind") == MACHINE else rater["label"]
+        for rater in result.get("raters", [])
+    }
+
+
+# Stratum labels renamed since reports stored them (review/migrations/0006: the stratum samples
+# imported hard negatives too): older reports read as newer ones.
+_RENAMED_STRATA = {"unflagged mined negatives": Stratum.UNFLAGGED.label}
+
+
+def _slice_rows(dimension: str, rows: list[dict]) -> list[dict]:
+    if dimension != "stratum":
+        return rows
+    return [{**row, "value": _RENAMED_STRATA.get(row["value"], row["value"])} for row in rows]
 
 
 def _figures(result: dict, labels: dict[str, str]) -> dict:
@@ -162,7 +181,11 @@ def agreement_detail(request, pk: int):
             ),
             # A fixed order: the stored JSON (jsonb) does not keep the order of its keys.
             slice_sections=[
-                (dimension, title, result.get("slices", {}).get(dimension, []))
+                (
+                    dimension,
+                    title,
+                    _slice_rows(dimension, result.get("slices", {}).get(dimension, [])),
+                )
                 for dimension, title in SLICE_TITLES
             ],
         )

@@ -268,3 +268,26 @@ def test_precision_and_recall_intervals_on_the_page_and_in_older_reports(client,
         r for r in rows if r["section"] == "machine_vs_majority" and r["rater_a"] == STAGE1
     )
     assert stage1_row["precision_ci_low"] == "" and stage1_row["kappa"] != ""
+
+
+@pytest.mark.django_db
+def test_an_older_report_reads_with_todays_names(client, viewer, finished):
+    """A report keeps the labels of the day it was computed; its page names machines and
+    strata as pages do now (reports before 2026-12-05 stored "stage 1 · model" and the
+    stratum "unflagged mined negatives")."""
+    older = finished.result
+    for rater in older["raters"]:
+        if rater["key"] == STAGE1:
+            rater["label"] = "stage 1 · old-label"
+    older.setdefault("slices", {})["stratum"] = [
+        {**row, "value": "unflagged mined negatives"}
+        for row in (older["slices"].get("stratum") or [])[:1]
+    ] or [{"value": "unflagged mined negatives", "items": 3, "human_items": 3,
+           "humans": {}, "machines": []}]  # fmt: skip
+    AgreementReport.objects.filter(pk=finished.pk).update(result=older)
+    client.force_login(viewer)
+    html = client.get(reverse("review:agreement_detail", args=[finished.pk])).content.decode()
+    model = STAGE1.split(":")[1]
+    assert f"{model} · stage 1" in html and "old-label" not in html
+    assert '<th scope="row">unflagged hard negatives</th>' in html
+    assert "unflagged mined negatives" not in html
