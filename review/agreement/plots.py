@@ -1,39 +1,18 @@
 """Geometry of the report's plots, from the stored report JSON. Pure Python: no Django.
 
-Each function returns a ``Figure``: a size and a list of shapes (tag + attributes + optional
-text). The page renders them as inline SVG with the template engine, so every label —
-rater names come from user names and model ids — is escaped like any other text, and the
-page needs no JavaScript and no CDN.
+Each function returns a ``Figure`` (``core/charts.py``'s, as the other pages' charts): a size
+and a list of shapes (tag + attributes + optional text). The page renders them as inline SVG
+with the template engine, so every label — rater names come from user names and model ids —
+is escaped like any other text, and the page needs no JavaScript and no CDN.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
-# Colour-blind-safe palette (Okabe-Ito) for series.
-PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+from core.charts import PALETTE, Figure
+
 PAPER_COLOUR = "#999999"
-
-
-@dataclass
-class Shape:
-    tag: str  # rect, line, circle, polyline, text, title
-    attrs: dict
-    text: str = ""
-
-
-@dataclass
-class Figure:
-    width: int
-    height: int
-    title: str
-    shapes: list[Shape] = field(default_factory=list)
-
-    def add(self, tag: str, text: str = "", **attrs) -> None:
-        self.shapes.append(
-            Shape(tag, {k.rstrip("_").replace("_", "-"): v for k, v in attrs.items()}, text)
-        )
 
 
 def _finite(value) -> bool:
