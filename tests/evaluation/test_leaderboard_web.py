@@ -90,6 +90,7 @@ def test_leaderboard_ranks_models_and_shows_delta_to_base(client, viewer, board)
     assert reverse("training:run_detail", args=[run.pk]) in html
     assert reverse("curation:snapshot_detail", args=[run.snapshot_id]) in html
     assert "99.00" not in html  # the streamlined result stays on its own board
+    assert "· LoRA adapter (peft)</small>" in html  # the method as the training pages name it
 
 
 def test_task_filter_and_streamlined_mode(client, viewer, board):
@@ -142,6 +143,7 @@ def test_experiments_put_policies_side_by_side(client, viewer, board):
         "all-MiniLM-L6-v2", "lora-default", "lora-relabel", "lora-remove_hn"
     ]  # fmt: skip
     assert experiments[1].policies == ["default"]
+    assert "· LoRA adapter (peft) on" in page.content.decode()
 
 
 def test_annotators_cannot_see_training_or_evaluation(client, annotator, board):

@@ -14,6 +14,8 @@ from pathlib import Path
 from django import template
 from django.utils.html import format_html
 
+from training.models import TrainingMethod
+
 register = template.Library()
 
 GENERIC = {"model", "models", "checkpoint", "final", "output", "best", "adapter", "merged"}
@@ -54,6 +56,12 @@ def model_short_name(ref: str) -> str:
 def model_name(ref) -> str:
     ref = str(ref or "")
     return format_html('<span class="model-name" title="{}">{}</span>', ref, model_short_name(ref))
+
+
+@register.filter
+def method_label(value) -> str:
+    """A training method as the training pages name it: ``lora`` → ``LoRA adapter (peft)``."""
+    return dict(TrainingMethod.choices).get(str(value or ""), value)
 
 
 @register.filter
