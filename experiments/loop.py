@@ -304,8 +304,8 @@ def _evaluated(training, run) -> Step:
     if step.state == DONE:
         score, delta = _base_delta(run)
         if score is not None:
-            step.summary += f" · nDCG@10 {score:.4f}" + (
-                f" (Δ {delta:+.4f} vs base)" if delta is not None else " (base not evaluated)"
+            step.summary += f" · nDCG@10 {score * 100:.2f}" + (
+                f" (Δ {delta * 100:+.2f} vs base)" if delta is not None else " (base not evaluated)"
             )
     return step
 
@@ -329,7 +329,7 @@ def _benchmark_steps(dataset: Dataset, steps: list[Step], result: EvalResult | N
     step.state, step.url = _job_state(run), reverse("evaluation:run_detail", args=[run.pk])
     score = result.ndcg_at_10 if result.ndcg_at_10 is not None else result.main_score
     model = run.model_label or model_short_name(run.model_ref)
-    step.summary = f"{model} · nDCG@10 {score:.4f}"
+    step.summary = f"{model} · nDCG@10 {score * 100:.2f}"
 
 
 def dataset_loops(

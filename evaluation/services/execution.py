@@ -34,12 +34,14 @@ def evaluation_run_execute(*, run_id: int, echo: Callable[..., None] | None = No
         except (TaskDataError, BeirError) as error:
             raise _application_error(error) from error
         labels = evaluation_task_labels(stats["tasks"])
+        # In points, as the run's table and the leaderboard show them (0.6451 → 64.51); a
+        # retrieval task's main score is its nDCG@10.
         scores = ", ".join(
-            f"{labels[spec]} {task['main_score']:.4f}"
+            f"{labels[spec]} {task['main_score'] * 100:.2f}"
             for spec, task in stats["tasks"].items()
             if task.get("main_score") is not None
         )
-        return JobOutcome(stats=stats, message=scores[:200] or "done")
+        return JobOutcome(stats=stats, message=f"nDCG@10 {scores}"[:200] if scores else "done")
 
     job_run(job=run, work=work, echo=echo)
 

@@ -279,7 +279,8 @@ def _training_and_evaluation(snapshots, eval_dataset, cora, tmp_path):
     def evaluate(scores, **fields) -> EvaluationRun:
         run = EvaluationRun.objects.create(
             tasks=tasks, base_model=BASE_MODEL, **done, **fields,
-            progress_message=", ".join(f"{t} {s:.4f}" for t, s in zip(names, scores, strict=True)),
+            progress_message="nDCG@10 "
+            + ", ".join(f"{t} {s * 100:.2f}" for t, s in zip(names, scores, strict=True)),
             stats={"model": {"ref": fields["model_ref"], "device": "cuda:0", "precision": "fp16",
                              "max_seq_length": 256, "load_seconds": 2.4},
                    "documents_encoded": 8_820, "documents_cached": 0, "queries_encoded": 603},

@@ -200,7 +200,7 @@ def test_full_and_streamlined_share_vectors_and_report_their_difference(
     assert stats["queries_encoded"] == 30
     assert again.results.get().metrics == result.metrics
     # The status line names the task as pages do (the folder's name), not by its spec.
-    assert again.progress == 1.0 and again.progress_message.startswith("mini 0.")
+    assert again.progress == 1.0 and again.progress_message.startswith("nDCG@10 mini ")
     # Streamlined second: it compares with the newest full run right away.
     second = _run(
         model_ref=minilm_path(),

@@ -102,7 +102,7 @@ def test_the_whole_loop_shows_each_step_and_the_gain_over_the_base(curator_clien
     assert "κ 0.41" in cells
     assert "37 false negatives · gate met" in cells
     assert "Relabel" in cells or "relabel" in cells
-    assert "nDCG@10 0.7000 (Δ +0.0500 vs base)" in cells
+    assert "nDCG@10 70.00 (Δ +5.00 vs base)" in cells
     assert "step-next" not in cells
 
 
@@ -145,7 +145,7 @@ def test_a_benchmark_split_shows_its_newest_score(curator_client):
     EvalResultFactory(run=EvaluationRunFactory(), task="SciFact", main_score=0.9)  # not it
     cells = _cells(curator_client.get(reverse("overview:overview")).content.decode(), dataset.name)
     assert 'data-step="evaluated" data-state="done"' in cells
-    assert "all-MiniLM-L6-v2 · nDCG@10 0.3217" in cells and "older-model" not in cells
+    assert "all-MiniLM-L6-v2 · nDCG@10 32.17" in cells and "older-model" not in cells
     assert "step-next" not in cells
 
 
@@ -190,7 +190,7 @@ def test_a_failed_newer_run_is_a_note_beside_the_run_that_was_evaluated(curator_
     assert f"newer run #{failed.pk} failed" in trained
     assert reverse("training:run_detail", args=[failed.pk]) in trained
     assert 'data-state="done"' in evaluated
-    assert f"run #{good.pk} · nDCG@10 0.7000 (Δ +0.0500 vs base)" in evaluated
+    assert f"run #{good.pk} · nDCG@10 70.00 (Δ +5.00 vs base)" in evaluated
 
     # A newer run that succeeded but is not evaluated yet: Evaluated is to do, for that run.
     newer = TrainingRunFactory(snapshot=good.snapshot)
