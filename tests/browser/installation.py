@@ -368,6 +368,8 @@ def installation(django_user_model, tmp_path, monkeypatch, settings) -> dict:
         "overview": reverse("overview:overview"),
         "datasets": reverse("curation:dataset_list"),
         "dataset": reverse("curation:dataset_detail", args=[d]),
+        # A benchmark's test split: evaluated on, not mined or trained on.
+        "dataset-benchmark": reverse("curation:dataset_detail", args=[eval_dataset.pk]),
         "query": reverse("curation:query_detail", args=[query.pk]),
         "imports": reverse("curation:import_page"),
         "import-job": reverse("curation:import_job_detail", args=[import_job.pk]),

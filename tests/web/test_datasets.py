@@ -244,5 +244,10 @@ def test_a_benchmark_split_is_not_offered_mining_and_the_page_says_why(curator_c
         mine = reverse("curation:mining_new", args=[dataset.pk])
         assert (mine in html) == offered, splits
         assert ('id="no-mining"' in html) == (not offered), splits
+        # A benchmark split is offered its evaluation instead, and a snapshot of it is
+        # said to train on the benchmark's queries.
+        evaluate = f"{reverse('evaluation:new')}?tasks=dataset:{dataset.pk}"
+        assert (evaluate in html) == (not offered), splits
+        assert ('id="benchmark-snapshot"' in html) == (not offered), splits
         if not offered:
             assert f"only the {splits[0]} split of a benchmark" in html
