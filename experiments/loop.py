@@ -5,8 +5,8 @@ Experiments is the one app that may read every other (docs/architecture.md), so 
 lives here. Sized for many datasets: one keyset page of datasets at a time, and per kind of
 job two grouped statements for the whole page (the newest row id per dataset, then those
 rows; training twice: the newest run and the newest that made a model), never a query per
-dataset — but for the score of an evaluated dataset and its base
-model's (two small statements for each of those on the page)."""
+dataset — but for the scores of an evaluated dataset's run and its base model's (two
+small statements for each of those on the page, a third for a one-task run's name)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from curation.datasets.selectors import EVALUATION_SPLITS, dataset_import_splits
 from curation.models import Approval, CascadeRun, Dataset, MiningRun, Snapshot
 from evaluation.models import EvalResult, EvaluationRun
 from evaluation.services.dataset_tasks import DATASET_PREFIX
+from evaluation.services.task_specs import evaluation_task_labels
 from review.models import AgreementReport, ReviewCampaign
 from training.models import TrainingRun
 from training.templatetags.model_names import model_short_name
@@ -82,27 +83,48 @@ def _kappa(report: AgreementReport | None) -> float | None:
     return final.get("kappa") if final else None
 
 
-def _base_delta(run: EvaluationRun) -> tuple[float | None, float | None]:
-    """nDCG@10 of the run's first result and its difference to the base model's newest
-    result on the same task, split and mode (None where there is none)."""
-    result = run.results.order_by("task", "split").first()
-    if result is None:
-        return None, None
-    base = (
+def _ndcg(result: EvalResult) -> float:
+    return result.ndcg_at_10 if result.ndcg_at_10 is not None else result.main_score
+
+
+@dataclass
+class _Scores:
+    tasks: int
+    mean: float  # nDCG@10 over the run's tasks (the one task's where it has one)
+    delta: float | None  # against the base model's newest results on the same tasks
+    task: str = ""  # the task's name where the run has one task
+    base_partial: bool = False  # the base model is evaluated on some of the tasks only
+
+
+def _scores(run: EvaluationRun) -> _Scores | None:
+    """The run's mean nDCG@10 over its tasks, as the leaderboard's Mean, and its difference
+    to the base model's newest results on the same tasks, split and mode. Two statements
+    (the run's results; the base model's newest per task and split), plus the task's name
+    where there is one task."""
+    results = list(run.results.all())
+    if not results:
+        return None
+    base_ids = (
         EvalResult.objects.filter(
             run__model_key=run.base_model,
             run__mode=run.mode,
-            task=result.task,
-            split=result.split,
+            task__in={r.task for r in results},
         )
-        .order_by("-run_id")
-        .first()
+        .values("task", "split")
+        .annotate(last=Max("id"))
+        .order_by()
     )
-    score = result.ndcg_at_10 if result.ndcg_at_10 is not None else result.main_score
-    if base is None:
-        return score, None
-    base_score = base.ndcg_at_10 if base.ndcg_at_10 is not None else base.main_score
-    return score, score - base_score
+    base = {
+        (r.task, r.split): _ndcg(r)
+        for r in EvalResult.objects.filter(id__in=[row["last"] for row in base_ids])
+    }
+    mean = sum(_ndcg(r) for r in results) / len(results)
+    matched = [base[(r.task, r.split)] for r in results if (r.task, r.split) in base]
+    delta = mean - sum(matched) / len(matched) if len(matched) == len(results) else None
+    scores = _Scores(len(results), mean, delta, base_partial=0 < len(matched) < len(results))
+    if len(results) == 1:
+        scores.task = evaluation_task_labels([results[0].task])[results[0].task]
+    return scores
 
 
 class _Page:
@@ -212,7 +234,10 @@ def _judged(dataset: Dataset, run: CascadeRun | None) -> Step:
     stages = (run.stats or {}).get("stages", {})
     flagged = stages.get(str(len(run.stages)), {}).get("flagged")
     step.state, step.url = _job_state(run), reverse("curation:cascade_run_detail", args=[run.pk])
-    step.summary = f"${run.cost_usd:.2f}" + (f" · {flagged:,} flagged" if flagged else "")
+    # A stage flags queries (one of whose negatives it tagged), not passages.
+    step.summary = f"${run.cost_usd:.4f}" + (
+        f" · {flagged:,} {'query' if flagged == 1 else 'queries'} flagged" if flagged else ""
+    )
     return step
 
 
@@ -225,7 +250,7 @@ def _reviewed(dataset: Dataset, campaign, report) -> Step:
     step.summary = f"{campaign.done_count:,} of {campaign.item_count:,} items"
     kappa = _kappa(report)
     if kappa is not None:
-        step.summary += f" · κ {kappa:.2f} vs people"
+        step.summary += f" · κ {kappa:.3f} vs people"
     if report is not None:
         step.state = DONE
     else:
@@ -263,8 +288,12 @@ def _frozen(dataset: Dataset, snapshot) -> Step:
     if snapshot is not None:
         step.state = DONE
         step.url = reverse("curation:snapshot_detail", args=[snapshot.pk])
-        queries = (snapshot.manifest or {}).get("counts", {}).get("queries_out")
+        manifest = snapshot.manifest or {}
+        queries = manifest.get("counts", {}).get("queries_out")
+        held = (manifest.get("held_out") or {}).get("queries")
         step.summary = snapshot.policy + (f" · {queries:,} queries" if queries is not None else "")
+        if held:
+            step.summary += f" (+{held:,} held out for evaluation)"
     return step
 
 
@@ -301,12 +330,17 @@ def _evaluated(training, run) -> Step:
         return step
     step.state, step.url = _job_state(run), reverse("evaluation:run_detail", args=[run.pk])
     step.summary = f"run #{training.pk}"
-    if step.state == DONE:
-        score, delta = _base_delta(run)
-        if score is not None:
-            step.summary += f" · nDCG@10 {score * 100:.2f}" + (
-                f" (Δ {delta * 100:+.2f} vs base)" if delta is not None else " (base not evaluated)"
-            )
+    if step.state == DONE and (scores := _scores(run)) is not None:
+        if scores.task:
+            step.summary += f" · {scores.task} nDCG@10 {scores.mean * 100:.2f}"
+        else:
+            step.summary += f" · mean nDCG@10 {scores.mean * 100:.2f} over {scores.tasks} tasks"
+        if scores.delta is not None:
+            step.summary += f" (Δ {scores.delta * 100:+.2f} vs base)"
+        elif scores.base_partial:
+            step.summary += " (base not evaluated on every task)"
+        else:
+            step.summary += " (base not evaluated)"
     return step
 
 

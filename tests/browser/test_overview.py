@@ -26,7 +26,10 @@ def test_a_curator_lands_on_the_loop_and_takes_the_next_step(
     assert row.locator("td.step-next").get_attribute("data-step") == "judged"
     done = page.locator('tr[data-dataset="msmarco-relabelled"] td[data-state="done"]')
     assert done.count() == 7
-    assert "Δ +5.00 vs base" in page.locator('tr[data-dataset="msmarco-relabelled"]').inner_text()
+    assert (
+        "scifact nDCG@10 70.00 (Δ +5.00 vs base)"
+        in page.locator('tr[data-dataset="msmarco-relabelled"]').inner_text()
+    )
     # Nothing on the page is wider than the window.
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
     screenshot(page, "overview")

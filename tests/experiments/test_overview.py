@@ -98,11 +98,11 @@ def test_the_whole_loop_shows_each_step_and_the_gain_over_the_base(curator_clien
     cells = _cells(curator_client.get(reverse("overview:overview")).content.decode(), "full")
     for step in ("imported", "judged", "reviewed", "approved", "frozen", "trained", "evaluated"):
         assert f'data-step="{step}" data-state="done"' in cells, step
-    assert "$1.25 · 12 flagged" in cells
-    assert "κ 0.41" in cells
+    assert "$1.2500 · 12 queries flagged" in cells  # a stage flags queries, not passages
+    assert "κ 0.410 vs people" in cells
     assert "37 false negatives · gate met" in cells
     assert "Relabel" in cells or "relabel" in cells
-    assert "nDCG@10 70.00 (Δ +5.00 vs base)" in cells
+    assert "scifact nDCG@10 70.00 (Δ +5.00 vs base)" in cells  # one task: named
     assert "step-next" not in cells
 
 
@@ -114,6 +114,32 @@ def _benchmark(name: str):
     ImportJob.objects.create(dataset=dataset, dataset_name=dataset.name, source_path="/x",
                              status=JobStatus.SUCCEEDED, stats={"split": "test"})  # fmt: skip
     return dataset
+
+
+def test_several_tasks_read_as_the_leaderboards_mean(curator_client):
+    """The tour found the first task's score (by spec) shown alone, unnamed, beside a
+    leaderboard that ranks the mean: the cell gives the mean over the run's tasks and its
+    difference to the base model's mean on the same tasks."""
+    from evaluation.models import EvaluationRun
+
+    dataset = _whole_loop("many", ndcg=0.70, base=0.65)
+    tuned = EvaluationRun.objects.get(training_run__snapshot__dataset=dataset)
+    EvalResultFactory(run=tuned, task="beir:nfcorpus", main_score=0.30)
+    cells = _cells(curator_client.get(reverse("overview:overview")).content.decode(), "many")
+    # The base model has SciFact only: no difference on a mean it was not scored on.
+    assert "mean nDCG@10 50.00 over 2 tasks (base not evaluated on every task)" in cells
+    EvalResultFactory(run=EvaluationRunFactory(), task="beir:nfcorpus", main_score=0.25)
+    cells = _cells(curator_client.get(reverse("overview:overview")).content.decode(), "many")
+    assert "mean nDCG@10 50.00 over 2 tasks (Δ +5.00 vs base)" in cells
+
+
+def test_a_snapshot_with_held_out_queries_says_so(curator_client):
+    dataset = DatasetFactory(name="held", query_count=40, negative_count=90)
+    SnapshotFactory(dataset=dataset, policy="relabel", manifest={
+        "counts": {"queries_out": 38}, "held_out": {"queries": 2, "fraction": 0.05, "seed": 0},
+    })  # fmt: skip
+    cells = _cells(curator_client.get(reverse("overview:overview")).content.decode(), "held")
+    assert "relabel · 38 queries (+2 held out for evaluation)" in cells
 
 
 def test_a_benchmark_split_is_evaluated_on_not_trained_on(curator_client):
@@ -190,7 +216,7 @@ def test_a_failed_newer_run_is_a_note_beside_the_run_that_was_evaluated(curator_
     assert f"newer run #{failed.pk} failed" in trained
     assert reverse("training:run_detail", args=[failed.pk]) in trained
     assert 'data-state="done"' in evaluated
-    assert f"run #{good.pk} · nDCG@10 70.00 (Δ +5.00 vs base)" in evaluated
+    assert f"run #{good.pk} · scifact nDCG@10 70.00 (Δ +5.00 vs base)" in evaluated
 
     # A newer run that succeeded but is not evaluated yet: Evaluated is to do, for that run.
     newer = TrainingRunFactory(snapshot=good.snapshot)
