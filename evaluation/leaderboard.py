@@ -96,18 +96,26 @@ MANIFEST_WORDS = {
 }
 
 
-def manifest_summary(counts: dict) -> dict:
+def manifest_summary(manifest: dict) -> dict:
     """``{"short": "8,000 queries · 8,012 positives · …", "full": "every count"}`` of a
-    snapshot manifest's counts: the first three always, the others only when not zero."""
+    snapshot manifest: its counts, the first three always, the others only when not zero;
+    queries held out for evaluation beside the queries written (else a snapshot with a
+    hold-out reads as one that lost queries)."""
+    counts = manifest.get("counts") or {}
+    held = (manifest.get("held_out") or {}).get("queries")
     parts = []
     for index, (key, words) in enumerate(MANIFEST_WORDS.items()):
         value = counts.get(key)
         if isinstance(value, int) and (index < 3 or value):
             parts.append(f"{value:,} {words}")
+            if key == "queries_out" and held:
+                parts[-1] += f" (+{held:,} held out for evaluation)"
     full = " · ".join(
         f"{key.replace('_', ' ')} {value:,}" if isinstance(value, int) else f"{key} {value}"
         for key, value in counts.items()
     )
+    if held:
+        full += f" · held out for evaluation {held:,}"
     return {"short": " · ".join(parts), "full": full}
 
 

@@ -81,7 +81,7 @@ def _entry(run: EvaluationRun) -> ModelEntry:
             policy=snapshot.policy,
             dataset=snapshot.dataset.name,
             dataset_id=snapshot.dataset_id,
-            counts=manifest_summary((snapshot.manifest or {}).get("counts", {})),
+            counts=manifest_summary(snapshot.manifest or {}),
         )
     rerank = (run.config or {}).get("rerank")
     if rerank:
@@ -160,6 +160,13 @@ class Experiment:
     runs: list[TrainingRun]
     rows: list[LeaderboardRow]  # the base model first when evaluated, then one per run
     policies: list[str]
+    # The shares of queries the snapshots held out for evaluation: more than one, and their
+    # training sets differ by more than the policy.
+    held_out: list[float]
+
+
+def _held_out_share(snapshot) -> float:
+    return float(((snapshot.manifest or {}).get("held_out") or {}).get("fraction") or 0.0)
 
 
 def _experiment_signature(run: TrainingRun) -> str:
@@ -203,6 +210,7 @@ def experiments_get(
                 runs=members,
                 rows=([base_row] if base_row else []) + rows,
                 policies=sorted({r.snapshot.policy for r in members}),
+                held_out=sorted({_held_out_share(r.snapshot) for r in members}),
             )
         )
     # Comparisons first: groups with several policies, then the newest.

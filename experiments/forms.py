@@ -28,7 +28,7 @@ class PolicyComparisonForm(TaskChoiceForm):
         help_text="RLHN compares default, remove_hn and relabel.",
     )  # fmt: skip
     max_false_negatives = forms.IntegerField(
-        label="k", min_value=0, initial=7,
+        label="Max false negatives per query (k)", min_value=0, initial=7,
         help_text="A query with more than k confirmed false negatives is dropped as ambiguous.",
     )  # fmt: skip
     mode = forms.ChoiceField(choices=EvaluationMode.choices, initial=EvaluationMode.FULL)

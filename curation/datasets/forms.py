@@ -49,7 +49,7 @@ class SnapshotFreezeForm(forms.Form):
     policy = forms.ChoiceField(choices=SnapshotPolicy.choices, initial=SnapshotPolicy.DEFAULT)
     format = forms.ChoiceField(choices=ExportFormat.choices, initial=ExportFormat.BGE)
     max_false_negatives = forms.IntegerField(
-        label="k",
+        label="Max false negatives per query (k)",
         min_value=0,
         initial=7,
         help_text="A query with more than k confirmed false negatives is dropped as ambiguous.",

@@ -188,3 +188,25 @@ def test_csv_export_neutralises_a_formula_in_a_run_name(client, viewer, board):
     for row in table:  # every score and delta still reads as a number
         for column in ("beir:scifact", "delta_beir:scifact"):
             assert row[column] == "" or float(row[column]) == float(row[column])
+
+
+def test_held_out_queries_and_policies_read_in_words(client, viewer, board):
+    """The tour found a relabel snapshot of "34 queries" beside the others' 36, the two
+    missing queries held out for evaluation (said only on the snapshot page), and policy
+    names with no meaning given: the counts say what was held out, the experiments page
+    warns that such snapshots differ by more than the policy, and a policy's meaning is on
+    hover."""
+    from curation.models import Snapshot
+
+    relabel = board[SnapshotPolicy.RELABEL].snapshot
+    Snapshot.objects.filter(pk=relabel.pk).update(manifest={
+        "counts": {"queries_out": 34, "positives": 49, "negatives": 235},
+        "held_out": {"queries": 2, "fraction": 0.05, "seed": 0},
+    })  # fmt: skip
+    client.force_login(viewer)
+    html = client.get(reverse("evaluation:leaderboard")).content.decode()
+    assert "34 queries (+2 held out for evaluation) · 49 positives" in html
+    assert 'title="relabel: move false negatives to the positives">relabel</span>' in html
+    page = client.get(reverse("experiments:experiments")).content.decode()
+    assert "hold out different shares of their queries for evaluation (0%, 5%)" in page
+    assert "<em>relabel</em> (false negatives made positives)" in page

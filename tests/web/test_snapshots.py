@@ -38,6 +38,13 @@ def test_curator_freezes_a_snapshot_and_follows_the_job_to_it(
     )
     page = curator_client.get(response["Location"])
     assert b'hx-trigger="every 1s"' in page.content
+    # The job page and the dataset's job table name the settings in words.
+    text = page.content.decode()
+    assert "remove_hn: drop only the false negatives" in text
+    assert "Max false negatives per query (k)</dt><dd>3<" in text
+    table = curator_client.get(reverse("curation:dataset_detail", args=[tiny_dataset.pk]))
+    assert "BGE / FlagEmbedding jsonl · <span" in table.content.decode()
+    assert "≤ 3 false negatives per query" in table.content.decode()
 
     export_job_run(job_id=job.pk)
 
@@ -97,6 +104,9 @@ def test_snapshot_list_filters_by_dataset(viewer_client, tiny_dataset):
     ).content.decode()
     ids = re.findall(r'href="/snapshots/(\d+)/"', text)
     assert str(snapshot.pk) in ids and str(other.pk) not in ids
+    # The policy's meaning on hover, the format by its name, not the stored codes.
+    assert 'title="default: keep every candidate as imported">default</span>' in text
+    assert "<td>BGE / FlagEmbedding jsonl</td>" in text and "<td>bge</td>" not in text
 
 
 def test_missing_snapshot_file_is_a_404_not_a_crash(viewer_client, tiny_dataset):

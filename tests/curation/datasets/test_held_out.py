@@ -125,3 +125,18 @@ def test_the_freeze_form_holds_queries_out(dataset, client, curator, monkeypatch
     assert response.status_code == 302
     job = ExportJob.objects.get()
     assert (job.held_out, job.held_out_seed) == (0.1, 3)
+
+
+def test_the_snapshot_page_links_its_held_out_queries_to_the_evaluation_form(
+    dataset, client, curator, viewer
+):
+    snapshot = snapshot_create(dataset=dataset, policy="relabel", format="bge", held_out=0.25)
+    url = reverse("curation:snapshot_detail", args=[snapshot.pk])
+    link = f"{reverse('evaluation:new')}?tasks=heldout:{snapshot.pk}"
+    client.force_login(curator)
+    html = client.get(url).content.decode()
+    assert f'href="{link}"' in html and ">evaluate a model on them</a>" in html
+    assert "<code>heldout:" not in html  # the task's id only on hover
+    client.force_login(viewer)  # who cannot launch one reads what they are
+    html = client.get(url).content.decode()
+    assert link not in html and "an evaluation task of their own" in html
