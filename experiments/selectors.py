@@ -29,6 +29,32 @@ def policy_comparison_get(*, comparison_id: int) -> PolicyComparison:
     return PolicyComparison.objects.select_related("dataset", "created_by").get(pk=comparison_id)
 
 
+def comparison_progress(steps: list[ComparisonStep]) -> str:
+    """Where the runs a comparison started stand: the comparison's own job only starts them
+    (its "succeeded" means launched), so the page says how far they got — "training runs:
+    2 succeeded, 1 running · evaluations: 2 succeeded, 1 waiting for its training"."""
+
+    def counted(statuses) -> str:
+        counts: dict[str, int] = {}
+        for status in statuses:
+            counts[status] = counts.get(status, 0) + 1
+        return ", ".join(f"{n} {status}" for status, n in counts.items())
+
+    trainings = [s.training_run.status for s in steps if s.training_run]
+    evaluations = [r.status for s in steps for r in s.evaluation_runs]
+    waiting = sum(1 for s in steps if s.training_run and not s.evaluation_runs)
+    parts = []
+    if trainings:
+        parts.append(f"training runs: {counted(trainings)}")
+    if evaluations or waiting:
+        evaluated = counted(evaluations)
+        wait = f"{waiting} waiting for {'its' if waiting == 1 else 'their'} training"
+        parts.append(
+            "evaluations: " + ", ".join(p for p in (evaluated, wait if waiting else "") if p)
+        )
+    return " · ".join(parts)
+
+
 def comparison_steps(*, comparison: PolicyComparison) -> list[ComparisonStep]:
     """What the comparison started so far, one line per policy (a few rows: one query each
     kind)."""

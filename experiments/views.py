@@ -106,10 +106,12 @@ def comparison_detail(request, pk: int):
         comparison = reads.policy_comparison_get(comparison_id=pk)
     except PolicyComparison.DoesNotExist:
         raise Http404("no such comparison") from None
+    steps = reads.comparison_steps(comparison=comparison)
     context = {
         "section": "leaderboard",
         "comparison": comparison,
-        "steps": reads.comparison_steps(comparison=comparison),
+        "steps": steps,
+        "progress": reads.comparison_progress(steps),
         "task_labels": evaluation_task_labels(comparison.eval_tasks),
     }
     return render(

@@ -117,6 +117,12 @@ def test_one_click_gives_three_fine_tunes_side_by_side(
     policy_comparison_execute(comparison_id=comparison.pk)
     assert TrainingRun.objects.count() == 3 and EvaluationRun.objects.count() == 1
 
+    # The comparison's own job only launched them: the page says how far the runs got.
+    client.force_login(curator)
+    detail = reverse("experiments:comparison_detail", args=[comparison.pk])
+    progress = "training runs: 3 queued · evaluations: 3 waiting for their training"
+    assert progress in client.get(detail).content.decode()
+
     # The gpu workers: each training run, then the evaluation it queued on success.
     for name, job_id in list(queued):
         if name == "training.tasks.training_run":
@@ -143,6 +149,7 @@ def test_one_click_gives_three_fine_tunes_side_by_side(
     for pk in stats["training_runs"].values():
         assert reverse("training:run_detail", args=[pk]) in html
     assert "succeeded" in html
+    assert "training runs: 3 succeeded · evaluations: 3 succeeded" in html
 
 
 def test_the_form_launches_for_curators_only(dataset, queued, client, curator, annotator):
