@@ -7,7 +7,6 @@ from core.job_pages import StatsLayout
 IMPORT_STATS = StatsLayout(
     shown=(
         ("files", "Files"),
-        ("format", "Format"),
         ("split", "Split"),
         ("queries_added", "Queries added"),
         ("positives_added", "Positives added"),
@@ -25,8 +24,9 @@ IMPORT_STATS = StatsLayout(
         ("prompt", "Query prompt"),
         ("records_with_another_prompt", "Records with another prompt"),
     ),
-    # How the merge checked foreign keys: a detail of the SQL, not of the data.
-    hidden=frozenset({"foreign_key_checks"}),
+    # How the merge checked foreign keys: a detail of the SQL, not of the data. The format
+    # the import read is in the page's head, by its name (curation/import_job.html).
+    hidden=frozenset({"foreign_key_checks", "format"}),
 )
 
 # The policy's counts (curation/datasets/export/policy.py Counts), as the export job and

@@ -16,7 +16,16 @@ from core.http import form_error_add, query_int
 from core.job_pages import job_cancel, job_page
 from core.roles import CAN_CURATE, CAN_READ_DATA, has_role, role_required
 
-from ..models import CandidateOrigin, CandidateRole, Dataset, ExportJob, ImportJob, Query, Snapshot
+from ..models import (
+    CandidateOrigin,
+    CandidateRole,
+    Dataset,
+    DatasetFormat,
+    ExportJob,
+    ImportJob,
+    Query,
+    Snapshot,
+)
 from . import selectors as reads
 from .forms import ImportUploadForm, SnapshotFreezeForm
 from .job_stats import EXPORT_STATS, IMPORT_STATS, SNAPSHOT_COUNTS
@@ -191,8 +200,11 @@ def import_upload(request):
 
 
 def _import_job_context(job: ImportJob) -> dict:
+    found = str((job.stats or {}).get("format") or "")
     return {
         "section": "import",
+        # What auto-detection found, by its name.
+        "detected_format": dict(DatasetFormat.choices).get(found, found),
         "status_url": reverse("curation:import_job_detail", args=[job.pk]),
         "cancel_url": reverse("curation:import_job_cancel", args=[job.pk]),
         "result_url": reverse("curation:dataset_detail", args=[job.dataset_id])

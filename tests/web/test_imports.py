@@ -113,10 +113,13 @@ def test_an_imports_stats_read_in_a_deliberate_order_without_internals(curator_c
 
     html = curator_client.get(reverse("curation:import_job_detail", args=[job.pk])).content
     shown = _stats_shown(html.decode())
-    assert shown[:6] == ["Files", "Format", "Queries added", "Positives added",
+    assert shown[:5] == ["Files", "Queries added", "Positives added",
                          "Negatives added", "Passages added"]  # fmt: skip
     assert shown.index("Passages added") < shown.index("Queries already there")
     assert "Foreign key checks" not in shown and b"set-based" not in html
+    # The format: once, in the page's head, as detection found it and by its name (the
+    # head said "auto-detect" and the stats "bge").
+    assert "<dt>Format</dt><dd>auto-detect: BGE / FlagEmbedding jsonl</dd>" in html.decode()
 
 
 def test_beir_zip_upload_imports_the_split_asked_for(curator_client, upload_dir):
