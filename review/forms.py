@@ -40,8 +40,9 @@ class CampaignCreateForm(forms.Form):
     )  # fmt: skip
     seed = forms.IntegerField(initial=0, help_text="the same seed samples the same items")
     overlap = forms.IntegerField(
-        min_value=1, max_value=20, initial=1, label="Overlap (k)",
-        help_text="how many annotators judge each item",
+        min_value=1, max_value=20, initial=1, label="Annotators per item",
+        help_text="each item goes to this many different annotators; with 2 or more the "
+        "agreement report also compares people with each other",
     )  # fmt: skip
     blind = forms.BooleanField(
         required=False, initial=True,

@@ -21,6 +21,9 @@ def test_a_curator_closes_and_reopens_a_campaign(client, curator, make_campaign,
     url = reverse("review:campaign_status", args=[campaign.pk])
     page = client.get(reverse("review:campaign_detail", args=[campaign.pk])).content.decode()
     assert "Close campaign" in page
+    assert f"<dt>Annotators per item</dt><dd>{campaign.overlap}</dd>" in page  # not "Overlap (k)"
+    listing = client.get(reverse("review:campaign_list")).content.decode()
+    assert '<th class="num">Annotators per item</th>' in listing
     response = client.post(url, {"status": "closed"})
     assert response.status_code == 302
     campaign.refresh_from_db()
