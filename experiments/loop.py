@@ -212,7 +212,7 @@ def _judged(dataset: Dataset, run: CascadeRun | None) -> Step:
     stages = (run.stats or {}).get("stages", {})
     flagged = stages.get(str(len(run.stages)), {}).get("flagged")
     step.state, step.url = _job_state(run), reverse("curation:cascade_run_detail", args=[run.pk])
-    step.summary = f"${run.cost_usd:.2f}" + (f" · {flagged:,} flagged" if flagged else "")
+    step.summary = f"${run.cost_usd:.4f}" + (f" · {flagged:,} queries flagged" if flagged else "")
     return step
 
 

@@ -98,7 +98,7 @@ def test_the_whole_loop_shows_each_step_and_the_gain_over_the_base(curator_clien
     cells = _cells(curator_client.get(reverse("overview:overview")).content.decode(), "full")
     for step in ("imported", "judged", "reviewed", "approved", "frozen", "trained", "evaluated"):
         assert f'data-step="{step}" data-state="done"' in cells, step
-    assert "$1.25 · 12 flagged" in cells
+    assert "$1.2500 · 12 queries flagged" in cells
     assert "κ 0.41" in cells
     assert "37 false negatives · gate met" in cells
     assert "Relabel" in cells or "relabel" in cells
@@ -154,7 +154,7 @@ def test_a_cascade_run_on_a_benchmark_split_still_shows(curator_client):
     CascadeRun.objects.create(dataset=dataset, stages=[{"number": 1, "model": "m1"}],
                               status="succeeded", cost_usd="0.50")  # fmt: skip
     cells = _cells(curator_client.get(reverse("overview:overview")).content.decode(), dataset.name)
-    assert 'data-step="judged" data-state="done"' in cells and "$0.50" in cells
+    assert 'data-step="judged" data-state="done"' in cells and "$0.5000" in cells
     assert 'data-step="reviewed" data-state="skipped"' in cells
 
 

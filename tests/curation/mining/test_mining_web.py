@@ -177,6 +177,19 @@ def test_synthesis_form_refuses_a_key_and_launches(
     assert page.status_code == 200 and b"gpt-4o-mini at http://vllm:8000/v1" in page.content
 
 
+def test_a_synthesis_run_shows_its_cost_in_dollars_like_the_cascade(curator_client, small_dataset):
+    stats = {"triplets_kept": 7, "paid_calls": 9, "cost_usd": "0.003100"}
+    run = SynthesisRun.objects.create(
+        dataset=small_dataset, generator={"model": "m"}, status=JobStatus.SUCCEEDED,
+        progress=1.0, stats=stats, cost_usd="0.0031", budget_usd="5",
+    )  # fmt: skip
+    page = curator_client.get(reverse("curation:synthesis_run_detail", args=[run.pk]))
+    html = page.content.decode()
+    assert "<dt>Cost</dt><dd>$0.0031</dd>" in html and "0.003100" not in html
+    runs = curator_client.get(reverse("curation:synthesis_new", args=[small_dataset.pk]))
+    assert '<td class="num">$0.0031</td>' in runs.content.decode()
+
+
 def test_synthesize_command(small_dataset, monkeypatch):
     monkeypatch.setenv("SIEVE_TEST_SYNTH_KEY", "k")
 
