@@ -1,9 +1,12 @@
 """A job's ``stats`` as a person reads them (``templates/htmx/_job_status.html``): in the
 order and with the words of the kind's ``StatsLayout`` (``core/job_pages.py``) when the page
 passes one, internals left out; any other key as words ("queries_added" → "Queries added");
-numbers with thousands separators, lists joined, yes/no for booleans, and nested dicts as
-"label value" pairs. It knows no job kind itself; a page that has better words for its
-stats than a list of figures shows its own and sets ``hide_stats``."""
+numbers with thousands separators, dollars (a key ending in ``_usd``) as "$0.0988", lists
+joined, yes/no for booleans, and nested dicts as "label value" pairs. It knows no job kind
+itself; a page that has better words for its stats than a list of figures shows its own and
+sets ``hide_stats``."""
+
+from decimal import Decimal, InvalidOperation
 
 from django import template
 
@@ -50,6 +53,24 @@ def stat_value(value) -> str:
     return str(value)
 
 
+def usd_text(value) -> str:
+    """An amount in USD as every money figure reads: "$0.0988" (four decimals, the run and
+    stage costs are stored to the micro-dollar); "—" when there is none."""
+    if value is None or value == "":
+        return "—"
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        return str(value)
+    return f"${amount:,.4f}"
+
+
+def _stat_text(key, value) -> str:
+    if str(key).endswith("_usd") and not isinstance(value, list | tuple | dict | bool):
+        return usd_text(value)
+    return stat_value(value)
+
+
 @register.filter
 def stat_items(stats, layout=None) -> list[tuple[str, str]]:
     """``job.stats|stat_items:stats_layout``: [(label, value as text), …], the layout's keys
@@ -61,10 +82,16 @@ def stat_items(stats, layout=None) -> list[tuple[str, str]]:
     hidden = layout.hidden if layout else frozenset()
     keys = [key for key in shown if key in stats]
     keys += [key for key in stats if key not in shown and key not in hidden]
-    return [(shown.get(key) or stat_label(key), stat_value(stats[key])) for key in keys]
+    return [(shown.get(key) or stat_label(key), _stat_text(key, stats[key])) for key in keys]
 
 
 @register.filter
 def number(value) -> str:
     """``{{ count|number }}``: a count with thousands separators (42097 → 42,097)."""
     return stat_value(value)
+
+
+@register.filter
+def usd(value) -> str:
+    """``{{ run.cost_usd|usd }}``: dollars with four decimals (0.098791 → $0.0988)."""
+    return usd_text(value)

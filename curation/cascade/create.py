@@ -24,6 +24,11 @@ from .selectors import (
 )
 
 TAGS = ("better", "worse")
+# What the judge means by each tag (prompts.py asks for exactly this), for the pages.
+TAG_MEANINGS = {
+    "better": "answers the query as well as the positive, or better",
+    "worse": "relevant, but not as good as the positive",
+}
 DEFAULT_FORWARD_TAGS = ["better", "worse"]  # RLHN: any negative named in the verdict
 DEFAULT_FALSE_NEGATIVE_TAGS = ["better"]  # "as good as the positive": a false negative
 # RLHN's cost estimate assumed this many output tokens per call.

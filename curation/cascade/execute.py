@@ -135,12 +135,13 @@ class Executor:
             s = self.stats["stages"].get(str(stage.number))
             if s:
                 parts.append(
-                    f"stage {stage.number}: {s['judged']:,} judged, {s['flagged']:,} flagged"
+                    f"stage {stage.number}: {s['judged']:,} queries judged, "
+                    f"{s['flagged']:,} flagged"
                 )
         cost = f"${self.spent:.4f}"
         if stopped_at is not None:
             return (
-                f"budget reached: {cost} of ${self.budget} spent; stopped in stage "
+                f"budget reached: {cost} of ${self.budget:.4f} spent; stopped in stage "
                 f"{stopped_at.number}, pending queries skipped · " + " · ".join(parts)
             )[:200]
         return (" · ".join(parts) + f" · {cost}")[:200]

@@ -6,9 +6,9 @@ from django import forms
 
 from ..llm.stages import StageSettings
 from ..models import CascadeMode
-from .create import TAGS, cascade_defaults
+from .create import TAG_MEANINGS, TAGS, cascade_defaults
 
-TAG_CHOICES = [(tag, tag) for tag in TAGS]
+TAG_CHOICES = [(tag, f"{tag}: {TAG_MEANINGS[tag]}") for tag in TAGS]
 # Per-stage fields shown on the form; the others (timeouts, attempts, temperature …) keep
 # their environment values.
 STAGE_FIELDS = ("model", "base_url", "api_key_env", "price_in_per_m", "price_out_per_m",
@@ -26,11 +26,14 @@ class CascadeLaunchForm(forms.Form):
     )  # fmt: skip
     forward_tags = forms.MultipleChoiceField(
         choices=TAG_CHOICES, widget=forms.CheckboxSelectMultiple,
-        help_text="A query goes on to the next stage when a negative gets one of these tags.",
+        label="Forward when tagged",
+        help_text="A query goes on to the next stage when the judge gives one of its negatives "
+        "one of these tags (or its answer could not be read).",
     )  # fmt: skip
     false_negative_tags = forms.MultipleChoiceField(
         choices=TAG_CHOICES, widget=forms.CheckboxSelectMultiple,
-        help_text="Tags that make a negative's judgment 'relevant' (a false negative).",
+        label="False negative when tagged",
+        help_text="A negative with one of these tags is judged 'relevant': a false negative.",
     )  # fmt: skip
     max_negatives = forms.IntegerField(min_value=1, max_value=100, help_text="Negatives per call.")
     max_positives = forms.IntegerField(

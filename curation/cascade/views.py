@@ -19,7 +19,7 @@ from ..datasets.views import dataset_or_404
 from ..llm.preflight import stages_preflight_on_workers
 from ..models import CascadeRun
 from . import selectors as reads
-from .create import cascade_estimate, cascade_run_create
+from .create import TAG_MEANINGS, cascade_estimate, cascade_run_create
 from .forms import CascadeLaunchForm
 from .retry import cascade_run_retry, cascade_run_retryable
 
@@ -126,6 +126,7 @@ def _run_context(run: CascadeRun) -> dict:
         "details": "curation/_cascade_details.html",
         "hide_stats": True,  # the stage table shows them
         "retryable": cascade_run_retryable(run=run),
+        "tag_meanings": TAG_MEANINGS,
     }
 
 

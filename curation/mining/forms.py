@@ -29,10 +29,18 @@ class MiningLaunchForm(forms.Form):
     approximate = forms.BooleanField(
         required=False, help_text="An IVF index instead of exact search (large corpora)."
     )
+    # Ranks count the passages the search returns for a query, positives left out, best = 1;
+    # negatives come from ranks range_min + 1 … range_max (mining/core.py).
     range_min = forms.IntegerField(
-        min_value=0, initial=0, help_text="Skip this many of the best-ranked non-positives."
-    )
-    range_max = forms.IntegerField(min_value=1, initial=100, help_text="Look no deeper than this.")
+        label="Ranks skipped", min_value=0, initial=0,
+        help_text="Skip this many of the best-ranked non-positive passages (the likeliest "
+        "unlabelled positives); 0: start at rank 1.",
+    )  # fmt: skip
+    range_max = forms.IntegerField(
+        label="Deepest rank", min_value=1, initial=100,
+        help_text="Negatives come from the ranks after the skipped ones down to this one "
+        "(ranks count the non-positive passages the search returns, best = 1).",
+    )  # fmt: skip
     num_negatives = forms.IntegerField(label="Negatives per query", min_value=1, initial=15)
     absolute_margin = forms.FloatField(
         min_value=0, required=False,
@@ -42,8 +50,16 @@ class MiningLaunchForm(forms.Form):
         min_value=0, max_value=0.999, required=False,
         help_text="0.05 = NV-Retriever's rule: at most 95% of the lowest positive's score.",
     )  # fmt: skip
-    max_score = forms.FloatField(required=False)
-    min_score = forms.FloatField(required=False)
+    max_score = forms.FloatField(
+        label="Max score", required=False,
+        help_text="Keep a negative only if its score (the model's similarity to the query) is "
+        "at most this; empty: no bound.",
+    )  # fmt: skip
+    min_score = forms.FloatField(
+        label="Min score", required=False,
+        help_text="Keep a negative only if its score is at least this (drops easy negatives); "
+        "empty: no bound.",
+    )  # fmt: skip
     sampling = forms.ChoiceField(choices=MiningSampling.choices, initial=MiningSampling.TOP)
     seed = forms.IntegerField(min_value=0, initial=0)
     teacher_flag_ratio = forms.FloatField(
@@ -63,7 +79,7 @@ class MiningLaunchForm(forms.Form):
             and data.get("range_max") is not None
             and data["range_min"] >= data["range_max"]
         ):
-            self.add_error("range_max", "must be larger than the range start")
+            self.add_error("range_max", "must be larger than the ranks skipped")
         return data
 
     def service_options(self) -> dict:

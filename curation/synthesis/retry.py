@@ -46,7 +46,7 @@ def synthesis_run_retry(*, run: SynthesisRun, budget_usd=None) -> SynthesisRun:
         raise ApplicationError(f"synthesis #{run.pk} has nothing left to retry")
     if set(left) == {"passages_not_reached"} and not raises_budget:
         raise ApplicationError(
-            f"synthesis #{run.pk} stopped at its budget (${run.budget_usd}) with "
+            f"synthesis #{run.pk} stopped at its budget (${run.budget_usd:.4f}) with "
             f"{left['passages_not_reached']:,} passages not reached: give a larger budget",
             detail={"field": "budget_usd"},
         )

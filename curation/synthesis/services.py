@@ -207,7 +207,7 @@ def dataset_triplets_synthesize(
                 counts["passages_not_reached"] = len(sample) - start
                 report(
                     base + (1 - base) * start / len(sample),
-                    f"budget reached: ${run.cost_usd:.4f} of ${run.budget_usd} spent; "
+                    f"budget reached: ${run.cost_usd:.4f} of ${run.budget_usd:.4f} spent; "
                     f"stopped before {len(sample) - start:,} passages",
                     force=True,
                 )

@@ -118,7 +118,7 @@ SYNTHESIS_STATS = StatsLayout(
         ("failure_reasons", "Failure reasons"),
         ("input_tokens", "Input tokens"),
         ("output_tokens", "Output tokens"),
-        ("cost_usd", "Cost (USD)"),
+        ("cost_usd", "Cost"),
     ),
     hidden=frozenset({"teacher", "embedding_cache"}),
 )

@@ -1,7 +1,9 @@
 """A job's stats on its page (core/templatetags/job_stats.py with a kind's StatsLayout)."""
 
+from decimal import Decimal
+
 from core.job_pages import StatsLayout
-from core.templatetags.job_stats import number, stat_items
+from core.templatetags.job_stats import number, stat_items, usd
 
 LAYOUT = StatsLayout(
     shown=(("queries_added", "Queries added"), ("passages_added", "Passages added")),
@@ -28,3 +30,9 @@ def test_counts_have_thousands_separators_and_reasons_their_counts():
     assert stat_items({"failure_reasons": [["timeout", 3], ["HTTP 500", 1]]}) == [
         ("Failure reasons", "timeout (3), HTTP 500 (1)")
     ]
+
+
+def test_dollars_read_alike_everywhere():
+    assert usd("0.098791") == "$0.0988" and usd(Decimal("5.0000")) == "$5.0000"
+    assert usd("0.1") == "$0.1000" and usd(None) == "—"
+    assert stat_items({"cost_usd": "0.003100"}) == [("Cost USD", "$0.0031")]

@@ -180,7 +180,7 @@ def test_a_cascade_run_on_a_benchmark_split_still_shows(curator_client):
     CascadeRun.objects.create(dataset=dataset, stages=[{"number": 1, "model": "m1"}],
                               status="succeeded", cost_usd="0.50")  # fmt: skip
     cells = _cells(curator_client.get(reverse("overview:overview")).content.decode(), dataset.name)
-    assert 'data-step="judged" data-state="done"' in cells and "$0.50" in cells
+    assert 'data-step="judged" data-state="done"' in cells and "$0.5000" in cells
     assert 'data-step="reviewed" data-state="skipped"' in cells
 
 

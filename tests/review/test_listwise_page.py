@@ -56,6 +56,9 @@ def test_the_mode_switch_shows_every_row_of_a_query_held(ann_client, ann, make_c
     html = list_mode(ann_client, campaign, **HX).content.decode()
     assert "data-listwise" in html and 'name="mode" value="single"' in html
     assert len(rows(html)) == 4
+    # The same words as one item at a time.
+    assert html.count("<kbd>3</kbd> Partly relevant</label>") == 4
+    assert html.count("<kbd>0</kbd> Unsure <small>(a curator decides)</small></label>") == 4
     assert set(ReviewLock.objects.filter(user=ann).values_list("item_id", flat=True)) == set(
         rows(html)
     )

@@ -65,6 +65,9 @@ def test_page_shows_query_positive_candidate_and_counters(ann_client, ann, make_
     assert re.search(r'data-counter="mine">0<', html)
     for key in ("1", "2", "3", "0"):
         assert f'data-key="{key}"' in html
+    # Unsure is an answer like the others: the button and the keys say where it goes.
+    assert "<kbd>0</kbd> Unsure <small>(a curator decides)</small></button>" in html
+    assert "Unsure (counts as your answer; a curator decides)" in html
     assert "review.js" in html and 'id="review-help"' in html
 
 

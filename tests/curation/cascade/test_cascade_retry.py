@@ -3,6 +3,7 @@ run, resuming with a larger budget, and a budget that reserves from the answers 
 the run instead of a full ``max_tokens`` answer per call in flight. The real ``openai``
 client against the local OpenAI-compatible server; nothing is paid twice."""
 
+import re
 from collections import Counter
 from decimal import Decimal
 
@@ -151,6 +152,8 @@ def test_resume_with_a_larger_budget_takes_up_the_skipped_queries_only(client, c
         client.force_login(curator)
         page = client.get(reverse("curation:cascade_run_detail", args=[run.pk])).content.decode()
         assert 'id="budget-stop"' in page and f"{skipped} queries of stage 1" in page
+        assert "the budget of $0.0025:" in page and "larger than $0.0025 to take up" in page
+        assert re.search(r"should cost about \$\d+\.\d{4} \(\$\d+\.\d{4} per call so far\)", page)
         assert "Resume with this budget" in page
         response = client.post(
             reverse("curation:cascade_run_retry", args=[run.pk]), {"budget_usd": "1"}

@@ -25,6 +25,9 @@ def test_the_form_is_prefilled_from_the_environment(curator_client, env_stages):
     assert 'value="http://127.0.0.1:9/v1"' in html
     assert re.search(r'name="stage2_concurrency"[^>]*value="32"', html)
     assert "Launch cascade" not in html  # only after an estimate
+    # The tags say what the judge means by them.
+    assert "better: answers the query as well as the positive, or better" in html
+    assert "worse: relevant, but not as good as the positive" in html
 
 
 def test_estimate_then_launch(curator_client, curator, env_stages):
@@ -33,7 +36,7 @@ def test_estimate_then_launch(curator_client, curator, env_stages):
     page = curator_client.post(estimate_url, form_data())
     html = page.content.decode()
     assert page.status_code == 200
-    assert "Estimated cost" in html and "Launch cascade" in html
+    assert "Estimated cost: $0.0" in html and "Launch cascade" in html
     assert "3 queries with negatives" in html
     assert "bpe-openai o200k_base" in html  # exact offline, and the page says how it counted
     assert "characters / 4" not in html
@@ -99,10 +102,18 @@ def test_the_run_page_shows_live_counts_and_stops_polling_when_done(curator_clie
     # Stage 1: 4 queries judged, 2 flagged (the odd ones); stage 2: those 2.
     rows = re.findall(r"<tr>\s*<td>(\d)</td><td>([\w.-]+)</td>(.*?)</tr>", html, re.S)
     cells = {n: re.findall(r'<td class="num">([^<]*)</td>', rest) for n, _, rest in rows}
-    assert cells["1"][:3] == ["4", "4", "2"]  # queries, judged, flagged
+    assert cells["1"][:3] == ["4", "4", "2"]  # queries, judged, queries flagged
     assert cells["2"][:2] == ["2", "2"]
-    full = curator_client.get(url)
-    assert b"Cascade #" in full.content and b"Estimated cost" in full.content
+    assert ">Queries flagged</th>" in html
+    run.refresh_from_db()
+    # Dollars read alike: the total, each stage, to four decimals.
+    assert f"<dd>${run.cost_usd:.4f}</dd>" in html and re.fullmatch(r"\$\d\.\d{4}", cells["1"][-1])
+    full = curator_client.get(url).content.decode()
+    assert "Cascade #" in full and "Estimated at launch: $" in full
+    assert "Estimated cost" not in full
+    assert "Forwarded when tagged</dt><dd>better, worse</dd>" in full
+    assert "Counted as false negatives when tagged</dt><dd>better</dd>" in full
+    assert "better: answers the query as well as the positive, or better" in full
 
 
 def test_a_curator_cancels_a_queued_run(curator_client):
@@ -139,7 +150,7 @@ def test_the_command_estimates_and_runs(capsys):
     run = CascadeRun.objects.get()
     assert run.status == JobStatus.SUCCEEDED and run.dataset == dataset
     assert len(run.stages) == 1 and str(run.budget_usd) == "1.0000"
-    assert "succeeded" in out and "3 judged" in out
+    assert "succeeded" in out and "3 queries judged" in out
 
 
 def test_a_malformed_stage_variable_is_shown_not_a_server_error(curator_client, monkeypatch):

@@ -81,7 +81,7 @@ def test_launching_a_mining_run_from_the_form(
             "range_min": 0, "range_max": 50, "num_negatives": 7, "relative_margin": "0.05",
             "sampling": "random", "seed": 4, "teacher_flag_ratio": "0.95"}  # fmt: skip
     bad = curator_client.post(url, {**form, "range_min": 60})
-    assert bad.status_code == 400 and b"must be larger than the range start" in bad.content
+    assert bad.status_code == 400 and b"must be larger than the ranks skipped" in bad.content
     assert not MiningRun.objects.exists()
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = curator_client.post(url, form)
@@ -99,6 +99,15 @@ def test_launching_a_mining_run_from_the_form(
     assert custom.status_code == 302
     latest = MiningRun.objects.latest("id")
     assert (latest.query_prefix, latest.passage_prefix) == ("search_query: ", "")
+    # The form and the run list say what the ranks and scores mean.
+    page = curator_client.get(reverse("curation:mining_new", args=[small_dataset.pk]))
+    html = page.content.decode()
+    assert "Ranks skipped" in html and "Deepest rank" in html and "0: start at rank 1" in html
+    assert "Keep a negative only if its score is at least this" in html
+    assert '>Ranks considered</th><th>Margin</th><th class="num">Negatives per query</th>' in html
+    assert '<td>1–50</td>\n      <td>relative 0.05</td>\n      <td class="num">7</td>' in html
+    detail = curator_client.get(reverse("curation:mining_run_detail", args=[run.pk]))
+    assert ">Ranks considered</dt><dd>1–50</dd>" in detail.content.decode()
 
 
 def test_the_run_page_polls_until_the_run_ends(viewer_client, small_dataset):
@@ -175,6 +184,19 @@ def test_synthesis_form_refuses_a_key_and_launches(
     assert "sk-" not in json.dumps(run.generator)
     page = curator_client.get(reverse("curation:synthesis_run_detail", args=[run.pk]))
     assert page.status_code == 200 and b"gpt-4o-mini at http://vllm:8000/v1" in page.content
+
+
+def test_a_synthesis_run_shows_its_cost_in_dollars_like_the_cascade(curator_client, small_dataset):
+    stats = {"triplets_kept": 7, "paid_calls": 9, "cost_usd": "0.003100"}
+    run = SynthesisRun.objects.create(
+        dataset=small_dataset, generator={"model": "m"}, status=JobStatus.SUCCEEDED,
+        progress=1.0, stats=stats, cost_usd="0.0031", budget_usd="5",
+    )  # fmt: skip
+    page = curator_client.get(reverse("curation:synthesis_run_detail", args=[run.pk]))
+    html = page.content.decode()
+    assert "<dt>Cost</dt><dd>$0.0031</dd>" in html and "0.003100" not in html
+    runs = curator_client.get(reverse("curation:synthesis_new", args=[small_dataset.pk]))
+    assert '<td class="num">$0.0031</td>' in runs.content.decode()
 
 
 def test_synthesize_command(small_dataset, monkeypatch):

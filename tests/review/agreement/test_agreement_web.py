@@ -93,6 +93,13 @@ def test_report_page_shows_the_figures_and_the_paper_beside_them(
     assert '<script src="http' not in html
     assert "Out of date" not in html and "Up to date" in html
     assert f'href="/review/agreement/{finished.pk}/agreement.csv"' in html
+    # The count has one name here and in the list; the cut-off says what its number is.
+    assert "<dt>Human verdicts</dt>" in html
+    cutoff = finished.judgment_cutoff
+    assert f"with an id up to #{cutoff}, the newest when it was computed" in html
+    assert f">up to judgment #{cutoff}</dd>" in html
+    listing = client.get(reverse("review:agreement_index")).content.decode()
+    assert '<th class="num">Human verdicts</th>' in listing and "Human ratings" not in listing
 
 
 @pytest.mark.django_db
