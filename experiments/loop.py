@@ -361,9 +361,8 @@ def _benchmark_steps(dataset: Dataset, steps: list[Step], result: EvalResult | N
         return
     run = result.run
     step.state, step.url = _job_state(run), reverse("evaluation:run_detail", args=[run.pk])
-    score = result.ndcg_at_10 if result.ndcg_at_10 is not None else result.main_score
     model = run.model_label or model_short_name(run.model_ref)
-    step.summary = f"{model} · nDCG@10 {score * 100:.2f}"
+    step.summary = f"{model} · nDCG@10 {_ndcg(result) * 100:.2f}"
 
 
 def dataset_loops(
