@@ -47,6 +47,9 @@ def _wait_for(run, predicate, *, worker, timeout=JOB_TIMEOUT, poll=0.2):
     while time.monotonic() < deadline:
         run.refresh_from_db()
         if predicate(run):
+            # A predicate that queries (the run's results) may see a commit that came after
+            # the row was read: read it again, so the row is at least as new as what it saw.
+            run.refresh_from_db()
             return run
         if run.status in (JobStatus.FAILED, JobStatus.CANCELLED):
             break
