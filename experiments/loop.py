@@ -17,7 +17,7 @@ from django.urls import reverse
 
 from core.models import USABLE_STATUSES, JobStatus
 from core.pagination import KeysetPage, keyset_paginate
-from curation.datasets.selectors import EVALUATION_SPLITS, dataset_import_splits
+from curation.datasets.selectors import dataset_import_splits, evaluation_split_of
 from curation.models import Approval, CascadeRun, Dataset, MiningRun, Snapshot
 from evaluation.models import EvalResult, EvaluationRun
 from evaluation.services.dataset_tasks import DATASET_PREFIX
@@ -169,7 +169,7 @@ class _Page:
         # A benchmark split is an evaluation task of its own (``dataset:<id>``): its newest
         # score, of whichever model.
         self.benchmarks = {
-            pk for pk in ids if _benchmark_split(self.splits.get(pk, set())) is not None
+            pk for pk in ids if evaluation_split_of(self.splits.get(pk, set())) is not None
         }
         specs = {f"{DATASET_PREFIX}{pk}": pk for pk in self.benchmarks}
         newest = (
@@ -180,13 +180,6 @@ class _Page:
         )
         results = EvalResult.objects.select_related("run").in_bulk([row["last"] for row in newest])
         self.benchmark_result = {specs[r.task]: r for r in results.values()}
-
-
-def _benchmark_split(splits: set[str]) -> str | None:
-    """The evaluation split that is all a dataset holds (as on its page), else None."""
-    if len(splits) == 1 and (split := next(iter(splits))) in EVALUATION_SPLITS:
-        return split
-    return None
 
 
 def _imported(dataset: Dataset) -> Step:
@@ -201,7 +194,7 @@ def _imported(dataset: Dataset) -> Step:
 
 def _mined(dataset: Dataset, run: MiningRun | None, splits: set[str]) -> Step:
     step = Step("mined", "Mined")
-    if run is None and (split := _benchmark_split(splits)) is not None:
+    if run is None and (split := evaluation_split_of(splits)) is not None:
         # As on the dataset's page: mined negatives are training data, not a benchmark's.
         step.state, step.summary = SKIPPED, f"{split} split of a benchmark: not mined"
         return step

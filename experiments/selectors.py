@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from curation.models import Snapshot
@@ -34,24 +35,18 @@ def comparison_progress(steps: list[ComparisonStep]) -> str:
     (its "succeeded" means launched), so the page says how far they got — "training runs:
     2 succeeded, 1 running · evaluations: 2 succeeded, 1 waiting for its training"."""
 
-    def counted(statuses) -> str:
-        counts: dict[str, int] = {}
-        for status in statuses:
-            counts[status] = counts.get(status, 0) + 1
-        return ", ".join(f"{n} {status}" for status, n in counts.items())
+    def counted(statuses) -> list[str]:
+        return [f"{n} {status}" for status, n in Counter(statuses).items()]
 
-    trainings = [s.training_run.status for s in steps if s.training_run]
-    evaluations = [r.status for s in steps for r in s.evaluation_runs]
-    waiting = sum(1 for s in steps if s.training_run and not s.evaluation_runs)
+    trainings = counted(s.training_run.status for s in steps if s.training_run)
+    evaluations = counted(r.status for s in steps for r in s.evaluation_runs)
+    if waiting := sum(1 for s in steps if s.training_run and not s.evaluation_runs):
+        evaluations.append(f"{waiting} waiting for {'its' if waiting == 1 else 'their'} training")
     parts = []
     if trainings:
-        parts.append(f"training runs: {counted(trainings)}")
-    if evaluations or waiting:
-        evaluated = counted(evaluations)
-        wait = f"{waiting} waiting for {'its' if waiting == 1 else 'their'} training"
-        parts.append(
-            "evaluations: " + ", ".join(p for p in (evaluated, wait if waiting else "") if p)
-        )
+        parts.append("training runs: " + ", ".join(trainings))
+    if evaluations:
+        parts.append("evaluations: " + ", ".join(evaluations))
     return " · ".join(parts)
 
 

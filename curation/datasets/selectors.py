@@ -347,11 +347,17 @@ def dataset_import_splits(*, dataset_ids: Sequence[int] | None = None) -> dict[i
     return splits
 
 
-def dataset_evaluation_split(*, dataset: Dataset) -> str | None:
-    """The evaluation split (``test``, ``dev``, …) that is all ``dataset`` was imported
-    from, or None when it holds training data, several splits or no recorded import. Such a
-    dataset is an evaluation task of its own (evaluation/services/dataset_tasks.py)."""
-    found = dataset_import_splits(dataset_ids=[dataset.pk]).get(dataset.pk, set())
-    if len(found) == 1 and (split := next(iter(found))) in EVALUATION_SPLITS:
+def evaluation_split_of(splits: set[str]) -> str | None:
+    """The evaluation split (``test``, ``dev``, …) when it is all of ``splits`` (a dataset's,
+    from ``dataset_import_splits``), else None: training data, several splits, no import."""
+    if len(splits) == 1 and (split := next(iter(splits))) in EVALUATION_SPLITS:
         return split
     return None
+
+
+def dataset_evaluation_split(*, dataset: Dataset) -> str | None:
+    """The evaluation split that is all ``dataset`` was imported from, or None. Such a
+    dataset is an evaluation task of its own (evaluation/services/dataset_tasks.py)."""
+    return evaluation_split_of(
+        dataset_import_splits(dataset_ids=[dataset.pk]).get(dataset.pk, set())
+    )

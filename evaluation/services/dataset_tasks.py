@@ -26,7 +26,7 @@ from django.conf import settings
 from django.db.models import Exists, OuterRef
 
 from core.ml.beir import BeirSplit
-from curation.datasets.selectors import EVALUATION_SPLITS, dataset_import_splits
+from curation.datasets.selectors import dataset_import_splits, evaluation_split_of
 from curation.models import (
     Candidate,
     CandidateOrigin,
@@ -43,9 +43,9 @@ HELD_OUT_PREFIX = "heldout:"
 def dataset_task_rows() -> list[dict]:
     """The datasets on offer: ``{"spec", "name", "split", "queries", "passages"}``, by name."""
     offered = {
-        dataset_id: sorted(found)[0]
+        dataset_id: split
         for dataset_id, found in dataset_import_splits().items()
-        if len(found) == 1 and next(iter(found)) in EVALUATION_SPLITS
+        if (split := evaluation_split_of(found)) is not None
     }
     datasets = Dataset.objects.filter(pk__in=offered).select_related("corpus").order_by("name")
     return [

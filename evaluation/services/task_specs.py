@@ -19,11 +19,11 @@ from django.conf import settings
 
 from core.errors import ApplicationError
 from core.ml.beir import beir_folders_find
+from curation.datasets.selectors import EVALUATION_SPLITS
 
 from ..beir import beir_task_build, retrieval_task_build
 from .dataset_tasks import (
     DATASET_PREFIX,
-    EVALUATION_SPLITS,
     HELD_OUT_PREFIX,
     dataset_split_read,
     dataset_task_names,

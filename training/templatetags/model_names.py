@@ -18,6 +18,7 @@ from training.models import TrainingMethod
 
 register = template.Library()
 
+METHOD_LABELS = dict(TrainingMethod.choices)
 GENERIC = {"model", "models", "checkpoint", "final", "output", "best", "adapter", "merged"}
 
 
@@ -61,7 +62,7 @@ def model_name(ref) -> str:
 @register.filter
 def method_label(value) -> str:
     """A training method as the training pages name it: ``lora`` → ``LoRA adapter (peft)``."""
-    return dict(TrainingMethod.choices).get(str(value or ""), value)
+    return METHOD_LABELS.get(str(value or ""), value)
 
 
 @register.filter
